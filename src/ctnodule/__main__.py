@@ -1,0 +1,5 @@
+"""`python -m ctnodule` runs the CLI."""
+
+from ctnodule.cli import main
+
+main()

@@ -1,0 +1,30 @@
+"""Shared fixtures: the real LIDC data in ../shared/data (skipped when absent) and the synthetic phantom."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("CTNODULE_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def _real(name: str) -> Path:
+    path = SHARED_DATA / name
+    if not path.is_dir():
+        pytest.skip(f"real data {path} not present")
+    return path
+
+
+@pytest.fixture(scope="session")
+def voi_src() -> Path:
+    """../shared/data/lidc-voi (LIDC VOI export: NIfTI crops + masks + xlsx)."""
+    return _real("lidc-voi")
+
+
+@pytest.fixture(scope="session")
+def lidc_src() -> Path:
+    """../shared/data/lidc-idri (four LIDC-IDRI patients, DICOM + XML)."""
+    return _real("lidc-idri")
