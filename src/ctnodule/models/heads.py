@@ -1,0 +1,149 @@
+"""Classification heads by name: the seed's head, a plain MLP, a linear head, and an SVM on features.
+
+Every head takes the backbone's feature map (N, F, h, w) plus optional tabular features (N, E) — the
+measured nodule size, the strongest malignancy signal — concatenated to the pooled image features, and
+returns logits (N, C). The SVM is a scikit-learn estimator (params in `__init__`, fitted state ends in
+`_`), trained on cached pooled features; `surrogate()` distils it into a linear torch head so Grad-CAM
+still has a differentiable path from pixels to a class score.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from ctnodule.errors import ConfigError
+from ctnodule.registry import Registry
+
+HEADS: Registry = Registry("head")
+
+
+class Head(nn.Module):
+    """Base: `forward(fmap, extra)`; `n_extra` tabular features are appended after pooling."""
+
+    n_extra: int = 0
+
+    def _with_extra(self, pooled: torch.Tensor, extra: torch.Tensor | None) -> torch.Tensor:
+        if self.n_extra == 0:
+            return pooled
+        if extra is None or extra.shape != (pooled.shape[0], self.n_extra):
+            got = None if extra is None else tuple(extra.shape)
+            raise ConfigError(f"this head needs {self.n_extra} tabular feature(s) per sample (the nodule "
+                              f"size), got {got}")
+        return torch.cat([pooled, extra.to(pooled.dtype)], dim=1)
+
+
+class SeedHead(Head):
+    """The seed's head: conv 3x3, max-pool, flatten, dropout, three dense layers, dropout, output."""
+
+    def __init__(self, in_features: int, n_classes: int, n_extra: int = 0, conv: int = 128,
+                 dense: tuple[int, int, int] = (256, 128, 64), dropout: float = 0.5):
+        super().__init__()
+        self.n_extra = n_extra
+        self.conv = nn.Sequential(nn.Conv2d(in_features, conv, 3, padding=1), nn.ReLU(inplace=True),
+                                  nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Dropout(dropout))
+        layers: list[nn.Module] = []
+        width = conv + n_extra
+        for d in dense:
+            layers += [nn.Linear(width, d), nn.ReLU(inplace=True)]
+            width = d
+        self.dense = nn.Sequential(*layers, nn.Dropout(dropout), nn.Linear(width, n_classes))
+
+    def forward(self, fmap: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        return self.dense(self._with_extra(self.conv(fmap), extra))
+
+
+class MLPHead(Head):
+    """Global average pool, (+ size), one hidden layer with dropout, output."""
+
+    def __init__(self, in_features: int, n_classes: int, n_extra: int = 0, hidden: int = 256,
+                 dropout: float = 0.3):
+        super().__init__()
+        self.n_extra = n_extra
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.mlp = nn.Sequential(nn.Dropout(dropout), nn.Linear(in_features + n_extra, hidden),
+                                 nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, n_classes))
+
+    def forward(self, fmap: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        return self.mlp(self._with_extra(self.pool(fmap), extra))
+
+
+class LinearHead(Head):
+    """Global average pool, (+ size), dropout, one linear layer: the least that can overfit."""
+
+    def __init__(self, in_features: int, n_classes: int, n_extra: int = 0, dropout: float = 0.2):
+        super().__init__()
+        self.n_extra = n_extra
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.drop = nn.Dropout(dropout)
+        self.fc = nn.Linear(in_features + n_extra, n_classes)
+
+    def forward(self, fmap: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        return self.fc(self.drop(self._with_extra(self.pool(fmap), extra)))
+
+
+class SVMHead:
+    """An RBF SVM with Platt-scaled probabilities on standardised pooled features (+ size).
+
+    Not a torch module: it is fitted by scikit-learn on cached features, so it needs a frozen backbone.
+    """
+
+    is_sklearn = True
+
+    def __init__(self, C: float = 1.0, kernel: str = "rbf", gamma: str | float = "scale", seed: int = 0):
+        self.C = C
+        self.kernel = kernel
+        self.gamma = gamma
+        self.seed = seed
+
+    def fit(self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> "SVMHead":
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+        from sklearn.svm import SVC
+
+        svc = SVC(C=self.C, kernel=self.kernel, gamma=self.gamma, probability=True, random_state=self.seed,
+                  class_weight=None)
+        self.model_ = make_pipeline(StandardScaler(), svc)
+        self.model_.fit(X, y, svc__sample_weight=sample_weight)
+        self.classes_ = self.model_.classes_
+        return self
+
+    def predict_proba(self, X: np.ndarray, n_classes: int) -> np.ndarray:
+        if not hasattr(self, "model_"):
+            raise ConfigError("SVMHead: call fit(features, labels) before predict_proba")
+        out = np.zeros((len(X), n_classes), dtype=np.float64)
+        out[:, self.classes_] = self.model_.predict_proba(X)
+        return out
+
+    def surrogate(self, X: np.ndarray, n_classes: int, n_extra: int) -> LinearHead:
+        """A linear torch head fitted to reproduce this SVM's log-probabilities on `X` (least squares).
+
+        Grad-CAM differentiates this surrogate; its agreement with the SVM is reported by the caller.
+        """
+        target = np.log(np.clip(self.predict_proba(X, n_classes), 1e-6, 1.0))
+        target -= target.mean(axis=1, keepdims=True)
+        design = np.hstack([X, np.ones((len(X), 1))])
+        coef, *_ = np.linalg.lstsq(design, target, rcond=1e-4)
+        head = LinearHead(X.shape[1] - n_extra, n_classes, n_extra=n_extra, dropout=0.0)
+        with torch.no_grad():
+            head.fc.weight.copy_(torch.from_numpy(coef[:-1].T.astype(np.float32)))
+            head.fc.bias.copy_(torch.from_numpy(coef[-1].astype(np.float32)))
+        return head
+
+
+def create_head(name: str, in_features: int, n_classes: int, n_extra: int = 0, **params) -> Head | SVMHead:
+    """Build head `name`; torch heads get the feature sizes, the SVM only its own params."""
+    factory = HEADS.get(name)
+    if factory is SVMHead:
+        return factory(**params)
+    try:
+        return factory(in_features=in_features, n_classes=n_classes, n_extra=n_extra, **params)
+    except TypeError as exc:
+        raise ConfigError(f"head {name!r}: bad parameter ({exc})") from None
+
+
+HEADS.register("seed")(SeedHead)
+HEADS.register("mlp")(MLPHead)
+HEADS.register("linear")(LinearHead)
+HEADS.register("svm")(SVMHead)
