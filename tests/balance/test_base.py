@@ -1,0 +1,56 @@
+"""Contract tests run over every registered balancer."""
+
+import numpy as np
+import pytest
+import torch
+
+from ctnodule.balance import available, resolve
+from ctnodule.errors import ConfigError
+
+EXPECTED = {"none", "weights", "oversample", "undersample", "smote", "smote_embed", "focal",
+            "logit_adjusted"}
+FAST = sorted(set(available()) - {"cgan"})  # cgan trains a network: tested in test_cgan.py
+
+
+def test_all_balancers_registered():
+    assert EXPECTED <= set(available())
+
+
+def test_unknown_name_suggests_close_match():
+    with pytest.raises(ConfigError, match="smote"):
+        resolve("smot")
+
+
+@pytest.mark.parametrize("name", FAST)
+def test_contract_on_features(name):
+    rng = np.random.default_rng(0)
+    y = np.array([0] * 30 + [1] * 12 + [2] * 8)
+    X = rng.normal(size=(len(y), 6)).astype(np.float32) + y[:, None]
+    b = resolve(name)
+    params = b.get_params()
+    X2, y2, synth = b.resample(X, y, seed=3)
+    assert X2.shape[1:] == X.shape[1:] and X2.dtype == X.dtype
+    assert len(X2) == len(y2) == len(synth) and synth.dtype == bool
+    # real rows are the input rows, unchanged; synthetic rows point nowhere
+    idx = b.sample_indices_
+    np.testing.assert_array_equal(X2[~synth], X[idx[~synth]])
+    np.testing.assert_array_equal(y2[~synth], y[idx[~synth]])
+    assert (idx[synth] == -1).all()
+    counts = np.bincount(y2, minlength=3)
+    if name in ("oversample", "smote", "smote_embed"):
+        assert (counts == 30).all()
+    elif name == "undersample":
+        assert (counts == 8).all()
+    else:
+        np.testing.assert_array_equal(X2, X)
+    assert isinstance(b.loss(y2, 3), torch.nn.Module)
+    assert b.get_params() == params  # fitting never rewrites the user's parameters
+    # deterministic from the seed
+    X3, y3, _ = resolve(name).resample(X, y, seed=3)
+    np.testing.assert_array_equal(X2, X3)
+    np.testing.assert_array_equal(y2, y3)
+
+
+def test_mismatched_lengths_are_a_clear_error():
+    with pytest.raises(ConfigError, match="rows"):
+        resolve("oversample").resample(np.zeros((5, 2)), np.zeros(4, dtype=int), 0)
