@@ -28,3 +28,14 @@ def voi_src() -> Path:
 def lidc_src() -> Path:
     """../shared/data/lidc-idri (four LIDC-IDRI patients, DICOM + XML)."""
     return _real("lidc-idri")
+
+
+@pytest.fixture(scope="session")
+def phantom(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small synthetic phantom dataset (40 patients, ~58 nodules, all 5 classes, full + nodule views,
+    masks and k=1 context), built once per test session. Synthetic: for pipeline tests, not for results."""
+    from ctnodule.data.importers import import_synthetic
+
+    out = tmp_path_factory.mktemp("phantom") / "phantom"
+    import_synthetic(out, patients=40, seed=0, progress=False)
+    return out

@@ -2,10 +2,50 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 import_app = typer.Typer(help="Import real or synthetic data into a slice dataset (manifest.csv + NRRD).",
                          no_args_is_help=True)
+
+_FORCE = typer.Option(False, "--force", help="Replace OUT if it exists (only once the new dataset is complete).")
+
+
+def print_report(report) -> None:  # noqa: ANN001 (ImportReport; imported lazily to keep --help fast)
+    """The import summary: samples per view and class, skipped items with reasons, time."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"{report.kind} import -> {report.out}")
+    frame = report.table()
+    for col in frame.columns:
+        table.add_column(str(col), justify="left" if col == "view" else "right")
+    for row in frame.itertuples(index=False):
+        table.add_row(*map(str, row))
+    console.print(table)
+    if report.skipped:
+        console.print(f"[yellow]skipped {len(report.skipped)}[/yellow] (details in import_report.json):")
+        for item in report.skipped[:10]:
+            console.print(f"  {item['item']}: {item['reason']}")
+        if len(report.skipped) > 10:
+            console.print(f"  ... and {len(report.skipped) - 10} more")
+    console.print(f"{report.n_samples} samples in {report.seconds:.1f} s")
+
+
+@import_app.command("synthetic")
+def synthetic_cmd(
+    out: Path = typer.Argument(..., help="Output dataset folder."),
+    patients: int = typer.Option(40, min=1, help="Number of phantom patients (1-3 nodules each)."),
+    seed: int = typer.Option(0, help="Random seed: the same seed gives the same dataset."),
+    context: int = typer.Option(1, min=0, help="Neighbour slices stored each side (2.5D context)."),
+    force: bool = _FORCE,
+) -> None:
+    """Generate the synthetic CT phantom (demo/test data; labelled synthetic everywhere)."""
+    from ctnodule.data.importers import import_data
+
+    print_report(import_data("synthetic", out, patients=patients, seed=seed, context=context, force=force))
 
 
 def register(app: typer.Typer) -> None:
