@@ -1,0 +1,119 @@
+"""Baselines every model is judged against, evaluated on the model's own splits.
+
+- `majority`: predicts the training fold's class frequencies for every sample (accuracy of always saying
+  the commonest class, ROC-AUC 0.5). A model below it has learned nothing.
+- `size`: logistic regression on log nodule size alone. Size is the strongest single malignancy signal in
+  LIDC (radiologists rate big nodules as suspicious), so a CNN that does not beat this has learned size
+  and little else. Size is the mask-measured equivalent diameter (`mask_diameter_mm`) when the dataset has
+  it, else the source's `diameter_mm`, else computed from the mask files (area x pixel spacing).
+
+Both give out-of-fold probabilities: each sample is predicted by the model fitted on the folds that do not
+hold it (for a holdout, only the held-out samples are predicted; the rest stay NaN). `evaluate_baselines`
+scores them with `compute_metrics` on exactly the rows the model is scored on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ctnodule.errors import DataError
+from ctnodule.evaluate.metrics import compute_metrics
+from ctnodule.train.splits import N_CLASSES, Split, task_labels
+
+#: smallest size used in log(size): a zero-area mask (a reader's point mark) must not become -inf
+MIN_SIZE_MM = 0.5
+
+
+def majority_baseline(frame: pd.DataFrame, task: str, splits: list[Split]) -> np.ndarray:
+    """Out-of-fold (n, n_classes) probabilities: each validation fold gets its training fold's class prior."""
+    y = task_labels(frame, task)
+    k = N_CLASSES[task]
+    oof = np.full((len(frame), k), np.nan)
+    for train, val in splits:
+        prior = np.bincount(y[train], minlength=k).astype(float)
+        oof[val] = prior / prior.sum()
+    return oof
+
+
+def size_baseline(
+    frame: pd.DataFrame, task: str, splits: list[Split], root: str | Path | None = None
+) -> np.ndarray:
+    """Out-of-fold (n, n_classes) probabilities of a logistic regression on log nodule size.
+
+    `root` is the dataset folder, needed only when the size must be measured from `mask_path` files.
+    A missing size (NaN) is filled with the training fold's median.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    y = task_labels(frame, task)
+    k = N_CLASSES[task]
+    x = np.log(np.maximum(nodule_size_mm(frame, root), MIN_SIZE_MM))
+    oof = np.full((len(frame), k), np.nan)
+    for train, val in splits:
+        fill = np.nanmedian(x[train])
+        x_train = np.where(np.isnan(x[train]), fill, x[train])[:, None]
+        x_val = np.where(np.isnan(x[val]), fill, x[val])[:, None]
+        mean, sd = x_train.mean(), x_train.std() or 1.0
+        model = LogisticRegression(max_iter=1000).fit((x_train - mean) / sd, y[train])
+        oof[val] = 0.0
+        oof[np.ix_(val, model.classes_)] = model.predict_proba((x_val - mean) / sd)
+    return oof
+
+
+def evaluate_baselines(
+    frame: pd.DataFrame, task: str, splits: list[Split], root: str | Path | None = None
+) -> dict[str, dict]:
+    """{"majority": metrics, "size": metrics} of the out-of-fold baseline predictions on `splits`.
+
+    Scored on every sample that is in a validation set (all of them for k-fold CV), like the model's
+    out-of-fold predictions, so the numbers sit side by side in the model card.
+    """
+    y = task_labels(frame, task)
+    scored = np.zeros(len(frame), bool)
+    for _, val in splits:
+        scored[np.asarray(val)] = True
+    if not scored.any():
+        raise DataError("the splits have no validation samples: nothing to evaluate the baselines on")
+    out = {}
+    for name, oof in (("majority", majority_baseline(frame, task, splits)),
+                      ("size", size_baseline(frame, task, splits, root))):
+        out[name] = compute_metrics(y[scored], oof[scored], task)
+    return out
+
+
+def nodule_size_mm(frame: pd.DataFrame, root: str | Path | None = None) -> np.ndarray:
+    """Nodule size (mm) per row: `mask_diameter_mm`, else `diameter_mm`, else equivalent diameter of the mask.
+
+    The equivalent diameter is that of the circle with the mask's area (pixels x row x column spacing).
+    Raises `DataError` when the frame has none of these.
+    """
+    for column in ("mask_diameter_mm", "diameter_mm"):
+        if column in frame.columns:
+            values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
+            if np.isfinite(values).any():
+                return values
+    if "mask_path" in frame.columns and root is not None:
+        return _mask_diameters(frame, Path(root))
+    raise DataError(
+        "no nodule size for the size baseline: the dataset has no mask_diameter_mm or diameter_mm column"
+        + ("" if "mask_path" in frame.columns else " and no mask_path column")
+        + ("; pass the dataset folder (root) to measure the masks" if root is None else "")
+    )
+
+
+def _mask_diameters(frame: pd.DataFrame, root: Path) -> np.ndarray:
+    from ctnodule.data.io import read_nrrd
+
+    sizes = np.full(len(frame), np.nan)
+    for i, rel in enumerate(frame["mask_path"].tolist()):
+        if not isinstance(rel, str) or not rel:
+            continue
+        mask, spacing = read_nrrd(root / rel)
+        area = float((mask > 0).sum()) * float(spacing[-2]) * float(spacing[-1])
+        sizes[i] = 2.0 * np.sqrt(area / np.pi)
+    if not np.isfinite(sizes).any():
+        raise DataError("no row has a mask_path to measure the nodule size from", root)
+    return sizes
