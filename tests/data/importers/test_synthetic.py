@@ -52,7 +52,7 @@ def test_crop_sizes_vary_and_sizes_follow_malignancy(phantom):
     f = ds.frame
     nod = f[f["view"] == "nodule"]
     shapes = {ds[i].shape for i in nod.index}
-    assert len(shapes) > 5 and min(min(s) for s in shapes) >= 30 and max(max(s) for s in shapes) <= 200
+    assert len(shapes) > 5 and min(min(s) for s in shapes) >= 30 and max(max(s) for s in shapes) <= 256
     med = nod.groupby("malignancy")["mask_diameter_mm"].median()
     assert med[1] < med[3] < med[5]
     assert np.corrcoef(nod["diameter_mm"], nod["mask_diameter_mm"])[0, 1] > 0.8
