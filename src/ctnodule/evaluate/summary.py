@@ -1,0 +1,80 @@
+"""From out-of-fold predictions to the whole `metrics.json` of a run, in one call.
+
+The training engine writes `oof_predictions.csv` (sample_id, patient_id, fold, y_true, proba_0..proba_{C-1});
+`evaluate_oof` turns it into the dictionary `write_metrics` stores:
+
+    {n, accuracy, ..., roc_auc, [qwk, within_one], per_class,      # pooled out-of-fold metrics
+     ci: {metric: [lo, hi]},                                       # patient-cluster bootstrap, 95 %
+     baselines: {majority: {...}, size: {...}},                    # same splits (needs the dataset frame)
+     folds: [{fold, n, accuracy, ...}, ...]}                       # per-fold metrics -> CV mean ± sd
+
+Pooled out-of-fold metrics use every sample once, so they are the headline numbers; the per-fold list shows
+how much they move from fold to fold (the benchmark table's ± sd).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ctnodule.errors import DataError
+from ctnodule.evaluate.bootstrap import bootstrap_ci
+from ctnodule.evaluate.metrics import compute_metrics
+from ctnodule.train.splits import N_CLASSES, Split
+
+OOF_FILE = "oof_predictions.csv"
+
+
+def oof_arrays(oof: pd.DataFrame, task: str) -> tuple[np.ndarray, np.ndarray]:
+    """(y_true, proba) from an out-of-fold predictions frame; checks the proba_k columns are all there."""
+    columns = [f"proba_{c}" for c in range(N_CLASSES[task])]
+    missing = [c for c in ("y_true", *columns) if c not in oof.columns]
+    if missing:
+        raise DataError(f"out-of-fold predictions lack column(s) {missing} for the {task} task")
+    if oof.empty:
+        raise DataError("out-of-fold predictions are empty")
+    return oof["y_true"].to_numpy(dtype=int), oof[columns].to_numpy(dtype=float)
+
+
+def read_oof(run_dir: str | Path) -> pd.DataFrame:
+    """`run_dir/oof_predictions.csv` with ids as strings."""
+    path = Path(run_dir) / OOF_FILE
+    if not path.is_file():
+        raise DataError(f"no {OOF_FILE}; the run did not finish writing its predictions", path)
+    return pd.read_csv(path, dtype={"sample_id": str, "patient_id": str})
+
+
+def evaluate_oof(
+    oof: pd.DataFrame, task: str, frame: pd.DataFrame | None = None, splits: list[Split] | None = None,
+    root: str | Path | None = None, n_boot: int = 1000, seed: int = 0,
+) -> dict:
+    """The `metrics.json` dictionary of a run from its out-of-fold predictions.
+
+    `frame` (the dataset's manifest rows the splits index into), `splits` and, when sizes come from masks,
+    `root` (the dataset folder) add the majority and size baselines on the same splits; without them the
+    "baselines" entry is empty. The bootstrap resamples patients when `oof` has a patient_id column.
+    """
+    from ctnodule.evaluate.baselines import evaluate_baselines
+
+    y, proba = oof_arrays(oof, task)
+    metrics = compute_metrics(y, proba, task)
+    groups = oof["patient_id"].astype(str).to_numpy() if "patient_id" in oof.columns else None
+    metrics["ci"] = {k: [lo, hi] for k, (lo, hi) in bootstrap_ci(y, proba, task, n_boot, seed, groups).items()}
+    metrics["baselines"] = {}
+    if frame is not None and splits is not None:
+        metrics["baselines"] = {name: _scalars(m) for name, m in evaluate_baselines(frame, task, splits, root).items()}
+    metrics["folds"] = []
+    if "fold" in oof.columns:
+        for fold, part in oof.groupby("fold", sort=True):
+            with warnings.catch_warnings():  # a small fold lacking a class is expected; pooled metrics warn
+                warnings.simplefilter("ignore", UserWarning)
+                fold_metrics = _scalars(compute_metrics(*oof_arrays(part, task), task))
+            metrics["folds"].append({"fold": int(fold), **fold_metrics})
+    return metrics
+
+
+def _scalars(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if k != "per_class"}

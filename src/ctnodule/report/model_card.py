@@ -1,0 +1,244 @@
+"""The model card: `report.html` of a run folder, written from the files the run left there.
+
+Reads (run folder layout; only metrics.json and oof_predictions.csv are required):
+
+    config.yaml            dataset path (`data`/`dataset`), view, task, backbone, head, preset, folds or
+                           holdout test_size, seed, weights (requested) and weights_source (what was loaded:
+                           a file / package, or "random"); keys may sit at top level or one level nested
+    pipeline.yaml          the preprocessing steps, a list of {name, params} (or {steps: [...]})
+    splits/fold-*.csv      sample_id, patient_id, split (train/val)
+    history.csv            epoch, fold, train_loss, val_loss, train_acc, val_acc, lr
+    oof_predictions.csv    sample_id, patient_id, fold, y_true, proba_0..proba_{C-1}
+    metrics.json           see `ctnodule.evaluate.summary.evaluate_oof`
+
+and writes `report.html` with figures under `figures/`. Random (not pretrained) weights are said loudly:
+a from-scratch CNN on 800 nodules is a different claim from a fine-tuned ImageNet one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from ctnodule.atomic import write_text
+from ctnodule.errors import RunError
+from ctnodule.evaluate.metrics import class_names, metric_keys
+from ctnodule.report.html import HtmlReport
+
+METRICS_FILE = "metrics.json"
+REPORT_FILE = "report.html"
+RANDOM_WEIGHTS = {"", "none", "random", "scratch", "null"}
+
+
+def write_metrics(run_dir_or_dir: str | Path, metrics: dict) -> Path:
+    """Write `metrics` as `<dir>/metrics.json` (or to the given *.json path) atomically.
+
+    NaN/inf become null (valid JSON for every reader), numpy scalars plain numbers, tuples lists.
+    """
+    path = Path(run_dir_or_dir)
+    if path.suffix != ".json":
+        path = path / METRICS_FILE
+    return write_text(path, json.dumps(_jsonable(metrics), indent=2, allow_nan=False) + "\n")
+
+
+def read_metrics(run_dir: str | Path) -> dict:
+    """`run_dir/metrics.json` as written by `write_metrics` (nulls stay None)."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        raise RunError(f"{path}: no metrics.json; the run did not finish (write it with write_metrics)")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise RunError(f"{path}: corrupt metrics.json ({exc})") from exc
+
+
+def write_model_card(run_dir: str | Path) -> Path:
+    """Write `run_dir/report.html` (data, split, recipe, metrics with CIs beside the baselines, figures)."""
+    from ctnodule.evaluate.summary import oof_arrays, read_oof
+
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise RunError(f"{run}: run folder not found")
+    cfg = _read_yaml(run / "config.yaml") or {}
+    metrics = read_metrics(run)
+    oof = read_oof(run)
+    task = str(_find(cfg, "task") or ("multiclass" if "qwk" in metrics else "binary"))
+    names = class_names(task)
+    y, proba = oof_arrays(oof, task)
+    splits = _read_splits(run)
+
+    title = f"Model card: {_find(cfg, 'backbone') or '?'} / {_find(cfg, 'view') or '?'} view / {task}"
+    page = HtmlReport(title, subtitle=str(run.resolve()))
+    _weights_block(page, cfg)
+    _data_block(page, cfg, oof, splits, y, names)
+    _split_block(page, cfg, splits)
+    _recipe_block(page, cfg, run)
+    _metrics_block(page, metrics, task, names)
+    _figures_block(page, run, y, proba, names)
+    return page.save(run / REPORT_FILE)
+
+
+def _weights_block(page: HtmlReport, cfg: dict) -> None:
+    source = _find(cfg, "weights_source", "weights_loaded")
+    requested = _find(cfg, "weights")
+    pretrained = _find(cfg, "pretrained")
+    is_random = (pretrained is False) or (source is not None and str(source).strip().lower() in RANDOM_WEIGHTS) \
+        or (source is None and pretrained is None and str(requested).strip().lower() in RANDOM_WEIGHTS)
+    if is_random:
+        page.paragraph("WARNING - RANDOM WEIGHTS: this backbone was trained from scratch (no pretrained weights "
+                       f"were loaded; requested: {requested!s}). Expect far weaker features than ImageNet "
+                       "transfer learning on a dataset this small.")
+
+
+def _data_block(page: HtmlReport, cfg: dict, oof: pd.DataFrame, splits: list[pd.DataFrame],
+                y: np.ndarray, names: list[str]) -> None:
+    everyone = pd.concat(splits) if splits else oof
+    page.heading("Data")
+    page.table(pd.DataFrame({
+        "dataset": [str(_find(cfg, "data", "dataset", "data_path", "dataset_path") or "not recorded")],
+        "samples": [everyone["sample_id"].nunique()],
+        "patients": [everyone["patient_id"].nunique()],
+        "evaluated samples": [len(oof)],
+    }))
+    counts = np.bincount(y, minlength=len(names))
+    page.table(pd.DataFrame({"class": names, "samples": counts, "share": counts / counts.sum()}),
+               caption="Class counts of the evaluated (out-of-fold) samples")
+
+
+def _split_block(page: HtmlReport, cfg: dict, splits: list[pd.DataFrame]) -> None:
+    page.heading("Split")
+    if not splits:
+        page.paragraph("No split files (splits/fold-*.csv) in this run folder.")
+        return
+    kind = f"{len(splits)}-fold cross-validation" if len(splits) > 1 else "one holdout split"
+    page.paragraph(f"{kind}, grouped by patient (no patient on both sides) and stratified by label; "
+                   f"seed {_find(cfg, 'seed')}. Every number below is out-of-fold.")
+    rows = []
+    for k, table in enumerate(splits):
+        parts = {side: table[table["split"] == side] for side in ("train", "val")}
+        rows.append({"fold": k, **{f"{side} {what}": part[col].nunique()
+                                   for side, part in parts.items()
+                                   for what, col in (("samples", "sample_id"), ("patients", "patient_id"))}})
+    page.table(pd.DataFrame(rows), caption="Samples and patients per fold")
+
+
+def _recipe_block(page: HtmlReport, cfg: dict, run: Path) -> None:
+    page.heading("Recipe")
+    source = _find(cfg, "weights_source", "weights_loaded")
+    rows = [(key, _find(cfg, key)) for key in ("view", "task", "backbone", "head", "preset", "folds", "holdout",
+                                                "seed", "weights", "freeze_backbone", "channels", "size_feature",
+                                                "imbalance", "epochs", "lr")]
+    rows = [(k, v) for k, v in rows if v is not None or k in ("backbone", "head", "preset", "seed", "weights")]
+    rows.append(("weights loaded", source if source is not None else "not recorded"))
+    page.table(pd.DataFrame([(k, "" if v is None else str(v)) for k, v in rows], columns=["setting", "value"]))
+    pipeline = _read_yaml(run / "pipeline.yaml")
+    page.paragraph("Preprocessing: " + (_pipeline_summary(pipeline) if pipeline else "no pipeline.yaml recorded"))
+
+
+def _metrics_block(page: HtmlReport, metrics: dict, task: str, names: list[str]) -> None:
+    page.heading("Metrics")
+    ci = metrics.get("ci", {})
+    base = metrics.get("baselines", {})
+    folds = pd.DataFrame(metrics.get("folds", []))
+    rows = []
+    for key in metric_keys(task):
+        lo, hi = ci.get(key, (None, None))
+        row = {"metric": key, "model": _fmt(metrics.get(key), key),
+               "95% CI (patient bootstrap)": "" if lo is None else f"{_fmt(lo)} - {_fmt(hi)}"}
+        if len(folds) > 1 and key in folds and key != "n":
+            row["fold mean ± sd"] = f"{folds[key].mean():.3f} ± {folds[key].std(ddof=1):.3f}"
+        for name in ("majority", "size"):
+            row[f"{name} baseline"] = _fmt(base.get(name, {}).get(key), key) if base else "not computed"
+        rows.append(row)
+    page.table(pd.DataFrame(rows), caption="Out-of-fold metrics of the model beside the baselines on the same "
+               "splits (majority: training-fold class prior; size: logistic regression on log nodule diameter)")
+    per_class = metrics.get("per_class") or {}
+    if per_class:
+        table = pd.DataFrame([{"class": c, **v} for c, v in per_class.items()])
+        page.table(table.map(lambda v: _fmt(v) if not isinstance(v, str) else v), caption="Per class")
+
+
+def _figures_block(page: HtmlReport, run: Path, y: np.ndarray, proba: np.ndarray, names: list[str]) -> None:
+    from ctnodule.evaluate import plots
+
+    page.heading("Figures")
+    page.figure(plots.confusion_matrix_figure(y, proba.argmax(axis=1), names), "confusion_matrix",
+                "Out-of-fold confusion matrix (rows: truth; counts and row-normalised recall)")
+    page.figure(plots.roc_figure(y, proba, names), "roc", "Out-of-fold ROC")
+    page.figure(plots.calibration_figure(y, proba, names), "calibration", "Reliability diagram")
+    history = run / "history.csv"
+    if history.is_file():
+        page.figure(plots.learning_curves_figure(pd.read_csv(history)), "learning_curves", "Learning curves")
+
+
+def _read_splits(run: Path) -> list[pd.DataFrame]:
+    files = sorted((run / "splits").glob("fold-*.csv"), key=lambda p: int(p.stem.split("-")[1]))
+    return [pd.read_csv(f, dtype=str) for f in files]
+
+
+def _read_yaml(path: Path) -> Any:
+    if not path.is_file():
+        return None
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise RunError(f"{path}: not valid YAML ({exc})") from exc
+
+
+def _find(cfg: Any, *names: str) -> Any:
+    """First value under any of `names`, at top level or one level nested (e.g. cfg["model"]["backbone"])."""
+    if not isinstance(cfg, dict):
+        return None
+    for name in names:
+        if name in cfg and not isinstance(cfg[name], dict):
+            return cfg[name]
+    for value in cfg.values():
+        if isinstance(value, dict):
+            found = _find({k: v for k, v in value.items() if not isinstance(v, dict)}, *names)
+            if found is not None:
+                return found
+    return None
+
+
+def _pipeline_summary(pipeline: Any) -> str:
+    steps = pipeline.get("steps", pipeline.get("transforms")) if isinstance(pipeline, dict) else pipeline
+    if not isinstance(steps, list):
+        return yaml.safe_dump(pipeline, sort_keys=False).strip()[:500]
+    parts = []
+    for step in steps:
+        if isinstance(step, dict) and "name" in step:
+            params = ", ".join(f"{k}={v}" for k, v in (step.get("params") or {}).items())
+            parts.append(f"{step['name']}({params})")
+        else:
+            parts.append(str(step))
+    return " -> ".join(parts) if parts else "(no steps)"
+
+
+def _fmt(value: Any, key: str = "") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if key == "n" or isinstance(value, (int, np.integer)):
+        return str(int(value))
+    return f"{float(value):.3f}"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, Path):
+        return str(value)
+    return value

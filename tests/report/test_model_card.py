@@ -1,0 +1,74 @@
+"""The model card and metrics.json of a realistic run folder."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ctnodule.errors import RunError
+from ctnodule.evaluate.metrics import metric_keys
+from ctnodule.report.model_card import read_metrics, write_metrics, write_model_card
+
+
+def strict_json(text: str) -> dict:
+    def refuse(name: str) -> None:
+        raise ValueError(f"non-standard JSON constant {name}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.parametrize("task", ["multiclass", "binary"])
+def test_metrics_json_has_the_documented_structure(make_run, task):
+    run = make_run(task)
+    metrics = strict_json((run / "metrics.json").read_text())
+    assert set(metric_keys(task)) <= set(metrics)
+    assert set(metrics["ci"]) == set(metric_keys(task)) - {"n"}
+    for key, (lo, hi) in metrics["ci"].items():
+        assert lo <= metrics[key] <= hi, key
+    assert set(metrics["baselines"]) == {"majority", "size"}
+    assert metrics["baselines"]["size"]["n"] == metrics["n"]
+    assert [f["fold"] for f in metrics["folds"]] == [0, 1, 2]
+    assert sum(f["n"] for f in metrics["folds"]) == metrics["n"]
+
+
+def test_model_card_page_and_figures(make_run):
+    run = make_run("multiclass")
+    page = write_model_card(run)
+    html = page.read_text()
+    metrics = read_metrics(run)
+    assert page == run / "report.html"
+    for key in metric_keys("multiclass"):
+        assert f"<td>{key}</td>" in html
+    assert f"{metrics['qwk']:.3f}" in html and f"{metrics['baselines']['size']['qwk']:.3f}" in html
+    assert "3-fold cross-validation" in html and "window(level=-600, width=1500) -&gt; resample" in html
+    assert "RANDOM WEIGHTS" not in html
+    for name in ("confusion_matrix", "roc", "calibration", "learning_curves"):
+        png = run / "figures" / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f'src="figures/{name}.png"' in html
+
+
+def test_random_weights_are_said_loudly(make_run):
+    html = write_model_card(make_run("binary", weights_source="random")).read_text()
+    assert "RANDOM WEIGHTS" in html
+
+
+def test_missing_or_corrupt_metrics_is_a_run_error(make_run, tmp_path):
+    run = make_run("binary")
+    (run / "metrics.json").write_text("{not json")
+    with pytest.raises(RunError, match="corrupt metrics.json"):
+        write_model_card(run)
+    (run / "metrics.json").unlink()
+    with pytest.raises(RunError, match="no metrics.json"):
+        write_model_card(run)
+    with pytest.raises(RunError, match="not found"):
+        write_model_card(tmp_path / "nowhere")
+
+
+def test_write_metrics_stores_nan_as_null_and_numpy_as_numbers(tmp_path):
+    path = write_metrics(tmp_path, {"roc_auc": float("nan"), "n": np.int64(3), "ci": {"x": (np.float32(0.5), 1.0)}})
+    assert path == tmp_path / "metrics.json"
+    assert strict_json(path.read_text()) == {"roc_auc": None, "n": 3, "ci": {"x": [0.5, 1.0]}}
+    assert write_metrics(tmp_path / "other.json", {}).name == "other.json"
