@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -46,6 +47,20 @@ def synthetic_cmd(
     from ctnodule.data.importers import import_data
 
     print_report(import_data("synthetic", out, patients=patients, seed=seed, context=context, force=force))
+
+
+@import_app.command("voi")
+def voi_cmd(
+    src: Path = typer.Argument(..., help="LIDC VOI export: image/, nodule_mask/, MetadatabyNoduleMaxVoting.xlsx."),
+    out: Path = typer.Argument(..., help="Output dataset folder."),
+    context: int = typer.Option(1, min=0, help="Neighbour slices stored each side (2.5D context)."),
+    limit: Optional[int] = typer.Option(None, min=1, help="Only the first N nodules of the sheet (quick tries)."),
+    force: bool = _FORCE,
+) -> None:
+    """Import the LIDC VOI export: per nodule the axial slice with the largest mask area (nodule view)."""
+    from ctnodule.data.importers import import_data
+
+    print_report(import_data("voi", out, src=src, context=context, limit=limit, force=force))
 
 
 def register(app: typer.Typer) -> None:

@@ -7,7 +7,7 @@ vessels (~40, 3D tubes branching from the hila, so neighbouring slices agree), r
 ~700, marrow ~250), then partial-volume blur and spatially correlated noise (10-25 HU).
 
 Nodules are 3D and follow the LIDC picture of malignancy: size grows with the score (median diameter
-5 mm at 1 to ~22 mm at 5), the margin goes from round and smooth (1-2) over lobulated (3-4) to
+5 mm at 1 to 16.5 mm at 5, like LIDC), the margin goes from round and smooth (1-2) over lobulated (3-4) to
 spiculated (4-5), benign nodules are sometimes calcified (very dense), some 3s are ground glass and
 some 4-5s part-solid. A nodule is described by `NoduleSpec`; `PhantomPatient.render(z)` draws a slice.
 """
@@ -21,8 +21,9 @@ import cv2
 import numpy as np
 
 SIZE = 512
-#: median diameter (mm) per malignancy score; log-normal spread around it
-MEDIAN_DIAMETER = {1: 5.0, 2: 6.5, 3: 9.0, 4: 15.0, 5: 22.0}
+#: median diameter (mm) per malignancy score, close to the LIDC VOI export's (5.7, 5.8, 6.1, 10, 16.6 mm);
+#: log-normal spread around it
+MEDIAN_DIAMETER = {1: 5.0, 2: 6.0, 3: 7.0, 4: 10.5, 5: 16.5}
 #: how often each score is drawn (after the first five nodules, which cover every score once)
 SCORE_P = np.array([0.18, 0.26, 0.26, 0.15, 0.15])
 #: a pixel belongs to the nodule mask from this partial-volume fraction on (0.3 keeps ground glass in)

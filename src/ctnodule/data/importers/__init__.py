@@ -10,9 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ctnodule.data.importers import synthetic  # noqa: F401  (registers)
+from ctnodule.data.importers import synthetic, voi  # noqa: F401  (registers)
 from ctnodule.data.importers.base import IMPORTERS, REPORT, ImportReport
 from ctnodule.data.importers.synthetic import import_synthetic
+from ctnodule.data.importers.voi import import_voi
 
 
 def import_data(kind: str, out: str | Path, **options: Any) -> ImportReport:
@@ -24,4 +25,4 @@ def available() -> list[str]:
     return IMPORTERS.available()
 
 
-__all__ = ["IMPORTERS", "REPORT", "ImportReport", "available", "import_data", "import_synthetic"]
+__all__ = ["IMPORTERS", "REPORT", "ImportReport", "available", "import_data", "import_synthetic", "import_voi"]

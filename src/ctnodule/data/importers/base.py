@@ -38,6 +38,11 @@ class ImportReport:
     seconds: float
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
+    @property
+    def path(self) -> Path:
+        """The dataset folder written."""
+        return Path(self.out)
+
     def table(self) -> pd.DataFrame:
         """Samples per view (rows) and malignancy score (columns), with binary and total columns."""
         rows = []
