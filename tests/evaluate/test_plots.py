@@ -9,7 +9,10 @@ from matplotlib.figure import Figure
 
 from ctnodule.errors import ConfigError, DataError
 from ctnodule.evaluate.plots import (
-    calibration_figure, confusion_matrix_figure, learning_curves_figure, roc_figure,
+    calibration_figure,
+    confusion_matrix_figure,
+    learning_curves_figure,
+    roc_figure,
 )
 
 from .conftest import noisy_scores

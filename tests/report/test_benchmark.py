@@ -26,7 +26,7 @@ def results(tmp_path_factory):
 
 
 def test_cells_are_mean_and_sd_over_folds(results):
-    markdown, page = benchmark_table(results)
+    markdown, _ = benchmark_table(results)
     assert markdown.index("Table 3: 5-class") < markdown.index("Table 4: binary")
     for result in results:
         qwk_or_auc = "qwk" if result["task"] == "multiclass" else "roc_auc"

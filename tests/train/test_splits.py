@@ -10,7 +10,13 @@ import pytest
 
 from ctnodule.errors import ConfigError, DataError
 from ctnodule.train.splits import (
-    check_no_leak, check_train_classes, load_splits, patient_holdout, patient_kfold, save_splits, task_labels,
+    check_no_leak,
+    check_train_classes,
+    load_splits,
+    patient_holdout,
+    patient_kfold,
+    save_splits,
+    task_labels,
 )
 
 

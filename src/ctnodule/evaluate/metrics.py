@@ -75,7 +75,7 @@ def compute_metrics(y_true: np.ndarray, proba: np.ndarray, task: str) -> dict:
     prec, rec, f1, _ = precision_recall_fscore_support(y, pred, labels=present, zero_division=0)
     recall_true = [rec[np.searchsorted(present, c)] for c in np.unique(y)]
     out: dict = {
-        "n": int(len(y)),
+        "n": len(y),
         "accuracy": float(np.mean(pred == y)),
         "balanced_accuracy": float(np.mean(recall_true)),
         "precision_macro": float(np.mean(prec)),

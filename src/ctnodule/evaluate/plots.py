@@ -10,12 +10,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
-from ctnodule.errors import ConfigError, DataError  # noqa: E402
+from ctnodule.errors import ConfigError, DataError
 
 HISTORY_COLUMNS = ("epoch", "fold", "train_loss", "val_loss", "train_acc", "val_acc", "lr")
 NORMALIZE = ("true", "pred", "all", None)

@@ -82,7 +82,7 @@ def patient_holdout(frame: pd.DataFrame, task: str, test_size: float = 0.2, seed
 
     if not 0.0 < float(test_size) <= 0.5:
         raise ConfigError(f"test_size must be in (0, 0.5], got {test_size!r}")
-    k = max(2, int(round(1.0 / float(test_size))))
+    k = max(2, round(1.0 / float(test_size)))
     labels, groups = _check_splittable(frame, task, 2, what=f"a {test_size:.0%} holdout")
     n_patients = len(np.unique(groups))
     k = min(k, n_patients)
