@@ -1,0 +1,185 @@
+"""`train(data, out, cfg)`: one call from a slice dataset to a finished, self-contained run folder.
+
+Steps: split by patient (k-fold CV or holdout; split files saved first), train each fold with the same
+recipe (`fold.train_fold`) and predict its validation patients (out-of-fold predictions), refit the
+recipe on all data as the final model, then score (metrics.json with bootstrap CIs and the majority /
+size baselines on the same splits) and write the model card. Every finished fold is checkpointed with
+its predictions, so `resume=True` redoes only what is missing.
+"""
+
+from __future__ import annotations
+
+import platform
+import shutil
+import time
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import yaml
+
+import ctnodule
+from ctnodule.atomic import atomic_path, write_text
+from ctnodule.data.dataset import SliceDataset
+from ctnodule.errors import ConfigError, DataError, RunError
+from ctnodule.train.config import TrainConfig
+from ctnodule.train.fold import N_CLASSES, train_fold
+from ctnodule.train.inputs import load_slices
+from ctnodule.train.run import RunPaths, class_names_for, load_model, save_model
+
+
+def train(data: str | Path | SliceDataset, out: str | Path, cfg: TrainConfig, resume: bool = False,
+          force: bool = False, log: Callable[[str], None] = print) -> Path:
+    """Train `cfg` on dataset `data` into run folder `out`; returns `out`."""
+    from ctnodule.runtime import tune_malloc
+    from ctnodule.train.splits import patient_holdout, patient_kfold, save_splits, task_labels
+
+    tune_malloc()
+    paths = RunPaths(Path(out))
+    _prepare_folder(paths, cfg, resume, force)
+    dataset = data if isinstance(data, SliceDataset) else SliceDataset(data)
+    dataset = dataset.view(cfg.view)
+    if len(dataset) == 0:
+        raise DataError(f"the dataset has no {cfg.view!r}-view samples; pick --view "
+                        f"{'nodule' if cfg.view == 'full' else 'full'} or import that view", dataset.root)
+    frame = dataset.frame
+    y = task_labels(frame, cfg.task)
+    if cfg.holdout is not None:
+        splits = [patient_holdout(frame, cfg.task, cfg.holdout, cfg.seed)]
+    else:
+        splits = patient_kfold(frame, cfg.task, cfg.folds, cfg.seed)
+    save_splits(paths.root, frame, splits)
+    t0 = time.perf_counter()
+    log(f"loading {len(dataset)} {cfg.view} samples from {dataset.root}")
+    slices = load_slices(dataset, cfg.channels)
+    used_context = any(s.array.ndim == 3 for s in slices)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        weights_status = _weights_status(cfg)
+    for w in caught:
+        log(f"WARNING: {w.message}")
+    _write_config(paths, cfg, dataset, weights_status, used_context, len(splits))
+
+    oof_parts, history = [], []
+    for k, (tr, va) in enumerate(splits):
+        part, hist = _fold(paths, cfg, slices, frame, y, tr, va, k, resume, log)
+        oof_parts.append(part)
+        history += hist
+    final, hist = _final(paths, cfg, slices, frame, y, resume, log)
+    history += hist
+    final.pipeline.save(paths.pipeline)
+    train_seconds = time.perf_counter() - t0
+    oof = pd.concat(oof_parts).sort_values("sample_id", kind="stable").reset_index(drop=True)
+    with atomic_path(paths.oof) as tmp:
+        oof.to_csv(tmp, index=False)
+    hist_frame = pd.DataFrame(history, columns=["epoch", "fold", "train_loss", "val_loss", "train_acc",
+                                                "val_acc", "lr"])
+    with atomic_path(paths.history) as tmp:
+        hist_frame.to_csv(tmp, index=False)
+    _score(paths, cfg, oof, frame, splits, dataset.root, hist_frame, train_seconds)
+    log(f"run written to {paths.root} ({train_seconds:.0f} s)")
+    return paths.root
+
+
+def _fold(paths: RunPaths, cfg: TrainConfig, slices, frame: pd.DataFrame, y: np.ndarray, tr: np.ndarray,
+          va: np.ndarray, k: int, resume: bool, log) -> tuple[pd.DataFrame, list[dict]]:
+    """Out-of-fold predictions of fold k (and its history), from its checkpoint when resuming."""
+    if resume and paths.fold_model(k).is_file():
+        _, blob = load_model(paths.fold_model(k))
+        log(f"fold {k}: done earlier, reusing its checkpoint")
+        return blob["oof"], blob["history"]
+    log(f"fold {k}: training on {len(tr)} samples, validating on {len(va)}")
+    model, hist = train_fold(cfg, slices, frame, y, tr, k, paths.fold_state(k), resume, log)
+    proba = model.predict_proba([slices[i] for i in va], cfg.device)
+    part = pd.DataFrame({"sample_id": frame["sample_id"].astype(str).to_numpy()[va],
+                         "patient_id": frame["patient_id"].astype(str).to_numpy()[va], "fold": k,
+                         "y_true": y[va]})
+    for c in range(proba.shape[1]):
+        part[f"proba_{c}"] = proba[:, c]
+    save_model(paths.fold_model(k), model, {"oof": part, "history": hist})
+    paths.fold_state(k).unlink(missing_ok=True)
+    return part, hist
+
+
+def _final(paths: RunPaths, cfg: TrainConfig, slices, frame, y, resume: bool, log):
+    if resume and paths.model.is_file():
+        model, blob = load_model(paths.model)
+        return model, blob["history"]
+    log(f"final model: training on all {len(frame)} samples")
+    model, hist = train_fold(cfg, slices, frame, y, np.arange(len(frame)), -1, paths.fold_state(-1), resume, log)
+    info = {"history": hist}
+    if model.svm is not None:
+        info["surrogate_agreement"] = _surrogate_agreement(model, slices)
+    save_model(paths.model, model, info)
+    paths.fold_state(-1).unlink(missing_ok=True)
+    return model, hist
+
+
+def _surrogate_agreement(model, slices) -> float:
+    """Share of training samples where the SVM's linear surrogate (what Grad-CAM sees) picks the same class."""
+    import torch
+
+    x = torch.from_numpy(model.images(slices))
+    extra = model.extra(slices)
+    with torch.no_grad():
+        sur = model.net(x, None if extra is None else torch.from_numpy(extra)).argmax(1).numpy()
+    return float((sur == model.proba_from(x.numpy(), extra).argmax(1)).mean())
+
+
+def _score(paths: RunPaths, cfg: TrainConfig, oof: pd.DataFrame, frame: pd.DataFrame, splits, root: Path,
+           history: pd.DataFrame, seconds: float) -> None:
+    from ctnodule.evaluate.summary import evaluate_oof
+    from ctnodule.report.model_card import write_metrics, write_model_card
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        metrics = evaluate_oof(oof, cfg.task, frame, splits, root, n_boot=1000, seed=cfg.seed)
+    metrics["train_seconds"] = round(seconds, 1)
+    write_metrics(paths.root, metrics)
+    write_model_card(paths.root)
+
+
+def _weights_status(cfg: TrainConfig) -> str:
+    from ctnodule.models.backbones import create_backbone
+
+    return create_backbone(cfg.backbone, cfg.weights).weights_status
+
+
+def _write_config(paths: RunPaths, cfg: TrainConfig, dataset: SliceDataset, weights_status: str,
+                  used_context: bool, n_splits: int) -> None:
+    import torch
+
+    body = {
+        "format_version": ctnodule.FORMAT_VERSION, "ctnodule_version": ctnodule.__version__,
+        "data": str(Path(dataset.root).resolve()), "n_samples": len(dataset),
+        "n_patients": int(dataset.frame["patient_id"].nunique()),
+        "class_names": class_names_for(cfg.task), "n_classes": N_CLASSES[cfg.task],
+        "weights_source": weights_status, "pretrained": not weights_status.startswith("random"),
+        "used_context": used_context, "n_splits": n_splits,
+        "final_model": "refit on all data with the same recipe (model.pt)",
+        "torch": str(torch.__version__), "python": platform.python_version(),
+        **cfg.model_dump(mode="json"),
+    }
+    write_text(paths.config, yaml.safe_dump(body, sort_keys=False))
+
+
+def _prepare_folder(paths: RunPaths, cfg: TrainConfig, resume: bool, force: bool) -> None:
+    root = paths.root
+    if resume and force:
+        raise ConfigError("--resume and --force contradict each other: resume keeps the run, force replaces it")
+    if root.exists() and any(root.iterdir()):
+        if resume:
+            old = yaml.safe_load(paths.config.read_text(encoding="utf-8")) if paths.config.is_file() else None
+            if old is None:
+                raise RunError(f"{root}: nothing to resume (no config.yaml); train without --resume")
+            changed = [k for k, v in cfg.model_dump(mode="json").items() if k != "device" and old.get(k) != v]
+            if changed:
+                raise RunError(f"{root}: cannot resume with a different recipe (changed: {changed}); "
+                               "use the same options or --force to start over")
+            return
+        if not force:
+            raise RunError(f"{root}: run folder exists; pass --resume to continue it or --force to replace it")
+        shutil.rmtree(root)
+    root.mkdir(parents=True, exist_ok=True)
