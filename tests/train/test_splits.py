@@ -99,6 +99,8 @@ def test_bad_data_errors_say_what_to_do():
     grades = [1, 2, 3, 4] * 5 + [5, 5]
     with pytest.raises(DataError, match=r"class '5'.*only 2 patient.*--folds 2.*--task binary"):
         patient_kfold(frame_of(patients, grades), "multiclass", folds=5)
+    with pytest.raises(DataError, match=r"class '5'.*only 1 patient.*more data or the binary task"):
+        patient_kfold(frame_of(patients[:21], grades[:21]), "multiclass", folds=2)
     with pytest.raises(ConfigError, match="unknown task"):
         patient_kfold(frame_of(patients, grades), "ordinal")
     with pytest.raises(ConfigError, match="folds"):

@@ -197,11 +197,13 @@ def _check_splittable(frame: pd.DataFrame, task: str, folds: int, what: str) -> 
     for c in np.unique(labels):
         holders = len(np.unique(groups[labels == c]))
         if holders < folds:
+            binary = " or the binary task (--task binary)" if task == "multiclass" else ""
+            fix = (f"Use fewer folds (--folds {holders}){binary}" if holders >= 2 else
+                   f"No patient-level split can show it to both training and validation: use more data{binary}")
             raise DataError(
                 f"class {names[c]!r} ({task}) is held by only {holders} patient(s) "
                 f"({int((labels == c).sum())} sample(s)); {what} needs at least {folds} so every fold can "
-                f"see it. Use fewer folds (--folds {max(2, holders)})"
-                + (" or the binary task (--task binary)" if task == "multiclass" else "")
+                f"see it. {fix}"
             )
     return labels, groups
 
