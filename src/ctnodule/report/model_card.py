@@ -88,11 +88,11 @@ def _weights_block(page: HtmlReport, cfg: dict) -> None:
     source = _find(cfg, "weights_source", "weights_loaded")
     requested = _find(cfg, "weights")
     pretrained = _find(cfg, "pretrained")
-    is_random = (pretrained is False) or (source is not None and str(source).strip().lower() in RANDOM_WEIGHTS) \
-        or (source is None and pretrained is None and str(requested).strip().lower() in RANDOM_WEIGHTS)
+    said = str(source if source is not None else requested).strip().lower()
+    is_random = pretrained is False or (pretrained is None and (said in RANDOM_WEIGHTS or said.startswith("random")))
     if is_random:
         page.paragraph("WARNING - RANDOM WEIGHTS: this backbone was trained from scratch (no pretrained weights "
-                       f"were loaded; requested: {requested!s}). Expect far weaker features than ImageNet "
+                       f"were loaded; requested: {requested!s}; loaded: {source!s}). Expect far weaker features than ImageNet "
                        "transfer learning on a dataset this small.")
 
 
