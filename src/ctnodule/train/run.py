@@ -138,7 +138,8 @@ class Predictor:
         self.config = config
         self.task = fold_model.cfg.task
         self.view = fold_model.cfg.view
-        self.class_names = list(config.get("class_names") or [])
+        self.class_names = list(config.get("class_names") or class_names_for(self.task))
+        self.channels = fold_model.cfg.channels
         self.device = "cpu"
 
     @property
@@ -148,6 +149,13 @@ class Predictor:
     @property
     def pipeline(self):
         return self._fm.pipeline
+
+    def load_slices(self, dataset) -> list[Slice]:
+        """A `SliceDataset`'s samples of this run's view, as the run was trained on them (2.5D stacks
+        where it used them): the input `prepare`/`predict_proba` expect for dataset samples."""
+        from ctnodule.train.inputs import load_slices
+
+        return load_slices(dataset.view(self.view), self.channels)
 
     def prepare(self, slices: Sequence[Slice]) -> torch.Tensor:
         """Preprocessed (N, 3, H, W) float32 images in [0, 1] — exactly what the network sees."""

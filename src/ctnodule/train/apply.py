@@ -1,0 +1,133 @@
+"""Apply a finished run to new data: `evaluate_run` (a labelled dataset -> metrics + figures) and
+`predict_files` (images or a dataset -> one CSV row per sample).
+
+Both go through `load_run`, so the run's own preprocessing, size scaler, channels (2.5D) and TTA are used,
+never the caller's.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ctnodule.atomic import atomic_path
+from ctnodule.data.dataset import SliceDataset
+from ctnodule.data.manifest import MANIFEST
+from ctnodule.data.slice import Slice
+from ctnodule.errors import DataError
+from ctnodule.train.inputs import load_slices
+from ctnodule.train.run import Predictor, load_run
+
+
+def dataset_slices(predictor: Predictor, data: str | Path | SliceDataset) -> tuple[SliceDataset, list[Slice]]:
+    """The run's view of `data`, loaded the way the run was trained (2.5D stacks where it used them)."""
+    ds = data if isinstance(data, SliceDataset) else SliceDataset(data)
+    ds = ds.view(predictor.view)
+    if len(ds) == 0:
+        raise DataError(f"no {predictor.view!r}-view samples here; this run needs that view", ds.root)
+    return ds, load_slices(ds, predictor.channels)
+
+
+def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n_boot: int = 1000) -> dict:
+    """Score the run's final model on another labelled dataset: `out/metrics.json`, predictions.csv,
+    figures and report.html. Returns the metrics dictionary."""
+    from ctnodule.evaluate.bootstrap import bootstrap_ci
+    from ctnodule.evaluate.metrics import compute_metrics
+    from ctnodule.evaluate.plots import calibration_figure, confusion_matrix_figure, roc_figure
+    from ctnodule.report.html import HtmlReport
+    from ctnodule.report.model_card import write_metrics
+    from ctnodule.train.splits import task_labels
+
+    predictor = load_run(run_dir)
+    ds, slices = dataset_slices(predictor, data)
+    y = task_labels(ds.frame, predictor.task)
+    proba = predictor.predict_proba(slices)
+    groups = ds.groups
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        metrics = compute_metrics(y, proba, predictor.task)
+        metrics["ci"] = {k: list(v) for k, v in bootstrap_ci(y, proba, predictor.task, n_boot, 0, groups).items()}
+    metrics["run"] = str(Path(run_dir).resolve())
+    metrics["data"] = str(ds.root.resolve())
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_metrics(out, metrics)
+    _write_csv(out / "predictions.csv", _rows(predictor, proba, ds.frame["sample_id"].astype(str).tolist(), y))
+    names = predictor.class_names
+    page = HtmlReport(f"Evaluation of {Path(run_dir).name} on {ds.root.name}",
+                      subtitle=f"{len(ds)} {predictor.view} samples, {predictor.task}")
+    page.table(pd.DataFrame([{k: v for k, v in metrics.items() if isinstance(v, (int, float))}]), "metrics")
+    page.figure(confusion_matrix_figure(y, proba.argmax(1), names), "confusion_matrix", "confusion matrix")
+    page.figure(roc_figure(y, proba, names), "roc", "ROC")
+    page.figure(calibration_figure(y, proba, names), "calibration", "reliability diagram")
+    page.save(out / "report.html")
+    return metrics
+
+
+def predict_files(run_dir: str | Path, inputs: Sequence[str | Path], out: str | Path,
+                  masks: Sequence[str | Path] | None = None) -> pd.DataFrame:
+    """Predict every input: image files (NRRD/NIfTI/DICOM, HU) and/or slice-dataset folders.
+
+    `masks` (one per image file, same order) give the nodule size to models that use it; a dataset brings
+    its own masks/diameters. Writes `out` (CSV) and returns it as a frame.
+    """
+    from ctnodule.data.io import read_slice
+
+    predictor = load_run(run_dir)
+    files = [Path(p) for p in inputs if not (Path(p) / MANIFEST).is_file()]
+    folders = [Path(p) for p in inputs if (Path(p) / MANIFEST).is_file()]
+    if masks and len(masks) != len(files):
+        raise DataError(f"got {len(masks)} --mask file(s) for {len(files)} image file(s); give one per image")
+    parts = []
+    for folder in folders:
+        ds, slices = dataset_slices(predictor, folder)
+        parts.append(_rows(predictor, predictor.predict_proba(slices), ds.frame["sample_id"].astype(str).tolist(),
+                           None, source=[str(folder)] * len(ds)))
+    if files:
+        slices = []
+        for i, path in enumerate(files):
+            s = read_slice(path)
+            if masks:
+                m = read_slice(masks[i])
+                if m.array.shape != s.array.shape:
+                    raise DataError(f"mask shape {m.array.shape} differs from the image's {s.array.shape}",
+                                    masks[i])
+                s = s.replace(mask=(m.array > 0).astype(np.uint8))
+            s.meta["sample_id"] = path.name
+            slices.append(s)
+        parts.append(_rows(predictor, predictor.predict_proba(slices), [p.name for p in files], None,
+                           source=[str(p) for p in files]))
+    if not parts:
+        raise DataError("no inputs given: pass image files (NRRD/NIfTI/DICOM) or slice-dataset folders")
+    frame = pd.concat(parts, ignore_index=True)
+    _write_csv(Path(out), frame)
+    return frame
+
+
+def _rows(predictor: Predictor, proba: np.ndarray, ids: list[str], y: np.ndarray | None,
+          source: list[str] | None = None) -> pd.DataFrame:
+    """sample_id, [source], [y_true], proba_<class>..., predicted (class name), score.
+
+    `score` is P(malignant) for the binary task and the expected malignancy rating sum_k p_k * k (1..5)
+    for the 5-class one: a continuous number that keeps the ordinal information argmax throws away.
+    """
+    frame = pd.DataFrame({"sample_id": ids})
+    if source is not None:
+        frame["source"] = source
+    if y is not None:
+        frame["y_true"] = y
+    names = predictor.class_names
+    for c, name in enumerate(names):
+        frame[f"proba_{name}"] = proba[:, c]
+    frame["predicted"] = [names[i] for i in proba.argmax(1)]
+    frame["score"] = proba[:, 1] if predictor.task == "binary" else proba @ np.arange(1, len(names) + 1)
+    return frame
+
+
+def _write_csv(path: Path, frame: pd.DataFrame) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
