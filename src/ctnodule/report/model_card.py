@@ -151,8 +151,9 @@ def _metrics_block(page: HtmlReport, metrics: dict, task: str, names: list[str])
         lo, hi = ci.get(key, (None, None))
         row = {"metric": key, "model": _fmt(metrics.get(key), key),
                "95% CI (patient bootstrap)": "" if lo is None else f"{_fmt(lo)} - {_fmt(hi)}"}
-        if len(folds) > 1 and key in folds and key != "n":
-            row["fold mean ± sd"] = f"{folds[key].mean():.3f} ± {folds[key].std(ddof=1):.3f}"
+        if len(folds) > 1:
+            row["fold mean ± sd"] = (f"{folds[key].mean():.3f} ± {folds[key].std(ddof=1):.3f}"
+                                     if key in folds and key != "n" else "")
         for name in ("majority", "size"):
             row[f"{name} baseline"] = _fmt(base.get(name, {}).get(key), key) if base else "not computed"
         rows.append(row)

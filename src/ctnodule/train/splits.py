@@ -19,6 +19,7 @@ API (used by the training engine and the evaluation code):
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -87,7 +88,9 @@ def patient_holdout(frame: pd.DataFrame, task: str, test_size: float = 0.2, seed
     n_patients = len(np.unique(groups))
     k = min(k, n_patients)
     splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-    train, val = next(iter(splitter.split(np.zeros(len(frame)), labels, groups)))
+    with warnings.catch_warnings():  # only the first of the k folds is used: a class rarer than k is fine
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        train, val = next(iter(splitter.split(np.zeros(len(frame)), labels, groups)))
     split = (np.sort(train), np.sort(val))
     check_train_classes(frame, [split], task)
     check_no_leak(frame, [split])
