@@ -77,5 +77,20 @@ def lidc_cmd(
     print_report(import_data("lidc", out, src=src, context=context, use_db=use_db, force=force))
 
 
+@import_app.command("folder")
+def folder_cmd(
+    src: Path = typer.Argument(..., help="Folder of NRRD slices in HU."),
+    out: Path = typer.Argument(..., help="Output dataset folder."),
+    labels: Path = typer.Option(..., help="CSV: filename, malignancy (1-5), patient_id, view (full|nodule)[, mask]."),
+    skip_invalid: bool = typer.Option(False, help="Import the valid rows and report the rest (default: refuse)."),
+    force: bool = _FORCE,
+) -> None:
+    """Import a plain folder of NRRD slices with a labels CSV (the seed's layout); every row is validated."""
+    from ctnodule.data.importers import import_data
+
+    on_error = "skip" if skip_invalid else "raise"
+    print_report(import_data("folder", out, src=src, labels=labels, on_error=on_error, force=force))
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(import_app, name="import")

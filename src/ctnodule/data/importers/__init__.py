@@ -10,8 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ctnodule.data.importers import lidc, synthetic, voi  # noqa: F401  (registers)
+from ctnodule.data.importers import folder, lidc, synthetic, voi  # noqa: F401  (registers)
 from ctnodule.data.importers.base import IMPORTERS, REPORT, ImportReport
+from ctnodule.data.importers.folder import import_folder
 from ctnodule.data.importers.lidc import import_lidc
 from ctnodule.data.importers.synthetic import import_synthetic
 from ctnodule.data.importers.voi import import_voi
@@ -26,4 +27,4 @@ def available() -> list[str]:
     return IMPORTERS.available()
 
 
-__all__ = ["IMPORTERS", "REPORT", "ImportReport", "available", "import_data", "import_lidc", "import_synthetic", "import_voi"]
+__all__ = ["IMPORTERS", "REPORT", "ImportReport", "available", "import_data", "import_folder", "import_lidc", "import_synthetic", "import_voi"]
