@@ -92,5 +92,21 @@ def folder_cmd(
     print_report(import_data("folder", out, src=src, labels=labels, on_error=on_error, force=force))
 
 
+def explore_cmd(
+    data: Path = typer.Argument(..., help="Slice dataset folder (manifest.csv + NRRD)."),
+    out: Path = typer.Option(..., "--out", help="Report folder (report.html, figures/, tables/)."),
+    min_shape_count: int = typer.Option(5, min=0, help="List slice shapes seen more than this many times."),
+    samples: int = typer.Option(8, min=1, help="Samples per class in the sample grids."),
+    seed: int = typer.Option(0, help="Seed for picking the grid samples."),
+) -> None:
+    """Explore a dataset: class balance, shapes, Laplacian variance, samples, class weights (HTML report)."""
+    from ctnodule.data.explore import explore
+
+    page = explore(data, out, min_shape_count=min_shape_count, samples_per_class=samples, seed=seed,
+                   progress=True)
+    typer.echo(f"report: {page}")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(import_app, name="import")
+    app.command("explore")(explore_cmd)

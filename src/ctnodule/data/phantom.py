@@ -185,8 +185,8 @@ def draw_nodule(rng: np.random.Generator, malignancy: int, centre: tuple[float, 
     radius = diameter / 2
     lobe_amp = {1: 0.02, 2: 0.04, 3: 0.08, 4: 0.13, 5: 0.16}[m]
     lobes = tuple((float(rng.uniform(0.3, 1.0) * lobe_amp), float(rng.uniform(0, 2 * math.pi))) for _ in range(4))
-    n_spic = {1: 0, 2: 0, 3: int(rng.random() < 0.2), 4: int(rng.integers(0, 5)), 5: int(rng.integers(5, 12))}[m]
-    spicules = tuple((float(rng.uniform(-math.pi, math.pi)), float(radius * rng.uniform(0.4, 1.1)))
+    n_spic = {1: 0, 2: 0, 3: int(rng.random() < 0.2), 4: int(rng.integers(0, 4)), 5: int(rng.integers(4, 10))}[m]
+    spicules = tuple((float(rng.uniform(-math.pi, math.pi)), float(radius * rng.uniform(0.3, 0.8)))
                      for _ in range(n_spic))
     if m == 1 and rng.random() < 0.5:
         density = rng.uniform(250, 700)  # calcified: a benign pattern
