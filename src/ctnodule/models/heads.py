@@ -1,10 +1,11 @@
-"""Classification heads by name: the seed's head, a plain MLP, a linear head, and an SVM on features.
+"""Classification heads by name: the seed's head, a plain MLP, a linear head, and SVM / logistic regression
+on cached features.
 
 Every head takes the backbone's feature map (N, F, h, w) plus optional tabular features (N, E) — the
 measured nodule size, the strongest malignancy signal — concatenated to the pooled image features, and
-returns logits (N, C). The SVM is a scikit-learn estimator (params in `__init__`, fitted state ends in
-`_`), trained on cached pooled features; `surrogate()` distils it into a linear torch head so Grad-CAM
-still has a differentiable path from pixels to a class score.
+returns logits (N, C). The SVM and logistic regression are scikit-learn estimators (params in `__init__`,
+fitted state ends in `_`), trained on cached pooled features; `surrogate()` distils one into a linear
+torch head so Grad-CAM still has a differentiable path from pixels to a class score.
 """
 
 from __future__ import annotations
@@ -83,43 +84,36 @@ class LinearHead(Head):
         return self.fc(self.drop(self._with_extra(self.pool(fmap), extra)))
 
 
-class SVMHead:
-    """An RBF SVM with Platt-scaled probabilities on standardised pooled features (+ size).
+class SklearnHead:
+    """Base of the scikit-learn heads: standardised pooled features (+ tabular) -> calibrated probabilities.
 
-    Not a torch module: it is fitted by scikit-learn on cached features, so it needs a frozen backbone.
+    Not torch modules: they are fitted on cached features, so they need a frozen backbone.
     """
 
     is_sklearn = True
 
-    def __init__(self, C: float = 1.0, kernel: str = "rbf", gamma: str | float = "scale", seed: int = 0):
-        self.C = C
-        self.kernel = kernel
-        self.gamma = gamma
-        self.seed = seed
+    def _estimator(self):  # pragma: no cover - every subclass overrides it
+        raise NotImplementedError
 
-    def fit(self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> "SVMHead":
+    def fit(self, X: np.ndarray, y: np.ndarray) -> "SklearnHead":
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
-        from sklearn.svm import SVC
 
-        svc = SVC(C=self.C, kernel=self.kernel, gamma=self.gamma, probability=True, random_state=self.seed,
-                  class_weight=None)
-        self.model_ = make_pipeline(StandardScaler(), svc)
-        self.model_.fit(X, y, svc__sample_weight=sample_weight)
+        self.model_ = make_pipeline(StandardScaler(), self._estimator()).fit(X, y)
         self.classes_ = self.model_.classes_
         return self
 
     def predict_proba(self, X: np.ndarray, n_classes: int) -> np.ndarray:
         if not hasattr(self, "model_"):
-            raise ConfigError("SVMHead: call fit(features, labels) before predict_proba")
+            raise ConfigError(f"{type(self).__name__}: call fit(features, labels) before predict_proba")
         out = np.zeros((len(X), n_classes), dtype=np.float64)
         out[:, self.classes_] = self.model_.predict_proba(X)
         return out
 
     def surrogate(self, X: np.ndarray, n_classes: int, n_extra: int) -> LinearHead:
-        """A linear torch head fitted to reproduce this SVM's log-probabilities on `X` (least squares).
+        """A linear torch head fitted to reproduce this head's log-probabilities on `X` (least squares).
 
-        Grad-CAM differentiates this surrogate; its agreement with the SVM is reported by the caller.
+        Grad-CAM differentiates this surrogate; its agreement with the head is recorded in the run.
         """
         target = np.log(np.clip(self.predict_proba(X, n_classes), 1e-6, 1.0))
         target -= target.mean(axis=1, keepdims=True)
@@ -132,10 +126,47 @@ class SVMHead:
         return head
 
 
-def create_head(name: str, in_features: int, n_classes: int, n_extra: int = 0, **params) -> Head | SVMHead:
+class SVMHead(SklearnHead):
+    """The seed's SVM option: an RBF SVM with sigmoid-calibrated (Platt) probabilities."""
+
+    def __init__(self, C: float = 1.0, kernel: str = "rbf", gamma: str | float = "scale", seed: int = 0):
+        self.C = C
+        self.kernel = kernel
+        self.gamma = gamma
+        self.seed = seed
+
+    def _estimator(self):
+        from sklearn.calibration import CalibratedClassifierCV
+        from sklearn.svm import SVC
+
+        # Platt scaling on cross-validated decision values (scikit-learn's replacement for probability=True)
+        return CalibratedClassifierCV(SVC(C=self.C, kernel=self.kernel, gamma=self.gamma, random_state=self.seed),
+                                      method="sigmoid", cv=3, ensemble=False)
+
+
+class LogRegHead(SklearnHead):
+    """L2 logistic regression: with few samples and many features, strong regularisation (small C) wins
+    (the research's best frozen-feature head)."""
+
+    def __init__(self, C: float = 0.01, seed: int = 0):
+        self.C = C
+        self.seed = seed
+
+    def _estimator(self):
+        from sklearn.linear_model import LogisticRegression
+
+        return LogisticRegression(C=self.C, max_iter=5000, random_state=self.seed)
+
+
+def is_sklearn_head(name: str) -> bool:
+    """True for heads fitted by scikit-learn on cached features (they need a frozen backbone)."""
+    return getattr(HEADS.get(name), "is_sklearn", False)
+
+
+def create_head(name: str, in_features: int, n_classes: int, n_extra: int = 0, **params) -> Head | SklearnHead:
     """Build head `name`; torch heads get the feature sizes, the SVM only its own params."""
     factory = HEADS.get(name)
-    if factory is SVMHead:
+    if is_sklearn_head(name):
         return factory(**params)
     try:
         return factory(in_features=in_features, n_classes=n_classes, n_extra=n_extra, **params)
@@ -147,3 +178,4 @@ HEADS.register("seed")(SeedHead)
 HEADS.register("mlp")(MLPHead)
 HEADS.register("linear")(LinearHead)
 HEADS.register("svm")(SVMHead)
+HEADS.register("logreg")(LogRegHead)

@@ -76,8 +76,9 @@ def train(data: str | Path | SliceDataset, out: str | Path, cfg: TrainConfig, re
         oof.to_csv(tmp, index=False)
     hist_frame = pd.DataFrame(history, columns=["epoch", "fold", "train_loss", "val_loss", "train_acc",
                                                 "val_acc", "lr"])
-    with atomic_path(paths.history) as tmp:
-        hist_frame.to_csv(tmp, index=False)
+    if len(hist_frame):  # scikit-learn heads fit in one step: no epochs, no history.csv
+        with atomic_path(paths.history) as tmp:
+            hist_frame.to_csv(tmp, index=False)
     _score(paths, cfg, oof, frame, splits, dataset.root, hist_frame, train_seconds)
     log(f"run written to {paths.root} ({train_seconds:.0f} s)")
     return paths.root
@@ -91,8 +92,8 @@ def _fold(paths: RunPaths, cfg: TrainConfig, slices, frame: pd.DataFrame, y: np.
         log(f"fold {k}: done earlier, reusing its checkpoint")
         return blob["oof"], blob["history"]
     log(f"fold {k}: training on {len(tr)} samples, validating on {len(va)}")
-    model, hist = train_fold(cfg, slices, frame, y, tr, k, paths.fold_state(k), resume, log)
-    proba = model.predict_proba([slices[i] for i in va], cfg.device)
+    model, hist, proba = train_fold(cfg, slices, frame, y, tr, k, paths.fold_state(k), resume, log,
+                                    predict_idx=va)
     part = pd.DataFrame({"sample_id": frame["sample_id"].astype(str).to_numpy()[va],
                          "patient_id": frame["patient_id"].astype(str).to_numpy()[va], "fold": k,
                          "y_true": y[va]})
@@ -108,9 +109,10 @@ def _final(paths: RunPaths, cfg: TrainConfig, slices, frame, y, resume: bool, lo
         model, blob = load_model(paths.model)
         return model, blob["history"]
     log(f"final model: training on all {len(frame)} samples")
-    model, hist = train_fold(cfg, slices, frame, y, np.arange(len(frame)), -1, paths.fold_state(-1), resume, log)
+    model, hist, _ = train_fold(cfg, slices, frame, y, np.arange(len(frame)), -1, paths.fold_state(-1), resume,
+                                log)
     info = {"history": hist}
-    if model.svm is not None:
+    if model.sk_head is not None:
         info["surrogate_agreement"] = _surrogate_agreement(model, slices)
     save_model(paths.model, model, info)
     paths.fold_state(-1).unlink(missing_ok=True)
@@ -118,11 +120,12 @@ def _final(paths: RunPaths, cfg: TrainConfig, slices, frame, y, resume: bool, lo
 
 
 def _surrogate_agreement(model, slices) -> float:
-    """Share of training samples where the SVM's linear surrogate (what Grad-CAM sees) picks the same class."""
+    """Share of training samples where the scikit-learn head's linear surrogate (what Grad-CAM sees) picks the same class."""
     import torch
 
     x = torch.from_numpy(model.images(slices))
     extra = model.extra(slices)
+    model.net.eval()
     with torch.no_grad():
         sur = model.net(x, None if extra is None else torch.from_numpy(extra)).argmax(1).numpy()
     return float((sur == model.proba_from(x.numpy(), extra).argmax(1)).mean())

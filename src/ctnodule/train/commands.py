@@ -18,7 +18,7 @@ def train_cmd(
     out: Path = typer.Option(..., help="Run folder to write."),
     preset: str = _PRESET,
     backbone: Optional[str] = typer.Option(None, help="timm backbone name (default: the preset's)."),
-    head: Optional[str] = typer.Option(None, help="seed | mlp | linear | svm"),
+    head: Optional[str] = typer.Option(None, help="seed | mlp | linear | svm | logreg (svm/logreg: frozen backbone)"),
     folds: Optional[int] = typer.Option(None, min=2, help="k of patient-grouped k-fold CV (default 5)."),
     holdout: Optional[float] = typer.Option(None, help="Instead of CV: one patient-grouped split, this share held out (e.g. 0.2)."),
     weights: Optional[str] = typer.Option(None, help="auto | none | PATH to a state dict. 'none' = random init (DANGER: weak on LIDC-sized data)."),

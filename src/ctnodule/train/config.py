@@ -44,7 +44,9 @@ class TrainConfig(StrictModel):
     head_params: dict[str, Any] = pydantic.Field(default_factory=dict)
     freeze_backbone: bool = False  # True: features once (cached), only the head trains
     channels: Literal["grey", "context"] = "context"  # context = 3 neighbouring slices (2.5D) when present
-    size_feature: bool = True  # log equivalent diameter (mask x spacing) into the head
+    # tabular features concatenated to the image features: none | size (log equivalent diameter from mask x
+    # spacing) | descriptors (size, shape, HU density, rim; see models/descriptors.py)
+    tabular: Literal["none", "size", "descriptors"] = "size"
     optimizer: Literal["adam", "adamw"] = "adamw"
     lr: float = 1e-3
     backbone_lr: float | None = None  # fine-tuning: backbone lr (None = lr)
@@ -76,8 +78,9 @@ class TrainConfig(StrictModel):
 
     @pydantic.model_validator(mode="after")
     def _check(self) -> "TrainConfig":
-        if self.head == "svm" and not self.freeze_backbone:
-            raise ValueError("head 'svm' is fitted by scikit-learn on cached features: set freeze_backbone: true")
+        if self.head in ("svm", "logreg") and not self.freeze_backbone:
+            raise ValueError(f"head {self.head!r} is fitted by scikit-learn on cached features: set "
+                             "freeze_backbone: true")
         if self.holdout is not None and not 0.0 < self.holdout < 1.0:
             raise ValueError(f"holdout must be a fraction in (0, 1), got {self.holdout}")
         if self.folds < 2:

@@ -9,6 +9,7 @@ carved from the training fold (`val_fraction`) — never the fold being scored.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -19,12 +20,13 @@ import torch
 from ctnodule.data.slice import Slice
 from ctnodule.errors import DataError
 from ctnodule.models.backbones import create_backbone
-from ctnodule.models.heads import SVMHead, create_head
+from ctnodule.models.heads import SklearnHead, create_head, is_sklearn_head
 from ctnodule.models.network import Classifier
 from ctnodule.train.config import TrainConfig
 from ctnodule.train.engine import Batches, fit, predict_logits, seed_everything
 from ctnodule.train.features import extract_features
-from ctnodule.train.inputs import SizeScaler, sizes_mm, to_images
+from ctnodule.models.descriptors import TabularScaler, tabular_features
+from ctnodule.train.inputs import to_images
 
 N_CLASSES = {"binary": 2, "multiclass": 5}
 
@@ -35,15 +37,15 @@ class FoldModel:
 
     cfg: TrainConfig
     pipeline: object  # ctnodule.preprocess.Pipeline
-    net: Classifier  # backbone + head (an SVM's linear surrogate when head == "svm")
-    scaler: SizeScaler | None
-    svm: SVMHead | None = None
+    net: Classifier  # backbone + head (a scikit-learn head's linear surrogate for svm/logreg)
+    scaler: TabularScaler | None
+    sk_head: SklearnHead | None = None  # a scikit-learn head (svm, logreg); `net` then holds its surrogate
 
     def images(self, slices: Sequence[Slice]) -> np.ndarray:
         return to_images(list(self.pipeline.transform_many(slices, workers=1)))
 
     def extra(self, slices: Sequence[Slice]) -> np.ndarray | None:
-        return None if self.scaler is None else self.scaler.transform(sizes_mm(slices))
+        return None if self.scaler is None else self.scaler.transform(tabular_features(slices, self.cfg.tabular))
 
     def predict_proba(self, slices: Sequence[Slice], device: str = "cpu") -> np.ndarray:
         return self.proba_from(self.images(slices), self.extra(slices), device)
@@ -57,8 +59,8 @@ class FoldModel:
         if cfg.freeze_backbone:
             feats = extract_features(images, self.net.backbone, pooled=cfg.head != "seed", tta=cfg.tta,
                                      device=device, use_cache=use_cache)
-            if self.svm is not None:
-                return self.svm.predict_proba(_svm_matrix(feats, extra), N_CLASSES[cfg.task])
+            if self.sk_head is not None:
+                return self.sk_head.predict_proba(_sklearn_matrix(feats, extra), N_CLASSES[cfg.task])
             data = Batches(_as_maps(feats), y, ex, views=True)
             return predict_logits(self.net.head, data, cfg, device).softmax(1).numpy()
         data = Batches(torch.from_numpy(images), y, ex, views=False)
@@ -67,8 +69,14 @@ class FoldModel:
 
 def train_fold(cfg: TrainConfig, slices: Sequence[Slice], frame: pd.DataFrame, y: np.ndarray,
                train_idx: np.ndarray, fold: int, checkpoint: Path, resume: bool = False,
-               log: Callable[[str], None] = print) -> tuple[FoldModel, list[dict]]:
-    """Fit pipeline, scaler, balancer and network on rows `train_idx`; returns the model and its history."""
+               log: Callable[[str], None] = print, predict_idx: np.ndarray | None = None,
+               ) -> tuple[FoldModel, list[dict], np.ndarray | None]:
+    """Fit pipeline, scaler, balancer and network on rows `train_idx`.
+
+    Returns the model, its history and the class probabilities of rows `predict_idx` (None if not asked).
+    Every row is preprocessed (with the pipeline fitted on the training rows): a frozen backbone's
+    features of the whole dataset then share one cache entry across folds.
+    """
     from ctnodule.balance import resolve
     from ctnodule.preprocess import Pipeline, PreprocessConfig
 
@@ -79,13 +87,19 @@ def train_fold(cfg: TrainConfig, slices: Sequence[Slice], frame: pd.DataFrame, y
     keep = pipeline.keep_mask(train_slices, workers=1)
     if not keep.any():
         raise DataError(f"fold {fold}: the noise filter dropped every training slice")
-    train_idx = np.asarray(train_idx)[keep]
-    inner_tr, inner_va = inner_split(frame.iloc[train_idx], cfg, fold)
-    images = to_images(list(pipeline.transform_many([slices[i] for i in train_idx], workers=1)))
-    scaler = SizeScaler().fit(sizes_mm([slices[i] for i in train_idx])) if cfg.size_feature else None
-    extra = None if scaler is None else scaler.transform(sizes_mm([slices[i] for i in train_idx]))
+    rows = np.asarray(train_idx)[keep]
+    inner_tr, inner_va = inner_split(frame.iloc[rows], cfg, fold)
+    images = to_images(list(pipeline.transform_many(slices, workers=1)))
+    scaler, extra = None, None
+    if cfg.tabular != "none":
+        table = tabular_features(slices, cfg.tabular)
+        scaler = TabularScaler().fit(table[rows])
+        with warnings.catch_warnings():  # missing sizes are filled; warned where a user predicts
+            warnings.simplefilter("ignore", UserWarning)
+            extra = scaler.transform(table)
     n_extra = 0 if extra is None else extra.shape[1]
-    yt = y[train_idx]
+    extra_rows = None if extra is None else extra[rows]
+    yt = y[rows]
     backbone = create_backbone(cfg.backbone, cfg.weights)
     n_classes = N_CLASSES[cfg.task]
     balancer = resolve(cfg.imbalance, **cfg.imbalance_params)
@@ -94,41 +108,53 @@ def train_fold(cfg: TrainConfig, slices: Sequence[Slice], frame: pd.DataFrame, y
             p.requires_grad_(False)
         feats = extract_features(images, backbone, pooled=cfg.head != "seed", tta=cfg.tta, device=cfg.device,
                                  progress=True)
-        if cfg.head == "svm":
-            svm_x = _svm_matrix(feats, extra)
-            Xb, yb, _ = balancer.resample(svm_x, yt, seed=cfg.seed + fold)
-            svm = SVMHead(seed=cfg.seed, **cfg.head_params).fit(Xb, yb)
-            head = svm.surrogate(svm_x, n_classes, n_extra)
-            return FoldModel(cfg, pipeline, Classifier(backbone, head), scaler, svm), []
+        if is_sklearn_head(cfg.head):
+            sk_all = _sklearn_matrix(feats, extra)
+            Xb, yb, _ = balancer.resample(sk_all[rows], yt, seed=cfg.seed + fold)
+            sk_head = create_head(cfg.head, 0, n_classes, seed=cfg.seed, **cfg.head_params).fit(Xb, yb)
+            head = sk_head.surrogate(sk_all[rows], n_classes, n_extra)
+            model = FoldModel(cfg, pipeline, Classifier(backbone, head), scaler, sk_head)
+            proba = None if predict_idx is None else sk_head.predict_proba(sk_all[predict_idx], n_classes)
+            return model, [], proba
         head = create_head(cfg.head, backbone.num_features, n_classes, n_extra, **cfg.head_params)
         maps = _as_maps(feats)
-        tr, va = _split_batches(maps, yt, extra, inner_tr, inner_va, views=True)
+        tr, va = _split_batches(maps[:, rows], yt, extra_rows, inner_tr, inner_va, views=True)
         tr = _balance(balancer, tr, cfg, fold, views=True)
         criterion = _criterion(balancer, tr.y.numpy(), n_classes, cfg)
         history = fit(head, tr, va, cfg, criterion, checkpoint, fold, cfg.device, resume, log)
-        return FoldModel(cfg, pipeline, Classifier(backbone, head), scaler), history
+        model = FoldModel(cfg, pipeline, Classifier(backbone, head), scaler)
+        proba = None
+        if predict_idx is not None:
+            data = Batches(maps[:, predict_idx], torch.zeros(len(predict_idx), dtype=torch.long),
+                           None if extra is None else torch.from_numpy(extra[predict_idx]), views=True)
+            proba = predict_logits(head, data, cfg, cfg.device).softmax(1).numpy()
+        return model, history, proba
     head = create_head(cfg.head, backbone.num_features, n_classes, n_extra, **cfg.head_params)
     net = Classifier(backbone, head)
-    data = torch.from_numpy(images)
+    data = torch.from_numpy(images[rows])
     if cfg.augment.mode == "offline":
         from ctnodule.train.augment import augment_batch
 
-        gen = torch.Generator().manual_seed(cfg.seed * 7919 + fold)
+        gen = torch.Generator().manual_seed(cfg.seed * 7919 + fold + 1)
         copies = [augment_batch(data[inner_tr], cfg.augment.model_copy(update={"mode": "online"}), gen)
                   for _ in range(cfg.augment.offline_copies)]
-        extra_tr = None if extra is None else np.concatenate([extra[inner_tr]] * (len(copies) + 1))
+        ex_tr = None if extra_rows is None else np.concatenate([extra_rows[inner_tr]] * (len(copies) + 1))
         tr = Batches(torch.cat([data[inner_tr], *copies]), torch.from_numpy(np.tile(yt[inner_tr], len(copies) + 1)),
-                     None if extra_tr is None else torch.from_numpy(extra_tr), views=False)
+                     None if ex_tr is None else torch.from_numpy(ex_tr), views=False)
         va = Batches(data[inner_va], torch.from_numpy(yt[inner_va]),
-                     None if extra is None else torch.from_numpy(extra[inner_va]), views=False)
+                     None if extra_rows is None else torch.from_numpy(extra_rows[inner_va]), views=False)
         cfg_train = cfg.model_copy(update={"augment": cfg.augment.model_copy(update={"mode": "none"})})
     else:
-        tr, va = _split_batches(data, yt, extra, inner_tr, inner_va, views=False)
+        tr, va = _split_batches(data, yt, extra_rows, inner_tr, inner_va, views=False)
         cfg_train = cfg
     tr = _balance(balancer, tr, cfg, fold, views=False)
     criterion = _criterion(balancer, tr.y.numpy(), n_classes, cfg)
     history = fit(net, tr, va, cfg_train, criterion, checkpoint, fold, cfg.device, resume, log)
-    return FoldModel(cfg, pipeline, net, scaler), history
+    model = FoldModel(cfg, pipeline, net, scaler)
+    proba = None
+    if predict_idx is not None:
+        proba = model.proba_from(images[predict_idx], None if extra is None else extra[predict_idx], cfg.device)
+    return model, history, proba
 
 
 def inner_split(frame: pd.DataFrame, cfg: TrainConfig, fold: int) -> tuple[np.ndarray, np.ndarray]:
@@ -194,8 +220,8 @@ def _as_maps(feats: np.ndarray) -> torch.Tensor:
     return t[..., None, None] if t.ndim == 3 else t
 
 
-def _svm_matrix(feats: np.ndarray, extra: np.ndarray | None) -> np.ndarray:
-    """Pooled features averaged over TTA views (+ size): the SVM's input rows."""
+def _sklearn_matrix(feats: np.ndarray, extra: np.ndarray | None) -> np.ndarray:
+    """Pooled features averaged over TTA views (+ tabular): the scikit-learn head's input rows."""
     x = feats.astype(np.float32).mean(0)
     x = x.reshape(len(x), -1) if x.ndim == 2 else x.mean(axis=(2, 3))
     return x if extra is None else np.hstack([x, extra])

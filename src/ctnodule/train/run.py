@@ -32,11 +32,11 @@ from ctnodule.atomic import atomic_path
 from ctnodule.data.slice import Slice
 from ctnodule.errors import RunError
 from ctnodule.models.backbones import create_backbone
-from ctnodule.models.heads import create_head
+from ctnodule.models.heads import create_head, is_sklearn_head
 from ctnodule.models.network import Classifier
 from ctnodule.train.config import TrainConfig
 from ctnodule.train.fold import N_CLASSES, FoldModel
-from ctnodule.train.inputs import SizeScaler
+from ctnodule.models.descriptors import TabularScaler
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +74,7 @@ def save_model(path: Path, model: FoldModel, extra: dict[str, Any] | None = None
         "format_version": ctnodule.FORMAT_VERSION, "config": model.cfg.model_dump(mode="json"),
         "weights_status": net.backbone.weights_status, "state": state, "head_only": frozen_pretrained,
         "pipeline": model.pipeline.to_config().model_dump(mode="json"),
-        "scaler": None if model.scaler is None else model.scaler.state(), "svm": model.svm,
+        "scaler": None if model.scaler is None else model.scaler.state(), "sk_head": model.sk_head,
         "n_extra": net.n_extra, **(extra or {}),
     }
     with atomic_path(path) as tmp:
@@ -108,8 +108,9 @@ def load_model(path: Path) -> tuple[FoldModel, dict[str, Any]]:
         raise RunError(f"{path}: the model was trained on backbone weights '{blob['weights_status']}' but "
                        f"'{backbone.weights_status}' are available now; install them or retrain")
     n_classes = N_CLASSES[cfg.task]
-    head_name = "linear" if cfg.head == "svm" else cfg.head
-    params = {"dropout": 0.0} if cfg.head == "svm" else cfg.head_params
+    sk = is_sklearn_head(cfg.head)
+    head_name = "linear" if sk else cfg.head
+    params = {"dropout": 0.0} if sk else cfg.head_params
     head = create_head(head_name, backbone.num_features, n_classes, blob["n_extra"], **params)
     net = Classifier(backbone, head)
     try:
@@ -119,8 +120,8 @@ def load_model(path: Path) -> tuple[FoldModel, dict[str, Any]]:
     net.backbone.weights_status = blob["weights_status"]
     net.eval()
     pipeline = Pipeline.from_config(PreprocessConfig.model_validate(blob["pipeline"]))
-    scaler = None if blob["scaler"] is None else SizeScaler.from_state(blob["scaler"])
-    return FoldModel(cfg, pipeline, net, scaler, blob["svm"]), blob
+    scaler = None if blob["scaler"] is None else TabularScaler.from_state(blob["scaler"])
+    return FoldModel(cfg, pipeline, net, scaler, blob["sk_head"]), blob
 
 
 class Predictor:
