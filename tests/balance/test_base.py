@@ -7,7 +7,7 @@ import torch
 from ctnodule.balance import available, resolve
 from ctnodule.errors import ConfigError
 
-EXPECTED = {"none", "weights", "oversample", "undersample", "smote", "smote_embed", "focal",
+EXPECTED = {"none", "weights", "oversample", "undersample", "smote", "smote_embed", "cgan", "focal",
             "logit_adjusted"}
 FAST = sorted(set(available()) - {"cgan"})  # cgan trains a network: tested in test_cgan.py
 
@@ -54,3 +54,17 @@ def test_contract_on_features(name):
 def test_mismatched_lengths_are_a_clear_error():
     with pytest.raises(ConfigError, match="rows"):
         resolve("oversample").resample(np.zeros((5, 2)), np.zeros(4, dtype=int), 0)
+
+
+def test_cgan_balancer_tops_up_minorities_with_synthetic_images():
+    rng = np.random.default_rng(0)
+    y = np.array([0] * 20 + [1] * 8 + [2] * 4)
+    X = np.repeat(rng.random((len(y), 1, 16, 16), dtype=np.float32), 3, axis=1)  # grey slice as 3 channels
+    b = resolve("cgan", epochs=1, width=8, batch_size=16)
+    X2, y2, synth = b.resample(X, y, seed=0)
+    assert X2.shape == (60, 3, 16, 16) and np.bincount(y2).tolist() == [20, 20, 20]
+    assert synth.sum() == 28 and (y2[synth] != 0).all()
+    np.testing.assert_array_equal(X2[~synth], X)
+    np.testing.assert_array_equal(X2[synth][:, 0], X2[synth][:, 2])  # channels stay copies of one slice
+    with pytest.raises(ConfigError, match="smote_embed"):
+        b.resample(rng.random((32, 10)), y, 0)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ctnodule.balance import losses, sampling, smote, weights  # noqa: F401  (registers balancers)
+from ctnodule.balance import generative, losses, sampling, smote, weights  # noqa: F401  (registers balancers)
 from ctnodule.balance.base import BALANCERS, Balancer
 from ctnodule.balance.weights import balanced_class_weights, class_weight_table
 
