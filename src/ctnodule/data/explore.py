@@ -14,8 +14,13 @@ import pandas as pd
 
 from ctnodule.atomic import atomic_path
 from ctnodule.data import explore_figures as figs
-from ctnodule.data.explore_stats import (class_distribution, class_weights_table, percentile_table,
-                                         shape_distribution, slice_stats)
+from ctnodule.data.explore_stats import (
+    class_distribution,
+    class_weights_table,
+    percentile_table,
+    shape_distribution,
+    slice_stats,
+)
 from ctnodule.data.manifest import read_manifest
 from ctnodule.errors import ConfigError
 from ctnodule.report.html import HtmlReport

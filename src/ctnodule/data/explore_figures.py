@@ -134,7 +134,7 @@ def sample_grid(root: Path, frame: pd.DataFrame, view: str, per_class: int, seed
     return fig
 
 
-def _outline(ax, root: Path, row: pd.Series, view: str) -> None:  # noqa: ANN001
+def _outline(ax, root: Path, row: pd.Series, view: str) -> None:
     if view == "full" and pd.notna(row.get("bbox_r0")):
         from matplotlib.patches import Rectangle
 

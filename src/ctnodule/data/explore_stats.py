@@ -24,7 +24,7 @@ def laplacian_variance(x: np.ndarray) -> float:
     return float(cv2.Laplacian(x.astype(np.float32, copy=False), cv2.CV_32F).var(dtype=np.float64))
 
 
-def slice_stats(root, frame: pd.DataFrame, progress: bool = False) -> pd.DataFrame:  # noqa: ANN001
+def slice_stats(root, frame: pd.DataFrame, progress: bool = False) -> pd.DataFrame:
     """One row per sample: ids, view, labels, slice shape and Laplacian variance (reads every slice once)."""
     from tqdm import tqdm
 

@@ -102,7 +102,7 @@ class PhantomPatient:
                 mask[win] = frac >= MASK_FRACTION
             masks.append(mask)
         img = cv2.GaussianBlur(img, (0, 0), 0.6)  # partial volume / reconstruction kernel
-        rng = np.random.default_rng([self.noise_seed, int(round(z * 100))])
+        rng = np.random.default_rng([self.noise_seed, round(z * 100)])
         noise = cv2.GaussianBlur(rng.standard_normal((SIZE, SIZE)).astype(np.float32), (0, 0), 0.8)
         img += noise * (self.noise / 0.35)  # the blur shrinks white-noise std by ~0.35
         return np.clip(np.round(img), -1024, 3071).astype(np.int16), masks
@@ -114,7 +114,7 @@ class PhantomPatient:
             hit = dz < radii
             for (py, px, _), r, d in zip(points[hit], radii[hit], dz[hit]):
                 rr = math.sqrt(r * r - d * d) / self.spacing
-                centre = (int(round(px / self.spacing + SIZE / 2) * 4), int(round(py / self.spacing + SIZE / 2) * 4))
+                centre = (round(px / self.spacing + SIZE / 2) * 4, round(py / self.spacing + SIZE / 2) * 4)
                 cv2.circle(canvas, centre, max(1, int(rr * 4)), 255, -1, cv2.LINE_AA, shift=2)
         return canvas.astype(np.float32) / 255.0
 

@@ -151,9 +151,9 @@ def _phantom_archive(root):
 
     readers = [(4, 1, 3), (5, 2, 3), (None, 2, None)]
     sessions = "".join(
-        "<readingSession><servicingRadiologistID>r%d</servicingRadiologistID>%s</readingSession>" % (
-            i, "".join(nodule(m, "".join(rois[n]) if n < 2 else ghost)
-                       for n, m in enumerate(ms) if m is not None)) for i, ms in enumerate(readers))
+        f"<readingSession><servicingRadiologistID>r{i}</servicingRadiologistID>"
+        + "".join(nodule(m, "".join(rois[n]) if n < 2 else ghost) for n, m in enumerate(ms) if m is not None)
+        + "</readingSession>" for i, ms in enumerate(readers))
     (folder / "001.xml").write_text(
         f'<?xml version="1.0"?><LidcReadMessage xmlns="http://www.nih.gov"><ResponseHeader>'
         f"<SeriesInstanceUid>{uids[2]}</SeriesInstanceUid></ResponseHeader>{sessions}</LidcReadMessage>")

@@ -21,7 +21,7 @@ from ctnodule.atomic import write_text
 from ctnodule.data.writer import DatasetWriter
 from ctnodule.registry import Registry
 
-IMPORTERS: Registry["ImportReport"] = Registry("importer")
+IMPORTERS: Registry[ImportReport] = Registry("importer")
 REPORT = "import_report.json"
 
 

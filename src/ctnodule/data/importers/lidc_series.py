@@ -82,7 +82,7 @@ def _read_folder(folder: Path, skips: Skips) -> list[Series]:
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_TAGS)
             z = float(ds.ImagePositionPatient[2])
-        except Exception as exc:  # pydicom raises many types; one bad file must not stop the import
+        except Exception as exc:  # noqa: BLE001  pydicom raises many types; one bad file must not stop the import
             skips.add(path, f"unreadable DICOM header or no ImagePositionPatient ({type(exc).__name__})")
             continue
         orient = [round(float(v)) for v in getattr(ds, "ImageOrientationPatient", [1, 0, 0, 0, 1, 0])]

@@ -9,8 +9,8 @@ five malignancy scores, so even a tiny phantom has every class.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from tqdm import tqdm

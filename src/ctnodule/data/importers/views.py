@@ -9,7 +9,8 @@ origin in the full slice is `crop_r0, crop_c0`.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -22,7 +23,7 @@ VIEWS = ("full", "nodule")
 def nodule_margin(bbox: tuple[int, int, int, int]) -> int:
     """Pixels added on each side of the bbox: 15 + 0.6 x the bbox's longer side (a 7-px nodule gets a
     ~45-px crop, a 43-px one ~125 px, the seed's range)."""
-    return int(round(15 + 0.6 * max(bbox[2] - bbox[0], bbox[3] - bbox[1])))
+    return round(15 + 0.6 * max(bbox[2] - bbox[0], bbox[3] - bbox[1]))
 
 
 def sample_id(patient_id: str, nodule_id: str | int, view: str) -> str:

@@ -123,7 +123,7 @@ def _index(folder: Path, skips: Skips) -> dict[tuple[str, str], Path]:
     return found
 
 
-def _add_nodule(writer, row, image_path: Path, mask_path: Path, k: int) -> None:  # noqa: ANN001
+def _add_nodule(writer, row, image_path: Path, mask_path: Path, k: int) -> None:
     image, zooms = read_nifti(image_path)
     mask, _ = read_nifti(mask_path)
     if image.ndim != 3 or image.shape != mask.shape:
