@@ -55,7 +55,8 @@ def available_methods() -> list[str]:
 def find_target_layer(model: nn.Module, example: torch.Tensor | None = None) -> str:
     """Name of the layer whose activations a CAM should weight (see the module docstring).
 
-    `example` is one input batch of the size the model will see (default a 1x3x224x224 zero tensor);
+    `example` is an input batch of the size the model will see (default a 1x3x224x224 zero tensor; a
+    model that binds per-batch size features needs the very batch it was prepared for);
     it is run once, without gradients, in eval mode, and the model's modes are restored afterwards.
     """
     if example is None:
@@ -75,7 +76,7 @@ def find_target_layer(model: nn.Module, example: torch.Tensor | None = None) -> 
     try:
         model.eval()
         with torch.no_grad():
-            model(example[:1])
+            model(example)
     finally:
         for h in handles:
             h.remove()

@@ -1,0 +1,43 @@
+"""CLI command of the explain stage: `ctnodule explain RUN DATA --out DIR`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+_RUN = typer.Argument(..., help="Trained run folder (from `ctnodule train`).")
+_DATA = typer.Argument(..., help="Slice dataset to explain (its samples of the run's view).")
+_OUT = typer.Option(..., "--out", help="Output folder: samples/*.png, localization.json, report.html.")
+
+
+def explain_cmd(
+    run: Path = _RUN,
+    data: Path = _DATA,
+    out: Path = _OUT,
+    method: str = typer.Option("gradcam", help="CAM method: gradcam, gradcam++, hirescam, xgradcam, layercam, "
+                               "eigencam, eigengradcam, scorecam (slow on CPU)."),
+    n: int | None = typer.Option(None, min=1, help="Explain N samples, drawn class by class (default: all)."),
+    layer: str | None = typer.Option(None, help="Layer to explain by module name (default: the last "
+                                        "convolutional layer, found automatically)."),
+    target: int | None = typer.Option(None, min=0, help="Class index to explain (default: the predicted one)."),
+    tolerance: float = typer.Option(0.0, min=0.0, help="Pointing game: pixels the maximum may miss the nodule by."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists (only once the new one is complete)."),
+) -> None:
+    """Grad-CAM heat maps, how much of each falls on the nodule, and a gallery of correct vs wrong."""
+    import json
+
+    from ctnodule.explain.stage import explain_run
+
+    folder = explain_run(run, data, out, method=method, n=n, layer=layer, target=target, tolerance=tolerance,
+                         force=force)
+    loc = json.loads((folder / "localization.json").read_text(encoding="utf-8"))
+    fmt = lambda v: "n/a" if v is None else f"{v:.3f}"
+    typer.echo(f"{loc['n']} samples ({loc['n_scored']} with a nodule outline): heat on nodule "
+               f"{fmt(loc['mean_cam_in_mask'])} (flat map {fmt(loc['mean_area_fraction'])}), pointing game "
+               f"{fmt(loc['pointing_game'])}; layer {', '.join(loc['layers'])}")
+    typer.echo(f"report: {folder / 'report.html'}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("explain")(explain_cmd)

@@ -1,0 +1,128 @@
+"""The explain report: a gallery grouped by true class with correct and wrong predictions side by side
+(the seed's figures 27-30), and the localisation distribution against its chance level.
+
+Each gallery figure is one true class: correct predictions on the left, wrong ones on the right, the most
+confident first (confident mistakes are the ones worth looking at); each tile is the overlay with the
+nodule outline, its predicted class, probability, heat share on the nodule and pointing-game hit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ctnodule.report.html import HtmlReport
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _tile_title(rec: dict[str, Any], class_names: Sequence[str]) -> str:
+    mass = rec["cam_in_mask"]
+    loc = "no mask" if mass is None else f"on nodule {mass:.2f}{' ✓' if rec['pointing_game'] else ''}"
+    return f"{rec['sample_id']}\npred {class_names[rec['pred']]} ({rec['prob']:.2f})\n{loc}"
+
+
+def class_figure(records: list[dict[str, Any]], tiles: dict[str, np.ndarray], true: int,
+                 class_names: Sequence[str], per_side: int = 6, cols: int = 2):
+    """Matplotlib figure for one true class: correct | wrong, `per_side` tiles each, most confident first."""
+    import matplotlib.pyplot as plt
+
+    mine = [r for r in records if r["true"] == true]
+    groups = {"correct": [r for r in mine if r["pred"] == true], "wrong": [r for r in mine if r["pred"] != true]}
+    rows = max(1, int(np.ceil(min(per_side, max(len(g) for g in groups.values())) / cols)))
+    fig = plt.figure(figsize=(2.4 * 2 * cols + 0.4, 2.7 * rows + 0.8), layout="constrained")
+    fig.suptitle(f"true class {class_names[true]}", fontsize=12)
+    for sub, (side, group) in zip(fig.subfigures(1, 2, wspace=0.04), groups.items()):
+        sub.suptitle(f"{side}: {len(group)}", fontsize=11, fontweight="bold")
+        axes = np.atleast_1d(sub.subplots(rows, cols, squeeze=False)).ravel()
+        for ax in axes:
+            ax.axis("off")
+        shown = sorted(group, key=lambda r: -r["prob"])[:per_side]
+        for ax, rec in zip(axes, shown):
+            ax.imshow(tiles[rec["sample_id"]])
+            ax.set_title(_tile_title(rec, class_names), fontsize=7)
+        if not shown:
+            axes[0].text(0.5, 0.5, "none", ha="center", va="center", fontsize=10, color="grey",
+                         transform=axes[0].transAxes)
+    return fig
+
+
+def distribution_figure(records: list[dict[str, Any]]):
+    """Histogram of the heat share on the nodule (correct vs wrong) with the chance level, and the
+    pointing-game hit rate beside the rate a random point would reach."""
+    import matplotlib.pyplot as plt
+
+    scored = [r for r in records if r["cam_in_mask"] is not None]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [2, 1]})
+    bins = np.linspace(0, 1, 21)
+    for label, group, colour in (("correct", [r for r in scored if r["pred"] == r["true"]], "tab:green"),
+                                 ("wrong", [r for r in scored if r["pred"] != r["true"]], "tab:red")):
+        if group:
+            ax1.hist([r["cam_in_mask"] for r in group], bins=bins, alpha=0.6, color=colour,
+                     label=f"{label} (n={len(group)})")
+    if scored:
+        chance = float(np.mean([r["area_fraction"] for r in scored]))
+        ax1.axvline(chance, color="k", ls="--", lw=1, label=f"flat map (nodule area) {chance:.3f}")
+        ax1.axvline(float(np.mean([r["cam_in_mask"] for r in scored])), color="tab:blue", lw=1.5,
+                    label="mean")
+        hits = [np.mean([r["pointing_game"] for r in g]) if g else np.nan for g in
+                (scored, [r for r in scored if r["pred"] == r["true"]], [r for r in scored if r["pred"] != r["true"]])]
+        ax2.bar(["all", "correct", "wrong"], hits, color=["tab:blue", "tab:green", "tab:red"])
+        ax2.axhline(chance, color="k", ls="--", lw=1, label="random point")
+        ax2.set_ylim(0, 1)
+        ax2.legend(fontsize=8)
+    ax1.set_xlabel("share of the heat map on the nodule")
+    ax1.set_ylabel("samples")
+    ax1.legend(fontsize=8)
+    ax2.set_title("pointing game: maximum on the nodule", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def group_table(records: list[dict[str, Any]], class_names: Sequence[str]) -> pd.DataFrame:
+    rows = []
+    for t in sorted({r["true"] for r in records}):
+        for side in ("correct", "wrong"):
+            g = [r for r in records if r["true"] == t and (r["pred"] == t) == (side == "correct")]
+            s = [r for r in g if r["cam_in_mask"] is not None]
+            rows.append({"true class": class_names[t], "prediction": side, "n": len(g),
+                         "heat on nodule (mean)": np.mean([r["cam_in_mask"] for r in s]) if s else np.nan,
+                         "pointing game": np.mean([r["pointing_game"] for r in s]) if s else np.nan,
+                         "nodule area share": np.mean([r["area_fraction"] for r in s]) if s else np.nan})
+    return pd.DataFrame(rows)
+
+
+def write_report(path: Path, summary: dict[str, Any], records: list[dict[str, Any]],
+                 tiles: dict[str, np.ndarray], class_names: Sequence[str]) -> Path:
+    """`report.html` (+ figures/) for one explain run."""
+    rep = HtmlReport(f"Explanations: {summary['method']} on {summary['view']} view ({summary['task']})",
+                     f"run {summary['run']} · data {summary['data']} · layer {', '.join(summary['layers'])}")
+    if summary.get("synthetic"):
+        rep.paragraph("Synthetic data (phantom): these maps show the code works, not what a model learns "
+                      "from real CT.")
+    rep.heading("Localisation")
+    sources = ", ".join(f"{k}: {v}" for k, v in summary["region_source"].items())
+    rep.paragraph(
+        f"{summary['n']} samples explained, {summary['n_scored']} with a nodule outline ({sources}). "
+        f"Mean share of the heat map on the nodule: {_fmt(summary['mean_cam_in_mask'])} (a flat map would "
+        f"score the nodule's area share, {_fmt(summary['mean_area_fraction'], 4)}); pointing game (maximum "
+        f"on the nodule, tolerance {summary['pointing_tolerance_px']} px): {_fmt(summary['pointing_game'])}. "
+        "Heat maps are computed in the frame the network saw (after the run's own preprocessing); the "
+        "nodule outline is moved with it.")
+    if records:
+        rep.figure(distribution_figure(records), "localization", "Heat share on the nodule and pointing game.")
+        rep.table(group_table(records, class_names), "By true class and correctness.")
+    rep.heading("Gallery")
+    rep.paragraph("Per true class: correct predictions left, wrong right, most confident first. Green outline: "
+                  "nodule mask; yellow: bbox. Each sample's panels (slice in lung window, network input, "
+                  "overlay) are in samples/.")
+    for t in sorted({r["true"] for r in records}):
+        rep.figure(class_figure(records, tiles, t, class_names), f"gallery_true_{t}",
+                   f"True class {class_names[t]}.")
+    return rep.save(path)

@@ -1,0 +1,122 @@
+"""`explain_run(run_dir, data, out)`: heat maps of a trained run on a slice dataset, a PNG per sample,
+`localization.json` (how much of each map falls on the nodule) and `report.html` (the gallery).
+
+The output folder appears only when complete (written in a temporary sibling, then renamed), and an
+existing one is replaced only with `force`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ctnodule.atomic import atomic_dir
+from ctnodule.data.dataset import SliceDataset
+from ctnodule.errors import ConfigError, CTNoduleError, DataError
+from ctnodule.explain.core import (
+    CHUNK,
+    explain_batch,
+    gallery_tile,
+    safe_name,
+    sample_png,
+    score,
+    summarise,
+    write_json,
+)
+from ctnodule.explain.gallery import write_report
+from ctnodule.explain.gradcam import CamExplainer
+from ctnodule.explain.overlay import write_png
+
+
+def select_samples(labels: np.ndarray, n: int | None, seed: int = 0) -> np.ndarray:
+    """Positions of the samples to explain: all, or `n` drawn class by class in turn (seeded), so every
+    class appears in the gallery even when one dominates; returned in dataset order."""
+    if n is None or n >= len(labels):
+        return np.arange(len(labels))
+    if n < 1:
+        raise ConfigError(f"--n must be >= 1, got {n}")
+    rng = np.random.default_rng(seed)
+    pools = [list(rng.permutation(np.flatnonzero(labels == c))) for c in np.unique(labels)]
+    picked: list[int] = []
+    while len(picked) < n:
+        for pool in pools:
+            if pool and len(picked) < n:
+                picked.append(int(pool.pop()))
+    return np.sort(np.asarray(picked))
+
+
+def explain_run(run_dir: str | Path, data: str | Path | SliceDataset, out: str | Path, method: str = "gradcam",
+                n: int | None = None, layer: str | None = None, target: int | None = None,
+                tolerance: float = 0.0, seed: int = 0, force: bool = False,
+                log: Callable[[str], None] = print) -> Path:
+    """Explain run `run_dir` on dataset `data` (its samples of the run's view) into folder `out`."""
+    from tqdm import tqdm
+
+    from ctnodule.train.inputs import load_slices
+    from ctnodule.train.run import load_run
+
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not force:  # fail before minutes of work, not after
+        raise CTNoduleError(f"{out}: output folder exists and is not empty; pass --force to replace it")
+    predictor = load_run(run_dir)
+    dataset = data if isinstance(data, SliceDataset) else SliceDataset(data)
+    dataset = dataset.view(predictor.view)
+    if len(dataset) == 0:
+        raise DataError(f"the dataset has no {predictor.view!r}-view samples, the view this run was trained "
+                        "on; import that view or explain a run of the other view", dataset.root)
+    names = predictor.class_names or [str(i) for i in range(predictor.config.get("n_classes", 2))]
+    if target is not None and not 0 <= target < len(names):
+        raise ConfigError(f"--target {target} is not a class of this run (0..{len(names) - 1}: {names})")
+    labels = dataset.labels(predictor.task)
+    chosen = select_samples(labels, n, seed)
+    dataset = dataset.subset(chosen)
+    labels = labels[chosen]
+    slices = load_slices(dataset, predictor.config.get("channels", "grey"))
+    log(f"explaining {len(slices)} {predictor.view} samples of {dataset.root} with {method}")
+    records: list[dict[str, Any]] = []
+    tiles: dict[str, np.ndarray] = {}
+    with atomic_dir(out, force=force) as tmp, CamExplainer(predictor.model, method, layer) as cam:
+        bar = tqdm(total=len(slices), desc=f"explain ({method})", unit="slice")
+        for start in range(0, len(slices), CHUNK):
+            chunk = slices[start:start + CHUNK]
+            for k, e in enumerate(explain_batch(predictor, chunk, cam, target)):
+                meta = chunk[k].meta
+                sid = str(meta.get("sample_id", start + k))
+                png = Path("samples") / f"{safe_name(sid)}.png"
+                pred = int(np.argmax(e.probs))
+                rec = {
+                    "sample_id": sid, "patient_id": str(meta.get("patient_id", "")),
+                    "true": int(labels[start + k]), "pred": pred, "prob": float(e.probs[pred]),
+                    "probs": [float(p) for p in e.probs], "explained_class": e.target,
+                    "region": e.region_source, **score(e, tolerance), "png": png.as_posix(),
+                }
+                records.append(rec)
+                write_png(tmp / png, sample_png(e, _caption(rec, names)))
+                tiles[sid] = gallery_tile(e)
+            bar.update(len(chunk))
+        bar.close()
+        summary = {
+            "method": method, "layers": cam.layers_ or [], "run": str(Path(run_dir)), "data": str(dataset.root),
+            "view": predictor.view, "task": predictor.task, "class_names": names,
+            "target": "predicted class" if target is None else names[target],
+            "synthetic": _synthetic(dataset),
+            **summarise(records, tolerance),
+        }
+        write_json(tmp / "localization.json", {**summary, "per_sample": records})
+        write_report(tmp / "report.html", summary, records, tiles, names)
+    return out
+
+
+def _synthetic(dataset: SliceDataset) -> bool:
+    frame = dataset.frame
+    return "synthetic" in frame and bool(frame["synthetic"].fillna(0).astype(float).any())
+
+
+def _caption(rec: dict[str, Any], names: list[str]) -> str:
+    mass = "no outline" if rec["cam_in_mask"] is None else f"heat on nodule {rec['cam_in_mask']:.2f}"
+    hit = "" if rec["pointing_game"] is None else (", max on nodule" if rec["pointing_game"] else ", max off nodule")
+    return (f"{rec['sample_id']}  true {names[rec['true']]}  pred {names[rec['pred']]} ({rec['prob']:.2f})  "
+            f"{mass}{hit}")

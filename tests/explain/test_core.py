@@ -1,0 +1,47 @@
+"""Frames: the heat map computed on the network's grid goes back onto the input slice's own grid."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ctnodule.data.slice import Slice
+from ctnodule.explain.core import geometry_only, to_input_frame
+from ctnodule.preprocess import Pipeline, create_step
+
+
+def _slice(shape=(90, 70), spacing=(0.9, 0.8)) -> tuple[Slice, np.ndarray]:
+    rr, cc = np.mgrid[: shape[0], : shape[1]]
+    mask = ((rr - 30) ** 2 + (cc - 45) ** 2 <= 8**2).astype(np.uint8)
+    hu = np.where(mask, 40, -850).astype(np.int16)
+    return Slice(hu, spacing, {"sample_id": "s1", "bbox_r0": 22, "bbox_c0": 37, "bbox_r1": 39, "bbox_c1": 54},
+                 mask), mask
+
+
+@pytest.mark.parametrize("size", [
+    {"mode": "resample", "size": [48, 48], "spacing_mm": 0.7, "centre": "mask"},
+    {"mode": "resize", "size": [64, 64], "aspect": "pad"},
+    {"mode": "resize", "size": [50, 40], "aspect": "stretch"},
+])
+def test_map_on_the_processed_nodule_lands_on_the_input_nodule(size):
+    s, mask = _slice()
+    pipe = Pipeline([create_step("size", size), create_step("window", {})], view="nodule")
+    processed = pipe.transform(s)
+    geo, affine = geometry_only(pipe, s)
+    assert geo.array.shape == processed.array.shape
+    assert geo.meta["bbox_r0"] == 22  # the real metadata is untouched by the probe
+    cam = processed.mask.astype(np.float32)
+    back = to_input_frame(cam, affine, mask.shape)
+    assert back.shape == mask.shape and 0.0 <= back.min() and back.max() <= 1.0
+    hit = back > 0.5
+    iou = (hit & (mask > 0)).sum() / (hit | (mask > 0)).sum()
+    assert iou > 0.8
+
+
+def test_identity_when_the_pipeline_keeps_the_grid():
+    s, _ = _slice((64, 64), (0.7, 0.7))
+    pipe = Pipeline([create_step("window", {})], view="nodule")
+    geo, affine = geometry_only(pipe, s)
+    assert affine == (1.0, 0.0, 1.0, 0.0) and geo.array is s.array
+    cam = np.random.default_rng(0).random((64, 64)).astype(np.float32)
+    assert np.allclose(to_input_frame(cam, affine, (64, 64)), cam, atol=1e-6)
