@@ -43,7 +43,7 @@ def test_read_slice_transposes_nifti_to_rows_y_cols_x(tmp_path):
 
 @pytest.mark.realdata
 def test_dicom_slice_in_hu(lidc_src):
-    path = sorted(lidc_src.rglob("*.dcm"))[0]
+    path = min(lidc_src.rglob("*.dcm"))
     s = read_dicom_slice(path)
     assert s.shape == (512, 512) and s.array.dtype == np.int16
     assert s.array.min() <= -1000 and 0 < s.spacing[0] < 1.0

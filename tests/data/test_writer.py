@@ -35,9 +35,8 @@ def test_failure_leaves_no_half_dataset_and_keeps_the_old_one(tmp_path):
         raise RuntimeError("import crashed")
     assert list(SliceDataset(out).frame["sample_id"]) == ["old"]
     assert [p.name for p in tmp_path.iterdir()] == ["d"]  # no temporary folder left behind
-    with pytest.raises(CTNoduleError):  # invalid rows fail at close: nothing is written
-        with open_dataset(out, force=True) as w:
-            _add(w, "x", m=9)
+    with pytest.raises(CTNoduleError), open_dataset(out, force=True) as w:  # invalid rows fail at close
+        _add(w, "x", m=9)
     assert list(SliceDataset(out).frame["sample_id"]) == ["old"]
 
 
