@@ -9,6 +9,7 @@ Per nodule (readers' annotations grouped by `lidc_annotations`):
 - `full` view: that whole slice in HU (RescaleSlope/Intercept), `nodule` view: bbox + margin crop, both
   with the consensus mask and a (2k+1) context stack. Neighbours are the slices at +-d x thickness; where
   the series has a gap there, the nearer available slice is repeated (`context_replicated` counts them).
+Pixels below -1024 HU (padding outside the circular field of view) are set to -1024 (air).
 Slices are ordered by ImagePositionPatient z, never by file name. Only headers are read for the whole
 series; pixels only for the slices used. Nodules whose contour slices are all absent, series without
 annotations and unreadable files are skipped and reported.

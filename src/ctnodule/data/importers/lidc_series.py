@@ -15,6 +15,11 @@ import numpy as np
 from ctnodule.data.importers.base import Skips
 from ctnodule.data.io import read_dicom_slice
 
+#: HU floor: pixels outside the scanner's circular field of view carry a padding value (-2048 or -3024 HU
+#: after rescaling in LIDC), not a measurement; as air they no longer dominate windowing or the
+#: Laplacian-variance noise measure (explore showed padded scans ~20x "noisier" than unpadded ones)
+AIR_HU = -1024
+
 _TAGS = ["ImagePositionPatient", "SeriesInstanceUID", "StudyInstanceUID", "PatientID", "PixelSpacing",
          "Rows", "Columns", "SliceThickness", "ImageOrientationPatient"]
 
@@ -52,9 +57,9 @@ class Series:
         return [out[d] for d in range(-k, k + 1)], replicated
 
     def pixels(self, i: int) -> np.ndarray:
-        """Slice `i` in HU (int16), read once."""
+        """Slice `i` in HU (int16, floored at `AIR_HU`), read once."""
         if i not in self._cache:
-            self._cache[i] = read_dicom_slice(self.files[i]).array
+            self._cache[i] = np.maximum(read_dicom_slice(self.files[i]).array, np.int16(AIR_HU))
         return self._cache[i]
 
     def rel(self, root: Path) -> str:
