@@ -55,7 +55,7 @@ class PreprocessConfig(StrictModel):
         padding), size standardisation last, padding with 0 = "no data". Full slices get the lung mask
         on HU first and lose their background after CLAHE, and stay 512 x 512."""
         _check_view(view)
-        steps: list[tuple[str, dict[str, Any]]] = [("lung_mask", {"closing_mm": 10.0})] if view == "full" else []
+        steps: list[tuple[str, dict[str, Any]]] = [("lung_mask", {"closing_mm": 20.0})] if view == "full" else []
         steps += [("window", dict(LUNG_WINDOW)), ("gamma", {"gamma": 1.35}),
                   ("clahe", {"clip_limit": 2.5, "tiles": [8, 8]})]
         if view == "full":

@@ -55,7 +55,7 @@ def _drop_small(binary: np.ndarray, min_px: int, keep: int | None = None) -> np.
 
 
 def lung_mask_array(hu: np.ndarray, spacing: tuple[float, float], work_size: int = 256,
-                    lung_hu: float = -400.0, tissue_hu: float = -150.0, closing_mm: float = 10.0,
+                    lung_hu: float = -400.0, tissue_hu: float = -150.0, closing_mm: float = 20.0,
                     min_area_mm2: float = 300.0) -> np.ndarray:
     """uint8 (H, W) lung mask (1 = lung) of one axial HU slice; see the module docstring."""
     h, w = hu.shape
@@ -107,7 +107,7 @@ class LungMask(Step):
     name = "lung_mask"
 
     def __init__(self, work_size: int = 256, lung_hu: float = -400.0, tissue_hu: float = -150.0,
-                 closing_mm: float = 10.0, min_area_mm2: float = 300.0):
+                 closing_mm: float = 20.0, min_area_mm2: float = 300.0):
         self.work_size = work_size
         self.lung_hu = lung_hu
         self.tissue_hu = tissue_hu

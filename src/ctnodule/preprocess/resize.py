@@ -52,7 +52,8 @@ def crop_pad(a: np.ndarray, top: int, left: int, shape: tuple[int, int], fill: f
 
 
 def majority_shape(shapes: Iterable[tuple[int, int]], share: float = 0.5) -> tuple[int, int]:
-    """The seed's standard size: the mean of the most frequent shapes that together cover `share`."""
+    """The seed's standard size: the count-weighted mean of the most frequent shapes that together cover
+    more than `share` of the samples (a majority), so rare outlier shapes do not pull it."""
     counts = Counter(tuple(int(v) for v in s) for s in shapes)
     if not counts:
         raise DataError("size: cannot learn a standard size from an empty training set")
@@ -60,7 +61,7 @@ def majority_shape(shapes: Iterable[tuple[int, int]], share: float = 0.5) -> tup
     for shape, n in counts.most_common():
         taken.append((shape, n))
         acc += n
-        if acc >= share * total:
+        if acc > share * total:
             break
     w = np.array([n for _, n in taken], dtype=float)
     hw = np.array([s for s, _ in taken], dtype=float)
