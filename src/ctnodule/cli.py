@@ -25,9 +25,10 @@ app = typer.Typer(
 def _register_commands() -> None:
     from ctnodule.data import commands as data_commands
     from ctnodule.explain import commands as explain_commands
+    from ctnodule.preprocess import commands as preprocess_commands
     from ctnodule.train import commands as train_commands
 
-    for module in (data_commands, explain_commands, train_commands):
+    for module in (data_commands, explain_commands, preprocess_commands, train_commands):
         module.register(app)
 
 
