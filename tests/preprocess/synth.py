@@ -38,7 +38,7 @@ def chest_slice(rng: np.random.Generator, size: int = 512, spacing: float = 0.7,
         hu[vessel & lungs] = 20.0
     radius = 6.0 / spacing
     # attached to the outer wall of the left-image lung, a third of it inside the chest wall
-    centre = (int(c), int(round(c - 0.34 * size + radius / 3)))
+    centre = (int(c), round(c - 0.34 * size + radius / 3))
     nodule = (rr - centre[0]) ** 2 + (cc - centre[1]) ** 2 <= radius**2
     if juxta:
         hu[nodule & body] = 30.0

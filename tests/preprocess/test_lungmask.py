@@ -40,7 +40,7 @@ def test_slice_without_lungs_gives_an_empty_mask(rng):
 
 
 def test_steps_keep_mask_in_meta_and_zero_the_background(rng):
-    s, centre, _ = chest_slice(rng, size=256, spacing=1.4)
+    s, _, _ = chest_slice(rng, size=256, spacing=1.4)
     marked = LungMask()(s)
     np.testing.assert_array_equal(marked.array, s.array)  # pixels unchanged, HU kept for the window
     lung = marked.meta[LUNG_MASK]
@@ -87,6 +87,6 @@ def test_real_lidc_nodule_centres_fall_inside_the_lung_mask(lidc_src):
                 if z not in masks:
                     masks[z] = lung_mask_array(slices[z].array, slices[z].spacing)
                 pts = ct.to_matrix(include_k=False)
-                hits.append(masks[z][int(round(pts[:, 0].mean())), int(round(pts[:, 1].mean()))])
+                hits.append(masks[z][round(pts[:, 0].mean()), round(pts[:, 1].mean())])
     assert len(hits) > 30
     assert np.mean(hits) >= 0.95

@@ -10,7 +10,8 @@ The maths lives once in plain numpy/OpenCV functions in each step's module; the 
 from __future__ import annotations
 
 import inspect
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -19,7 +20,7 @@ from ctnodule.errors import ConfigError, DataError
 from ctnodule.registry import Registry
 
 #: Preprocessing steps by name: `STEPS.create("window", level=-600, width=1500)`.
-STEPS: Registry["Step"] = Registry("preprocessing step")
+STEPS: Registry[Step] = Registry("preprocessing step")
 
 #: meta key of the lung mask (uint8, same (H, W) as the slice) set by `lung_mask` and carried along.
 LUNG_MASK = "lung_mask"
@@ -48,7 +49,7 @@ class Step:
         return {name: _plain(getattr(self, name)) for name in self._param_names()}
 
     # -- fitted state -------------------------------------------------------------------------------
-    def fit(self, slices: Iterable[Slice]) -> "Step":
+    def fit(self, slices: Iterable[Slice]) -> Step:
         """Learn from training slices (already passed through the steps before this one)."""
         return self
 
@@ -56,7 +57,7 @@ class Step:
         """Everything `fit` learned, as plain YAML-able values (empty for stateless steps)."""
         return {}
 
-    def set_fitted_state(self, state: dict[str, Any]) -> "Step":
+    def set_fitted_state(self, state: dict[str, Any]) -> Step:
         """Restore what `fit` learned (from a saved pipeline)."""
         if state:
             raise ConfigError(f"step {self.name!r} learns nothing from data but was given state {state}")

@@ -38,19 +38,19 @@ class PreprocessConfig(StrictModel):
     hash: str | None = None
 
     @classmethod
-    def default(cls, view: str) -> "PreprocessConfig":
+    def default(cls, view: str) -> PreprocessConfig:
         """Our recipe: the seed's intensity steps, then physical-scale size standardisation for nodules
         (resample to 0.7 mm/px, crop/pad 64 x 64 around the nodule mask)."""
         return cls._build(view, {"mode": "resample", "size": [64, 64], "spacing_mm": 0.7, "centre": "mask"})
 
     @classmethod
-    def seed(cls, view: str) -> "PreprocessConfig":
+    def seed(cls, view: str) -> PreprocessConfig:
         """The seed report's recipe: the same intensity steps, then stretch every nodule crop to the
         standard size learned from the training data (mean of the majority shapes)."""
         return cls._build(view, {"mode": "resize", "size": None, "aspect": "stretch"})
 
     @classmethod
-    def _build(cls, view: str, nodule_size: dict[str, Any]) -> "PreprocessConfig":
+    def _build(cls, view: str, nodule_size: dict[str, Any]) -> PreprocessConfig:
         """Intensity steps on the native pixels (CLAHE and the noise measure see the real image, not
         padding), size standardisation last, padding with 0 = "no data". Full slices get the lung mask
         on HU first and lose their background after CLAHE, and stay 512 x 512."""

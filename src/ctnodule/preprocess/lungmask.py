@@ -32,7 +32,7 @@ from ctnodule.preprocess.window import check_hu
 
 
 def _disk(radius_px: float) -> np.ndarray:
-    r = max(1, int(round(radius_px)))
+    r = max(1, round(radius_px))
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
 
 
@@ -60,7 +60,7 @@ def lung_mask_array(hu: np.ndarray, spacing: tuple[float, float], work_size: int
     """uint8 (H, W) lung mask (1 = lung) of one axial HU slice; see the module docstring."""
     h, w = hu.shape
     scale = min(1.0, work_size / max(h, w))
-    sh, sw = max(2, int(round(h * scale))), max(2, int(round(w * scale)))
+    sh, sw = max(2, round(h * scale)), max(2, round(w * scale))
     img = cv2.resize(hu.astype(np.float32), (sw, sh), interpolation=cv2.INTER_AREA) if scale < 1 else \
         hu.astype(np.float32)
     px_mm = np.sqrt((spacing[0] * h / sh) * (spacing[1] * w / sw))

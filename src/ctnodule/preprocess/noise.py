@@ -10,7 +10,8 @@ dropped too. The step never changes pixels: it records `laplacian_variance`, `no
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import cv2
 import numpy as np
@@ -39,7 +40,7 @@ class NoiseFilter(Step):
         self.percentile = percentile
         self.drop_constant = drop_constant
 
-    def fit(self, slices: Iterable[Slice]) -> "NoiseFilter":
+    def fit(self, slices: Iterable[Slice]) -> NoiseFilter:
         if not 0.0 < self.percentile <= 100.0:
             raise ConfigError(f"noise: percentile must be in (0, 100], got {self.percentile}")
         var = np.array([laplacian_variance(centre_plane(s.array)) for s in slices], dtype=float)
@@ -57,7 +58,7 @@ class NoiseFilter(Step):
             return {}
         return {"threshold_": self.threshold_, "n_fit_": self.n_fit_}
 
-    def set_fitted_state(self, state: dict[str, Any]) -> "NoiseFilter":
+    def set_fitted_state(self, state: dict[str, Any]) -> NoiseFilter:
         self.threshold_ = float(state["threshold_"])
         self.n_fit_ = int(state.get("n_fit_", 0))
         return self

@@ -12,7 +12,8 @@ import itertools
 import multiprocessing as mp
 import os
 import time
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 _FN: Callable[[Any], Any] | None = None
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -38,7 +39,7 @@ class Pipeline:
 
     # -- construction / serialisation ---------------------------------------------------------------
     @classmethod
-    def from_config(cls, cfg: PreprocessConfig) -> "Pipeline":
+    def from_config(cls, cfg: PreprocessConfig) -> Pipeline:
         """Rebuild every step through the registry; saved `state` restores what `fit` learned."""
         steps = []
         for spec in cfg.steps:
@@ -70,7 +71,7 @@ class Pipeline:
         return write_text(path, yaml.safe_dump(self.to_config().model_dump(mode="json"), sort_keys=False))
 
     @classmethod
-    def load(cls, path: str | Path, view: str | None = None) -> "Pipeline":
+    def load(cls, path: str | Path, view: str | None = None) -> Pipeline:
         """Read a saved pipeline. A multi-view file (`{full: ..., nodule: ...}`, as written by
         `preprocess_dataset`) needs `view` unless it holds one view only."""
         path = Path(path)
@@ -93,7 +94,7 @@ class Pipeline:
     def is_fitted(self) -> bool:
         return all(s.is_fitted() for s in self.steps)
 
-    def fit(self, dataset: Slices) -> "Pipeline":
+    def fit(self, dataset: Slices) -> Pipeline:
         """Fit each learning step on the TRAINING slices, as transformed by the steps before it."""
         self._check_view(dataset)
         if len(dataset) == 0:

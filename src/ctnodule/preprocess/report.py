@@ -11,14 +11,14 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from ctnodule.data.dataset import SliceDataset  # noqa: E402
-from ctnodule.preprocess.base import LUNG_MASK, centre_plane  # noqa: E402
-from ctnodule.preprocess.pipeline import Pipeline  # noqa: E402
-from ctnodule.report.html import HtmlReport  # noqa: E402
+from ctnodule.data.dataset import SliceDataset
+from ctnodule.preprocess.base import LUNG_MASK, centre_plane
+from ctnodule.preprocess.pipeline import Pipeline
+from ctnodule.report.html import HtmlReport
 
 N_SHOW = 8
 

@@ -16,7 +16,8 @@ manifest's centre/bbox columns are updated to the new pixel grid.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import cv2
 import numpy as np
@@ -66,7 +67,7 @@ def majority_shape(shapes: Iterable[tuple[int, int]], share: float = 0.5) -> tup
     w = np.array([n for _, n in taken], dtype=float)
     hw = np.array([s for s, _ in taken], dtype=float)
     mean = (hw * w[:, None]).sum(0) / w.sum()
-    return int(round(mean[0])), int(round(mean[1]))
+    return round(mean[0]), round(mean[1])
 
 
 def _map_meta(meta: dict[str, Any], scale: tuple[float, float], offset: tuple[int, int]) -> dict[str, Any]:
@@ -99,7 +100,7 @@ class Size(Step):
     def needs_fit(self) -> bool:  # only the seed's learned standard size is data-derived
         return self.mode == "resize" and self.size is None
 
-    def fit(self, slices: Iterable[Slice]) -> "Size":
+    def fit(self, slices: Iterable[Slice]) -> Size:
         self._check_params()
         if self.needs_fit:
             self.size_ = majority_shape(s.array.shape[-2:] for s in slices)
@@ -108,7 +109,7 @@ class Size(Step):
     def fitted_state(self) -> dict[str, Any]:
         return {"size_": list(self.size_)} if hasattr(self, "size_") else {}
 
-    def set_fitted_state(self, state: dict[str, Any]) -> "Size":
+    def set_fitted_state(self, state: dict[str, Any]) -> Size:
         if "size_" in state:
             self.size_ = tuple(int(v) for v in state["size_"])
         return self
@@ -146,8 +147,8 @@ class Size(Step):
 
     def _resample(self, s: Slice) -> Slice:
         h, w = s.array.shape[-2:]
-        nh = max(2, int(round(h * s.spacing[0] / self.spacing_mm)))
-        nw = max(2, int(round(w * s.spacing[1] / self.spacing_mm)))
+        nh = max(2, round(h * s.spacing[0] / self.spacing_mm))
+        nw = max(2, round(w * s.spacing[1] / self.spacing_mm))
         mask_r = None if s.mask is None else resize_array(s.mask, (nh, nw), nearest=True)
         if self.centre == "mask" and mask_r is not None and mask_r.any():
             rows, cols = np.nonzero(mask_r)
@@ -155,7 +156,7 @@ class Size(Step):
         else:
             cr, cc = nh / 2.0, nw / 2.0
         th, tw = self._target()
-        top, left = int(round(cr - th / 2.0)), int(round(cc - tw / 2.0))
+        top, left = round(cr - th / 2.0), round(cc - tw / 2.0)
 
         def op(a: np.ndarray, nearest: bool, fill: float) -> np.ndarray:
             return crop_pad(resize_array(a, (nh, nw), nearest), top, left, (th, tw), fill)
