@@ -13,6 +13,8 @@ from ctnodule.data.manifest import CLASS_NAMES
 
 #: lung window (level -600, width 1500 HU), the usual way to look at nodules
 LUNG_WINDOW = (-1350.0, 150.0)
+#: sample-grid thumbnails are at most this many pixels on their longer side
+DISPLAY_PX = 192
 _COLOURS = ["#4c9f70", "#8cc084", "#c9c46a", "#e08a4b", "#c4483e"]
 
 
@@ -127,22 +129,26 @@ def sample_grid(root: Path, frame: pd.DataFrame, view: str, per_class: int, seed
                 continue
             r = pick.iloc[j]
             array, _ = read_nrrd(root / r["path"])
-            ax.imshow(array, cmap="gray", vmin=LUNG_WINDOW[0], vmax=LUNG_WINDOW[1], interpolation="nearest")
-            _outline(ax, root, r, view)
+            step = -(-max(array.shape) // DISPLAY_PX)  # thumbnails: drawing 512x512 slices is the slow part
+            ax.imshow(array[::step, ::step], cmap="gray", vmin=LUNG_WINDOW[0], vmax=LUNG_WINDOW[1],
+                      interpolation="nearest")
+            _outline(ax, root, r, view, step)
             ax.set_title(f"{r['patient_id']} {array.shape[0]}x{array.shape[1]}", fontsize=5)
     fig.suptitle(f"{view} view, lung window (L -600 / W 1500 HU)", fontsize=10)
     return fig
 
 
-def _outline(ax, root: Path, row: pd.Series, view: str) -> None:
+def _outline(ax, root: Path, row: pd.Series, view: str, step: int) -> None:
+    """Box the nodule in a full slice (a contour would be too small to see), outline it in a crop."""
     if view == "full" and pd.notna(row.get("bbox_r0")):
         from matplotlib.patches import Rectangle
 
-        r0, c0, r1, c1 = (float(row[k]) for k in ("bbox_r0", "bbox_c0", "bbox_r1", "bbox_c1"))
-        pad = 6
+        r0, c0, r1, c1 = (float(row[k]) / step for k in ("bbox_r0", "bbox_c0", "bbox_r1", "bbox_c1"))
+        pad = 6 / step
         ax.add_patch(Rectangle((c0 - pad, r0 - pad), c1 - c0 + 2 * pad, r1 - r0 + 2 * pad, fill=False,
                                ec="#ff4040", lw=0.8))
     elif isinstance(row.get("mask_path"), str) and row["mask_path"]:
         mask, _ = read_nrrd(root / row["mask_path"])
+        mask = mask[::step, ::step]
         if mask.any():
             ax.contour(mask, levels=[0.5], colors="#ff4040", linewidths=0.5)
