@@ -93,3 +93,18 @@ def test_real_voi_nodules(voi_src, tmp_path):
         rows, cols = np.nonzero(s.mask)
         assert abs(rows.mean() - 32) < 6 and abs(cols.mean() - 32) < 6
         assert s.array.std() > 0.05  # real structure survived, not a flat image
+
+
+def test_phantom_dataset_both_views(phantom, tmp_path):
+    """The synthetic phantom importer's output (full + nodule views, masks, context) goes through."""
+    full = SliceDataset(phantom)
+    src = full.subset(full.frame["patient_id"].isin(sorted(set(full.groups))[:12]).to_numpy())
+    out = SliceDataset(preprocess_dataset(src, tmp_path / "pre", report=False))
+    dropped = pd.read_csv(tmp_path / "pre" / "dropped.csv")
+    assert len(out) + len(dropped) == len(src)
+    assert set(out.frame["view"]) == set(src.frame["view"])
+    for i in range(0, len(out), 7):
+        s = out[i]
+        assert s.array.dtype == np.float32 and s.array.shape == ((64, 64) if s.meta["view"] == "nodule" else (512, 512))
+        ctx = out.context(i)
+        assert ctx is None or ctx.shape[1:] == s.array.shape

@@ -90,3 +90,12 @@ def test_real_lidc_nodule_centres_fall_inside_the_lung_mask(lidc_src):
                 hits.append(masks[z][round(pts[:, 0].mean()), round(pts[:, 1].mean())])
     assert len(hits) > 30
     assert np.mean(hits) >= 0.95
+
+
+def test_stack_reuses_its_centre_slice_lung_mask(rng):
+    s, _, _ = chest_slice(rng, size=128, spacing=2.8)
+    marked = LungMask()(s)
+    stack = s.replace(array=np.stack([s.array] * 3), meta={**s.meta, LUNG_MASK: marked.meta[LUNG_MASK]})
+    np.testing.assert_array_equal(LungMask()(stack).meta[LUNG_MASK], marked.meta[LUNG_MASK])
+    fresh = LungMask()(s.replace(array=np.stack([s.array] * 3)))  # no mask given: segments the centre slice
+    np.testing.assert_array_equal(fresh.meta[LUNG_MASK], marked.meta[LUNG_MASK])

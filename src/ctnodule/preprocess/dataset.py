@@ -55,16 +55,17 @@ def resolve_configs(config: ConfigArg, views: Iterable[str]) -> dict[str, Prepro
     return {v: out.get(v) or PreprocessConfig.default(v) for v in views}
 
 
-def preprocess_dataset(data: str | Path, out: str | Path, config: ConfigArg = None, force: bool = False,
+def preprocess_dataset(data: str | Path | SliceDataset, out: str | Path, config: ConfigArg = None, force: bool = False,
                        fit_on: Sequence[str] | None = None, workers: int | None = None,
                        report: bool = True) -> Path:
-    """Preprocess the slice dataset `data` into `out`; returns `out`.
+    """Preprocess the slice dataset `data` (a folder, or a `SliceDataset` such as `ds.subset(...)`) into
+    `out`; returns `out`.
 
     `config`: a `PreprocessConfig`, a YAML path, or a list of those (one per view); missing views use
     `PreprocessConfig.default(view)`. `fit_on`: the sample_ids or patient_ids of the training samples
     the learning steps (noise threshold, learned standard size) are fitted on; None = all samples.
     """
-    ds = SliceDataset(data)
+    ds = data if isinstance(data, SliceDataset) else SliceDataset(data)
     views = [v for v in ("nodule", "full") if (ds.frame["view"] == v).any()]
     configs = resolve_configs(config, views)
     key = _cache_key(ds, configs, fit_on)
@@ -76,21 +77,21 @@ def preprocess_dataset(data: str | Path, out: str | Path, config: ConfigArg = No
         in_view = ds.frame["view"].to_numpy() == v
         train = ds.subset(in_view & train_sel)
         if len(train) == 0:
-            raise DataError(f"fit_on selects no {v!r} samples to fit the pipeline on", Path(data) / MANIFEST)
+            raise DataError(f"fit_on selects no {v!r} samples to fit the pipeline on", ds.root / MANIFEST)
         pipes[v] = Pipeline.from_config(configs[v]).fit(train)
     with open_dataset(out, force=force) as writer:
         work = _Worker(ds, pipes, writer.folder)
         results = list(_progress(parallel_map(work, range(len(ds)), workers=workers, chunksize=8), len(ds)))
         writer.rows.extend(r["row"] for r in results if r["row"] is not None)
         if not writer.rows:
-            raise DataError("every sample was dropped by the noise filter; nothing to write", data)
+            raise DataError("every sample was dropped by the noise filter; nothing to write", ds.root)
         decisions = pd.DataFrame([r["decision"] for r in results])
         dropped = decisions[~decisions["keep"]].drop(columns="keep")
         write_text(writer.folder / DROPPED_FILE, dropped.to_csv(index=False))
         dump = {v: p.to_config().model_dump(mode="json") for v, p in pipes.items()}
         write_text(writer.folder / PIPELINE_FILE, yaml.safe_dump(dump, sort_keys=False))
         write_text(writer.folder / CACHE_FILE, json.dumps(
-            {"key": key, "source": str(Path(data).resolve()), "fit_on_all": fit_on is None,
+            {"key": key, "source": str(ds.root.resolve()), "fit_on_all": fit_on is None,
              "hashes": {v: p.hash for v, p in pipes.items()}}, indent=2))
         if report:
             from ctnodule.preprocess.report import write_report
@@ -128,10 +129,20 @@ class _Worker:
             write_nrrd(self.folder / row["lung_mask_path"], out.meta[LUNG_MASK].astype(np.uint8), out.spacing)
         context = self.ds.context(i)
         if context is not None:
-            ctx = pipe.transform(Slice(context, s.spacing, dict(s.meta), s.mask))
+            ctx_meta = dict(s.meta)
+            if out.meta.get(LUNG_MASK) is not None and _same_grid(pipe, s, out):
+                # the stack's centre is this slice: hand over its lung mask instead of segmenting it again
+                ctx_meta[LUNG_MASK] = out.meta[LUNG_MASK]
+            ctx = pipe.transform(Slice(context, s.spacing, ctx_meta, s.mask))
             row["context_path"] = f"context/{sid}.nrrd"
             write_nrrd(self.folder / row["context_path"], ctx.array, ctx.spacing)
         return {"row": row, "decision": decision}
+
+
+def _same_grid(pipe: Pipeline, s: Slice, out: Slice) -> bool:
+    """True when `out` lies on `s`'s pixel grid (no size step moved it), so masks carry over as they are."""
+    return out.array.shape[-2:] == s.array.shape[-2:] and all(
+        step.name != "size" or getattr(step, "mode", "") == "resize" for step in pipe.steps)
 
 
 def read_id_list(path: str | Path) -> list[str]:
@@ -158,7 +169,8 @@ def _fit_selection(ds: SliceDataset, fit_on: Sequence[str] | None) -> np.ndarray
 
 
 def _cache_key(ds: SliceDataset, configs: dict[str, PreprocessConfig], fit_on: Sequence[str] | None) -> str:
-    h = hashlib.sha256((ds.root / MANIFEST).read_bytes())
+    h = hashlib.sha256(str(ds.root.resolve()).encode())
+    h.update(ds.frame.to_csv(index=False).encode())
     h.update(json.dumps({v: c.model_dump(mode="json") for v, c in sorted(configs.items())},
                         sort_keys=True).encode())
     h.update(json.dumps(sorted(map(str, fit_on)) if fit_on is not None else None).encode())

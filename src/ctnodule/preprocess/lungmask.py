@@ -14,7 +14,8 @@
 Components smaller than `min_area_mm2` (bowel gas, the trachea's cross-section) are removed.
 
 Steps: `lung_mask` computes the mask on HU and keeps it in `meta["lung_mask"]` (pixels unchanged, so
-the intensity steps still see HU); `mask_background` (after CLAHE, so the zeros do not skew CLAHE's
+the intensity steps still see HU; a mask already there with the slice's shape, e.g. the centre slice's
+handed to its 2.5D stack, is kept rather than computed twice); `mask_background` (after CLAHE, so the zeros do not skew CLAHE's
 histograms) sets every non-lung pixel to 0. Geometric steps carry the lung mask along.
 """
 
@@ -118,6 +119,9 @@ class LungMask(Step):
         if not (self.work_size >= 32 and self.closing_mm >= 0 and self.lung_hu > self.tissue_hu - 2000):
             raise ConfigError(f"lung_mask: bad parameters {self.get_params()}")
         plane = centre_plane(s.array)
+        given = s.meta.get(LUNG_MASK)
+        if given is not None and given.shape == plane.shape:
+            return s.replace(meta=dict(s.meta))  # a 2.5D stack handed its centre slice's mask: reuse it
         check_hu(plane, s.meta.get("sample_id", "?"))
         mask = lung_mask_array(plane, s.spacing, self.work_size, self.lung_hu, self.tissue_hu,
                                self.closing_mm, self.min_area_mm2)
