@@ -30,3 +30,12 @@ def test_misspelt_key_and_unknown_view_are_config_errors(tmp_path):
         load_yaml(PreprocessConfig, bad)
     with pytest.raises(ConfigError, match="view"):
         PreprocessConfig.default("axial")
+
+
+@pytest.mark.parametrize("recipe", ["default", "seed"])
+@pytest.mark.parametrize("view", ["nodule", "full"])
+def test_shipped_presets_match_the_recipes(recipe, view):
+    from importlib.resources import files
+
+    path = files("ctnodule") / "configs" / f"preprocess-{recipe}-{view}.yaml"
+    assert load_yaml(PreprocessConfig, path) == getattr(PreprocessConfig, recipe)(view)
