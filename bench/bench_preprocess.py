@@ -71,9 +71,9 @@ def bench(view: str, slices: list[Slice], source: str) -> None:
         n = sum(1 for _ in pipe.transform_many(slices, workers=workers, chunksize=64 if view == "nodule" else 4))
         dt, cpu = time.perf_counter() - t0, _cpu() - c0
         label = "auto" if workers is None else str(workers)
-        used = 1 if workers == 1 else cores  # auto may stay serial; then this projection is optimistic
-        print(f"  workers={label:>4}: {n / dt:8.1f} slices/s wall ({dt:.2f} s); "
-              f"{1000 * cpu / n:6.2f} CPU-ms/slice -> {used * n / cpu:8.1f} slices/s on {used} idle core(s)")
+        idle = f"; x{cores} idle cores = {cores * n / cpu:7.1f} slices/s" if workers == cores else ""
+        print(f"  workers={label:>4}: {n / dt:8.1f} slices/s wall ({dt:.2f} s); {1000 * cpu / n:6.2f} CPU-ms/slice "
+              f"= {n / cpu:7.1f} slices/s per busy core{idle}")
 
 
 def _cpu() -> float:
