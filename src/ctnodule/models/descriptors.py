@@ -27,7 +27,7 @@ SIZE_NAMES = ["log_diameter"]
 DESCRIPTOR_NAMES = SIZE_NAMES + [
     "log_major", "log_minor", "compactness", "solidity", "eccentricity", "extent", "radial_cv",
     "hu_p10", "hu_p50", "hu_p90", "hu_std", "frac_calcified", "frac_ground_glass", "frac_solid",
-    "rim_hu_mean", "rim_frac_soft", "contrast",
+    "rim_hu_mean", "rim_frac_soft", "contrast", "grad_inside", "grad_boundary",
 ]
 TABULAR_SETS = {"none": [], "size": SIZE_NAMES, "descriptors": DESCRIPTOR_NAMES}
 
@@ -95,6 +95,11 @@ def describe(s: Slice, full: bool = True) -> dict[str, float]:
     out.update(hu_p10=p10 / 1000, hu_p50=p50 / 1000, hu_p90=p90 / 1000, hu_std=float(inside.std()) / 1000,
                frac_calcified=float((inside > 200).mean()), frac_ground_glass=float((inside < -300).mean()),
                frac_solid=float(((inside >= -100) & (inside <= 200)).mean()))
+    # texture/sharpness: mean HU gradient (per mm) inside the nodule and on its border; the research found
+    # the internal gradient the most informative descriptor after size
+    grad = np.hypot(ndi.sobel(hu, 0) / (8 * s.spacing[0]), ndi.sobel(hu, 1) / (8 * s.spacing[1])) / 1000
+    border = mask & ~ndi.binary_erosion(mask)
+    out.update(grad_inside=float(grad[mask].mean()), grad_boundary=float(grad[border].mean()) if border.any() else 0.0)
     rim_px = max(1, int(round(3.0 / px)))  # a 3 mm ring around the nodule: vessels, pleura, spicules
     rim = ndi.binary_dilation(mask, iterations=rim_px) & ~mask
     if rim.any():

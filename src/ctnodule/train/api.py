@@ -111,24 +111,9 @@ def _final(paths: RunPaths, cfg: TrainConfig, slices, frame, y, resume: bool, lo
     log(f"final model: training on all {len(frame)} samples")
     model, hist, _ = train_fold(cfg, slices, frame, y, np.arange(len(frame)), -1, paths.fold_state(-1), resume,
                                 log)
-    info = {"history": hist}
-    if model.sk_head is not None:
-        info["surrogate_agreement"] = _surrogate_agreement(model, slices)
-    save_model(paths.model, model, info)
+    save_model(paths.model, model, {"history": hist, **model.info})
     paths.fold_state(-1).unlink(missing_ok=True)
     return model, hist
-
-
-def _surrogate_agreement(model, slices) -> float:
-    """Share of training samples where the scikit-learn head's linear surrogate (what Grad-CAM sees) picks the same class."""
-    import torch
-
-    x = torch.from_numpy(model.images(slices))
-    extra = model.extra(slices)
-    model.net.eval()
-    with torch.no_grad():
-        sur = model.net(x, None if extra is None else torch.from_numpy(extra)).argmax(1).numpy()
-    return float((sur == model.proba_from(x.numpy(), extra).argmax(1)).mean())
 
 
 def _score(paths: RunPaths, cfg: TrainConfig, oof: pd.DataFrame, frame: pd.DataFrame, splits, root: Path,

@@ -80,7 +80,7 @@ def predict_files(run_dir: str | Path, inputs: Sequence[str | Path], out: str | 
     predictor = load_run(run_dir)
     files = [Path(p) for p in inputs if not (Path(p) / MANIFEST).is_file()]
     folders = [Path(p) for p in inputs if (Path(p) / MANIFEST).is_file()]
-    if masks and len(masks) != len(files):
+    if masks is not None and len(masks) != len(files):
         raise DataError(f"got {len(masks)} --mask file(s) for {len(files)} image file(s); give one per image")
     parts = []
     for folder in folders:

@@ -19,6 +19,8 @@ def train_cmd(
     preset: str = _PRESET,
     backbone: Optional[str] = typer.Option(None, help="timm backbone name (default: the preset's)."),
     head: Optional[str] = typer.Option(None, help="seed | mlp | linear | svm | logreg (svm/logreg: frozen backbone)"),
+    freeze: Optional[bool] = typer.Option(None, "--frozen/--finetune", help="Frozen backbone (cached features, head only) or fine-tune it all."),
+    tabular: Optional[str] = typer.Option(None, help="Tabular features into the head: none | size | descriptors."),
     folds: Optional[int] = typer.Option(None, min=2, help="k of patient-grouped k-fold CV (default 5)."),
     holdout: Optional[float] = typer.Option(None, help="Instead of CV: one patient-grouped split, this share held out (e.g. 0.2)."),
     weights: Optional[str] = typer.Option(None, help="auto | none | PATH to a state dict. 'none' = random init (DANGER: weak on LIDC-sized data)."),
@@ -33,8 +35,9 @@ def train_cmd(
     from ctnodule.train.api import train
     from ctnodule.train.config import load_preset
 
-    cfg = load_preset(preset, view=view, task=task, backbone=backbone, head=head, folds=folds, holdout=holdout,
-                      weights=weights, imbalance=imbalance, epochs=epochs, device=device, seed=seed)
+    cfg = load_preset(preset, view=view, task=task, backbone=backbone, head=head, freeze_backbone=freeze,
+                      tabular=tabular, folds=folds, holdout=holdout, weights=weights, imbalance=imbalance,
+                      epochs=epochs, device=device, seed=seed)
     run = train(data, out, cfg, resume=resume, force=force, log=typer.echo)
     typer.echo(f"model card: {run / 'report.html'}")
 
@@ -61,7 +64,7 @@ def predict_cmd(
     """Predict class probabilities and a malignancy score for each input."""
     from ctnodule.train.apply import predict_files
 
-    frame = predict_files(run, inputs, out, masks=mask)
+    frame = predict_files(run, inputs, out, masks=mask or None)
     typer.echo(f"{len(frame)} prediction(s) -> {out}")
 
 

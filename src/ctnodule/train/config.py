@@ -99,6 +99,8 @@ def load_preset(name: str, **overrides: Any) -> TrainConfig:
     text = resources.files("ctnodule").joinpath("configs", f"{name}.yaml").read_text(encoding="utf-8")
     data = yaml.safe_load(text) or {}
     data["preset"] = name
+    if overrides.get("head") not in (None, data.get("head")) and overrides.get("head_params") is None:
+        data.pop("head_params", None)  # the preset's head parameters belong to the preset's head
     for key, value in overrides.items():
         if value is None:
             continue

@@ -40,6 +40,7 @@ class FoldModel:
     net: Classifier  # backbone + head (a scikit-learn head's linear surrogate for svm/logreg)
     scaler: TabularScaler | None
     sk_head: SklearnHead | None = None  # a scikit-learn head (svm, logreg); `net` then holds its surrogate
+    info: dict = dataclasses.field(default_factory=dict)  # facts recorded in the checkpoint (e.g. agreement)
 
     def images(self, slices: Sequence[Slice]) -> np.ndarray:
         return to_images(list(self.pipeline.transform_many(slices, workers=1)))
@@ -111,9 +112,10 @@ def train_fold(cfg: TrainConfig, slices: Sequence[Slice], frame: pd.DataFrame, y
         if is_sklearn_head(cfg.head):
             sk_all = _sklearn_matrix(feats, extra)
             Xb, yb, _ = balancer.resample(sk_all[rows], yt, seed=cfg.seed + fold)
-            sk_head = create_head(cfg.head, 0, n_classes, seed=cfg.seed, **cfg.head_params).fit(Xb, yb)
+            sk_head = create_head(cfg.head, 0, n_classes, seed=cfg.seed, **cfg.head_params).fit(Xb, yb, n_extra)
             head = sk_head.surrogate(sk_all[rows], n_classes, n_extra)
-            model = FoldModel(cfg, pipeline, Classifier(backbone, head), scaler, sk_head)
+            model = FoldModel(cfg, pipeline, Classifier(backbone, head), scaler, sk_head,
+                              {"surrogate_agreement": _agreement(head, feats, extra, sk_head, sk_all, rows)})
             proba = None if predict_idx is None else sk_head.predict_proba(sk_all[predict_idx], n_classes)
             return model, [], proba
         head = create_head(cfg.head, backbone.num_features, n_classes, n_extra, **cfg.head_params)
@@ -212,6 +214,18 @@ def _criterion(balancer, y: np.ndarray, n_classes: int, cfg: TrainConfig) -> tor
     if cfg.label_smoothing and isinstance(crit, torch.nn.CrossEntropyLoss):
         crit.label_smoothing = cfg.label_smoothing
     return crit
+
+
+def _agreement(head, feats: np.ndarray, extra: np.ndarray | None, sk_head: SklearnHead, sk_all: np.ndarray,
+               rows: np.ndarray) -> float:
+    """Share of training rows where the linear surrogate on one (un-flipped) view — what Grad-CAM
+    differentiates — picks the class the scikit-learn head predicts."""
+    maps = _as_maps(feats[:1, rows])[0].float()
+    ex = None if extra is None else torch.from_numpy(extra[rows])
+    with torch.no_grad():
+        sur = head.eval()(maps, ex).argmax(1).numpy()
+    n_classes = head.fc.out_features
+    return float((sur == sk_head.predict_proba(sk_all[rows], n_classes).argmax(1)).mean())
 
 
 def _as_maps(feats: np.ndarray) -> torch.Tensor:

@@ -127,14 +127,16 @@ def load_model(path: Path) -> tuple[FoldModel, dict[str, Any]]:
 class Predictor:
     """A trained run, ready to apply: `predict_proba(slices)`, `prepare(slices)`, `.model`, ...
 
-    `.model` is the `Classifier` (backbone + head; an SVM run exposes its distilled linear surrogate,
-    whose agreement with the SVM is in config.yaml) mapping `prepare(slices)` to logits. When the model
+    `.model` is the `Classifier` (backbone + head; an svm/logreg run exposes its distilled linear
+    surrogate, whose agreement with the real head is `.info["surrogate_agreement"]`) mapping
+    `prepare(slices)` to logits. When the model
     also takes the nodule size, `prepare` binds those sizes to `.model` for that batch, so Grad-CAM's
     one-argument `model(x)` call works; the input tensor is [0, 1] images, normalised inside the model.
     """
 
-    def __init__(self, run_dir: Path, fold_model: FoldModel, config: dict[str, Any]):
+    def __init__(self, run_dir: Path, fold_model: FoldModel, config: dict[str, Any], info: dict[str, Any]):
         self.run_dir = run_dir
+        self.info = info
         self._fm = fold_model
         self.config = config
         self.task = fold_model.cfg.task
@@ -195,8 +197,9 @@ def load_run(run_dir: str | Path) -> Predictor:
     if version != ctnodule.FORMAT_VERSION:
         raise RunError(f"{paths.root}: run folder format {version}, this ctnodule reads format "
                        f"{ctnodule.FORMAT_VERSION}; use the matching ctnodule version or retrain")
-    fold_model, _ = load_model(paths.model)
-    return Predictor(paths.root, fold_model, config)
+    fold_model, blob = load_model(paths.model)
+    info = {k: blob[k] for k in ("surrogate_agreement",) if k in blob}
+    return Predictor(paths.root, fold_model, config, info)
 
 
 def class_names_for(task: str) -> list[str]:

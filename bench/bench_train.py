@@ -1,0 +1,107 @@
+"""Real-data numbers for the classifiers (issue 4): accuracy of the default preset against the size
+baseline, training time of default vs seed, inference speed.
+
+    python bench/bench_train.py --data DATASET --out DIR [--tasks binary multiclass] [--seed-folds 1]
+
+1. `default` preset, 5-fold patient-grouped CV, per task: pooled out-of-fold AUC / QWK / accuracy with
+   95 % patient-bootstrap CIs, beside the nodule-size logistic regression on the same splits.
+2. Training wall time of `default` (whole CV + final model) and of `seed` on `--seed-folds` folds
+   (the seed fine-tunes a CNN for up to 50 epochs; its full-CV time is extrapolated as per-fold time x
+   (folds + 1) and printed as an estimate unless `--seed-folds 5`).
+3. Inference: slices/s of `Predictor.predict_proba` end to end (HU slice -> preprocessing -> network),
+   and of the network alone on prepared tensors.
+Runs are kept under DIR (reused when present; delete DIR to re-measure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+
+def _fmt(metrics: dict, key: str) -> str:
+    lo, hi = metrics.get("ci", {}).get(key, (float("nan"), float("nan")))
+    return f"{metrics[key]:.3f} [{lo:.3f}, {hi:.3f}]" if lo == lo else f"{metrics[key]:.3f}"
+
+
+def main() -> None:
+    from ctnodule.data.dataset import SliceDataset
+    from ctnodule.runtime import tune_malloc
+    from ctnodule.train.api import train
+    from ctnodule.train.config import load_preset
+    from ctnodule.train.fold import train_fold
+    from ctnodule.train.inputs import load_slices
+    from ctnodule.train.run import load_run
+    from ctnodule.train.splits import patient_kfold, task_labels
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default="/work/scratch/voi-ds")
+    ap.add_argument("--out", default="/work/scratch/bench-train")
+    ap.add_argument("--tasks", nargs="+", default=["binary", "multiclass"])
+    ap.add_argument("--seed-folds", type=int, default=1)
+    ap.add_argument("--seed-epochs", type=int, default=None, help="cap the seed preset's epochs (default: its 50)")
+    args = ap.parse_args()
+    tune_malloc()
+    warnings.simplefilter("ignore")
+    out = Path(args.out)
+    ds = SliceDataset(args.data)
+    quiet = dict(log=lambda m: None)
+    default_seconds = {}
+    for task in args.tasks:
+        run = out / f"default-{task}"
+        if not (run / "metrics.json").is_file():
+            t0 = time.perf_counter()
+            train(ds, run, load_preset("default", task=task), force=True, **quiet)
+            default_seconds[task] = time.perf_counter() - t0
+        m = json.loads((run / "metrics.json").read_text())
+        default_seconds.setdefault(task, m.get("train_seconds", float("nan")))
+        size = m["baselines"]["size"]
+        print(f"[{task}] default preset, n={m['n']}, {len(m['folds'])}-fold patient-grouped CV (pooled OOF, 95% CI)")
+        for key in ("roc_auc", "accuracy", "balanced_accuracy", "f1_macro") + (("qwk", "within_one") if task == "multiclass" else ()):
+            print(f"  {key:18s} model {_fmt(m, key):28s} size baseline {size[key]:.3f}")
+        aucs = [f["roc_auc"] for f in m["folds"]]
+        print(f"  per-fold roc_auc mean {np.mean(aucs):.3f} ± {np.std(aucs, ddof=1):.3f}; training {default_seconds[task]:.0f} s")
+
+    task = args.tasks[0]
+    frame = ds.view("nodule").frame
+    seed_cfg = load_preset("seed", task=task, epochs=args.seed_epochs)
+    slices = load_slices(ds.view("nodule"), seed_cfg.channels)
+    y = task_labels(frame, task)
+    splits = patient_kfold(frame, task, 5, 0)
+    t0 = time.perf_counter()
+    epochs = []
+    for k in range(args.seed_folds):
+        _, hist, _ = train_fold(seed_cfg, slices, frame, y, splits[k][0], k, out / f"seed-fold{k}.last.pt", **quiet)
+        epochs.append(len(hist))
+    per_fold = (time.perf_counter() - t0) / args.seed_folds
+    seed_total = per_fold * 6  # 5 folds + the final model, as `train` does
+    kind = "measured" if args.seed_folds == 5 else f"estimated from {args.seed_folds} fold(s)"
+    print(f"[time] seed preset: {per_fold:.0f} s per fold ({epochs} epochs), full CV {seed_total:.0f} s ({kind}); "
+          f"default: {default_seconds[task]:.0f} s; default/seed = {default_seconds[task] / seed_total:.3f}")
+
+    pred = load_run(out / f"default-{task}")
+    sl = pred.load_slices(ds)
+    t0 = time.perf_counter()
+    pred.predict_proba(sl)
+    e2e = len(sl) / (time.perf_counter() - t0)
+    x = pred.prepare(sl)
+    import torch
+
+    pred.model.eval()
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        for s in range(0, len(x), 256):
+            pred.model.bind_extra(None if pred.model.n_extra == 0 else torch.zeros(len(x[s:s + 256]), pred.model.n_extra))
+            pred.model(x[s:s + 256])
+    net = len(x) / (time.perf_counter() - t0)
+    print(f"[inference] {len(sl)} nodule slices: end to end {e2e:.0f} slices/s (with TTA={pred.config.get('tta')}); "
+          f"network alone {net:.0f} slices/s (one view, batch 256)")
+
+
+if __name__ == "__main__":
+    main()

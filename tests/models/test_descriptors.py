@@ -1,0 +1,56 @@
+"""Nodule descriptors: known shapes give the geometry they must, and missing masks stay NaN."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from ctnodule.data.slice import Slice
+from ctnodule.errors import ConfigError
+from ctnodule.models.descriptors import DESCRIPTOR_NAMES, TabularScaler, describe, tabular_features
+
+
+def _disc(radius_px: float, n: int = 64) -> np.ndarray:
+    r, c = np.mgrid[:n, :n]
+    return (np.hypot(r - n / 2, c - n / 2) <= radius_px).astype(np.uint8)
+
+
+def test_disc_diameter_and_roundness():
+    mask = _disc(10)
+    hu = np.where(mask, 40, -850).astype(np.int16)
+    d = describe(Slice(hu, (0.5, 0.5), {}, mask))
+    assert math.exp(d["log_diameter"]) == pytest.approx(10.0, rel=0.03)  # 2 * 10 px * 0.5 mm
+    assert d["eccentricity"] < 0.2 and d["solidity"] > 0.9 and d["radial_cv"] < 0.05
+    assert d["frac_solid"] == 1.0 and d["frac_ground_glass"] == 0.0
+    assert d["contrast"] == pytest.approx((40 + 850) / 1000, rel=0.01)
+
+
+def test_spiculated_shape_is_less_solid_and_less_round_than_a_disc():
+    n = 64
+    r, c = np.mgrid[:n, :n]
+    angle = np.arctan2(r - n / 2, c - n / 2)
+    star = (np.hypot(r - n / 2, c - n / 2) <= 8 + 5 * np.cos(7 * angle)).astype(np.uint8)
+    hu = np.full((n, n), -850, np.int16)
+    disc = describe(Slice(hu, (0.5, 0.5), {}, _disc(10)))
+    spic = describe(Slice(hu, (0.5, 0.5), {}, star))
+    assert spic["solidity"] < disc["solidity"] - 0.15
+    assert spic["compactness"] < disc["compactness"] and spic["radial_cv"] > disc["radial_cv"] + 0.1
+
+
+def test_manifest_diameter_wins_and_no_mask_gives_nan():
+    s = Slice(np.zeros((8, 8), np.int16), (1.0, 1.0), {"mask_diameter_mm": 12.0})
+    table = tabular_features([s], "descriptors")
+    assert table.shape == (1, len(DESCRIPTOR_NAMES))
+    assert table[0, 0] == pytest.approx(math.log(12.0)) and np.isnan(table[0, 1:]).all()
+
+
+def test_scaler_fills_missing_with_training_median_and_warns():
+    X = np.array([[1.0, 2.0], [3.0, np.nan], [5.0, 6.0]])
+    sc = TabularScaler().fit(X)
+    with pytest.warns(UserWarning, match="no nodule size"):
+        out = sc.transform(np.array([[np.nan, 4.0]]))
+    assert out[0, 0] == pytest.approx(0.0, abs=1e-6)  # the median (3) is the mean here
+    with pytest.raises(ConfigError):
+        TabularScaler().fit(np.full((3, 1), np.nan))
