@@ -8,6 +8,8 @@ exception is a bug and keeps its traceback.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -23,16 +25,33 @@ app = typer.Typer(
 
 
 def _register_commands() -> None:
+    from ctnodule.balance import commands as balance_commands
     from ctnodule.data import commands as data_commands
     from ctnodule.explain import commands as explain_commands
     from ctnodule.preprocess import commands as preprocess_commands
     from ctnodule.train import commands as train_commands
 
-    for module in (data_commands, explain_commands, preprocess_commands, train_commands):
+    for module in (data_commands, explain_commands, preprocess_commands, train_commands, balance_commands):
         module.register(app)
 
 
 _register_commands()
+
+
+@app.command("run")
+def run_cmd(
+    data: Optional[Path] = typer.Argument(None, help="Slice dataset folder; default: a generated synthetic phantom."),
+    out: Path = typer.Option(Path("runs/demo"), help="Folder for every stage's output and the index report.html."),
+    folds: int = typer.Option(5, min=2, help="k of the patient-grouped cross-validation."),
+    patients: int = typer.Option(60, min=5, help="Phantom patients to generate when no DATA is given."),
+    seed: int = typer.Option(0, help="Seed for the phantom, splits and training; recorded in every run."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT (only once the new run has finished)."),
+) -> None:
+    """The main job: import -> explore -> preprocess -> train every classifier -> explain -> one report."""
+    from ctnodule.workflow import run_all
+
+    page = run_all(data, out, folds=folds, patients=patients, seed=seed, force=force, log=typer.echo)
+    typer.echo(f"open {page}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -40,3 +40,14 @@ def test_feature_extractor_uses_imagenet_lite0():
     assert feats.shape == (4, 1280) and np.isfinite(feats).all()
     assert "ImageNet" in fx.weights_status
     np.testing.assert_allclose(fx(imgs[:, None]), feats, rtol=1e-5)  # (N, 1, H, W) is the same input
+
+
+def test_fid_matches_the_textbook_formula():
+    from scipy import linalg
+
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(400, 12))
+    b = rng.normal(size=(300, 12)) @ rng.normal(size=(12, 12)) * 0.3 + 1.0
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    textbook = ((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(s1 + s2 - 2 * linalg.sqrtm(s1 @ s2).real)
+    assert fid(a, b) == pytest.approx(textbook, rel=1e-8)

@@ -1,7 +1,7 @@
 """A conditional GAN for nodule crops: noise + class -> one grey 64 x 64 slice (DCGAN-style, CPU-sized).
 
 Generator: class embedding concatenated with the noise, a linear layer to a 4 x 4 map, then transposed
-convolutions (BatchNorm, ReLU) doubling the size up to the image, tanh out. Discriminator: strided
+convolutions (GroupNorm, ReLU) doubling the size up to the image, tanh out. Discriminator: strided
 convolutions with spectral normalisation and a projection head (Miyato & Koyama 2018: the class enters as
 an inner product with the pooled features), trained with the hinge loss. With a few hundred training
 nodules per fold a GAN memorises or collapses quickly, so three cheap, standard stabilisers are used:
@@ -42,10 +42,10 @@ class Generator(nn.Module):
         chans = [width * 2 ** min(n_up - 1 - i, 3) for i in range(n_up)]  # e.g. 256,128,64,32 at width 32
         self.z_dim = z_dim
         self.embed = nn.Embedding(n_classes, z_dim)
-        self.project = nn.Sequential(nn.Linear(2 * z_dim, chans[0] * 16), nn.BatchNorm1d(chans[0] * 16), nn.ReLU())
+        self.project = nn.Sequential(nn.Linear(2 * z_dim, chans[0] * 16), nn.ReLU())
         layers: list[nn.Module] = []
         for c_in, c_out in itertools.pairwise(chans):
-            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), _norm(c_out), nn.ReLU()]
         layers += [nn.ConvTranspose2d(chans[-1], 1, 4, 2, 1), nn.Tanh()]
         self.chans0 = chans[0]
         self.body = nn.Sequential(*layers)
@@ -53,6 +53,12 @@ class Generator(nn.Module):
     def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         h = self.project(torch.cat([z, self.embed(labels)], dim=1))
         return self.body(h.view(len(z), self.chans0, 4, 4))
+
+
+def _norm(channels: int) -> nn.Module:
+    """GroupNorm, not DCGAN's BatchNorm: no running statistics, so the EMA generator samples in eval mode
+    exactly as it trained (BatchNorm's running stats made eval-mode samples pure texture noise)."""
+    return nn.GroupNorm(min(8, channels // 2), channels)
 
 
 class Discriminator(nn.Module):
@@ -80,7 +86,7 @@ class ConditionalGAN:
     """Class-conditional image generator trained on one training fold (see the module docstring)."""
 
     def __init__(self, epochs: int = 60, batch_size: int = 64, z_dim: int = 64, width: int = 32,
-                 lr: float = 2e-4, ema: float = 0.995, seed: int = 0):
+                 lr: float = 2e-4, ema: float = 0.995, seed: int = 0, num_threads: int | None = None):
         self.epochs = epochs
         self.batch_size = batch_size
         self.z_dim = z_dim
@@ -88,13 +94,28 @@ class ConditionalGAN:
         self.lr = lr
         self.ema = ema
         self.seed = seed
+        self.num_threads = num_threads
 
     def get_params(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("epochs", "batch_size", "z_dim", "width", "lr", "ema", "seed")}
+        return {k: getattr(self, k) for k in ("epochs", "batch_size", "z_dim", "width", "lr", "ema", "seed",
+                                            "num_threads")}
 
     def fit(self, images: np.ndarray, labels: np.ndarray, progress: bool = False) -> ConditionalGAN:
-        """Train on `images` (N, H, W) or (N, 1, H, W), values in [0, 1], with class indices `labels`."""
+        """Train on `images` (N, H, W) or (N, 1, H, W), values in [0, 1], with class indices `labels`.
+
+        `num_threads` (if set) applies to this call only: on a busy 2-core machine one thread is several
+        times faster than two fighting for the cores (measured: 0.7 s vs 4.5 s per batch of 64).
+        """
         x, y = _check_training_data(images, labels)
+        previous = torch.get_num_threads()
+        if self.num_threads:
+            torch.set_num_threads(int(self.num_threads))
+        try:
+            return self._fit(x, y, progress)
+        finally:
+            torch.set_num_threads(previous)
+
+    def _fit(self, x: np.ndarray, y: np.ndarray, progress: bool) -> ConditionalGAN:
         size = x.shape[-1]
         n_classes = int(y.max()) + 1
         torch.manual_seed(self.seed)
@@ -130,7 +151,7 @@ class ConditionalGAN:
                 opt_g.zero_grad(set_to_none=True)
                 g_loss.backward()
                 opt_g.step()
-                _ema_update(ema_gen, gen, self.ema)
+                _ema_update(ema_gen, gen, min(self.ema, (1 + len(history) * steps + s) / (10 + len(history) * steps + s)))
                 d_sum += float(d_loss.detach())
                 g_sum += float(g_loss.detach())
             history.append({"d_loss": d_sum / steps, "g_loss": g_sum / steps})
@@ -220,6 +241,8 @@ def _dihedral(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
 
 
 def _ema_update(target: nn.Module, source: nn.Module, decay: float) -> None:
+    """target <- decay * target + (1 - decay) * source; the caller warms `decay` up from ~0.1 so the average
+    forgets the random initial weights (TensorFlow's ExponentialMovingAverage num_updates rule)."""
     with torch.no_grad():
         for t, s in zip(target.parameters(), source.parameters()):
             t.lerp_(s, 1.0 - decay)

@@ -89,14 +89,14 @@ def kid(real: np.ndarray, fake: np.ndarray, subsets: int = 50, subset_size: int 
 def fid(real: np.ndarray, fake: np.ndarray) -> float:
     """Fréchet distance between Gaussians fitted to the two feature sets (biased for small sets)."""
     real, fake = _check_features(real, fake)
-    mu1, mu2 = real.mean(0), fake.mean(0)
-    s1, s2 = np.cov(real, rowvar=False), np.cov(fake, rowvar=False)
-    covmean, _ = linalg.sqrtm(s1 @ s2, disp=False)
-    if not np.isfinite(covmean).all():  # singular product: regularise, the standard remedy
-        eps = np.eye(len(s1)) * 1e-6
-        covmean = linalg.sqrtm((s1 + eps) @ (s2 + eps))
-    covmean = np.real(covmean)
-    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2.0 * np.trace(covmean))
+    a = (real - real.mean(0)) / np.sqrt(len(real) - 1)  # S1 = a.T @ a
+    b = (fake - fake.mean(0)) / np.sqrt(len(fake) - 1)  # S2 = b.T @ b
+    # Tr sqrtm(S1 S2) = the sum of singular values of a @ b.T (the nonzero eigenvalues of S1 S2 are those of
+    # (a b^T)(a b^T)^T): exact, an (n1 x n2) SVD instead of a (D x D) matrix square root, and free of the
+    # singular-matrix trouble scipy.linalg.sqrtm has when there are fewer samples than features
+    cross = linalg.svdvals(a @ b.T).sum()
+    mean_term = ((real.mean(0) - fake.mean(0)) ** 2).sum()
+    return float(mean_term + (a ** 2).sum() + (b ** 2).sum() - 2.0 * cross)
 
 
 def _check_features(real: np.ndarray, fake: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
