@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 import warnings
 from pathlib import Path
@@ -26,11 +27,12 @@ import numpy as np
 
 def _fmt(metrics: dict, key: str) -> str:
     lo, hi = metrics.get("ci", {}).get(key, (float("nan"), float("nan")))
-    return f"{metrics[key]:.3f} [{lo:.3f}, {hi:.3f}]" if lo == lo else f"{metrics[key]:.3f}"
+    return f"{metrics[key]:.3f} [{lo:.3f}, {hi:.3f}]" if not math.isnan(lo) else f"{metrics[key]:.3f}"
 
 
 def main() -> None:
     from ctnodule.data.dataset import SliceDataset
+    from ctnodule.errors import ConfigError
     from ctnodule.runtime import tune_malloc
     from ctnodule.train.api import train
     from ctnodule.train.config import load_preset
@@ -50,7 +52,7 @@ def main() -> None:
     warnings.simplefilter("ignore")
     out = Path(args.out)
     ds = SliceDataset(args.data)
-    quiet = dict(log=lambda m: None)
+    quiet = {"log": lambda m: None}
     default_seconds = {}
     for task in args.tasks:
         run = out / f"default-{task}"
@@ -73,16 +75,30 @@ def main() -> None:
     slices = load_slices(ds.view("nodule"), seed_cfg.channels)
     y = task_labels(frame, task)
     splits = patient_kfold(frame, task, 5, 0)
+    try:
+        from ctnodule.preprocess import Pipeline, PreprocessConfig
+
+        list(Pipeline.from_config(PreprocessConfig.seed("nodule")).fit(slices).transform_many(slices, workers=1))
+    except ConfigError as exc:
+        print(f"[time] NOTE: the seed preprocessing fails on this data ({str(exc)[:90]}...); timing the seed "
+              "training recipe on the default 64 px crops instead (same network cost per pixel)")
+        seed_cfg = seed_cfg.model_copy(update={"preprocess": "default"})
     t0 = time.perf_counter()
     epochs = []
     for k in range(args.seed_folds):
         _, hist, _ = train_fold(seed_cfg, slices, frame, y, splits[k][0], k, out / f"seed-fold{k}.last.pt", **quiet)
         epochs.append(len(hist))
     per_fold = (time.perf_counter() - t0) / args.seed_folds
-    seed_total = per_fold * 6  # 5 folds + the final model, as `train` does
-    kind = "measured" if args.seed_folds == 5 else f"estimated from {args.seed_folds} fold(s)"
-    print(f"[time] seed preset: {per_fold:.0f} s per fold ({epochs} epochs), full CV {seed_total:.0f} s ({kind}); "
-          f"default: {default_seconds[task]:.0f} s; default/seed = {default_seconds[task] / seed_total:.3f}")
+    per_epoch = per_fold / max(np.mean(epochs), 1)
+    d = default_seconds[task]
+    if args.seed_epochs is None and args.seed_folds == 5:
+        print(f"[time] seed preset, measured: {per_fold * 6:.0f} s (5 folds + final); default {d:.0f} s; "
+              f"default/seed = {d / (per_fold * 6):.3f}")
+    else:
+        lo, hi = per_epoch * 11 * 6, per_epoch * 50 * 6  # early stopping (patience 10) needs >= 11 epochs
+        print(f"[time] seed preset: {per_epoch:.0f} s per epoch per fold ({epochs} epochs timed); its full CV "
+              f"(5 folds + final, 11..50 epochs each) takes {lo:.0f}..{hi:.0f} s; default {d:.0f} s -> "
+              f"default/seed between {d / hi:.3f} and {d / lo:.3f}")
 
     pred = load_run(out / f"default-{task}")
     sl = pred.load_slices(ds)

@@ -16,13 +16,13 @@ import torch
 import yaml
 
 from ctnodule.data.dataset import SliceDataset
-from ctnodule.errors import ConfigError, DataError, RunError
+from ctnodule.errors import DataError, RunError
 from ctnodule.train.api import train
 from ctnodule.train.apply import evaluate_run, predict_files
 from ctnodule.train.config import load_preset
 from ctnodule.train.run import RunPaths, load_run
 
-QUIET = dict(log=lambda m: None)
+QUIET = {"log": lambda m: None}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -37,8 +37,8 @@ def _feature_cache(tmp_path_factory):
 
 
 def _frozen_cfg(**kw):
-    base = dict(backbone="resnet18", weights="none", folds=2, epochs=2, tta=False, tabular="descriptors",
-                head="mlp", freeze_backbone=True)
+    base = {"backbone": "resnet18", "weights": "none", "folds": 2, "epochs": 2, "tta": False, "tabular": "descriptors",
+                "head": "mlp", "freeze_backbone": True}
     base.update(kw)
     return load_preset("default", **base)
 
@@ -151,5 +151,13 @@ def test_bad_data_is_a_clear_error(phantom, tmp_path):
     with pytest.raises(DataError, match="no 'full'-view samples"):
         train(nodule_only, tmp_path / "r2", _frozen_cfg(view="full"), **QUIET)
     no_fives = _subset(phantom, tmp_path / "no5", lambda f: f["malignancy"] != 5)
-    with pytest.raises((DataError, ConfigError), match="class|5"):
+    with pytest.raises(DataError, match=r"no nodule-view samples of class \['5'\]"):
         train(no_fives, tmp_path / "r3", _frozen_cfg(task="multiclass"), **QUIET)
+
+    def one_patient_with_fives(f):
+        five = f.loc[f["malignancy"] == 5, "patient_id"].iloc[0]
+        return (f["malignancy"] != 5) | (f["patient_id"] == five)
+
+    rare = _subset(phantom, tmp_path / "rare5", one_patient_with_fives)
+    with pytest.raises(DataError, match="5"):  # a fold would miss class 5 in training or validation
+        train(rare, tmp_path / "r4", _frozen_cfg(task="multiclass"), **QUIET)

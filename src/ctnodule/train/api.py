@@ -13,8 +13,8 @@ import platform
 import shutil
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -46,6 +46,15 @@ def train(data: str | Path | SliceDataset, out: str | Path, cfg: TrainConfig, re
                         f"{'nodule' if cfg.view == 'full' else 'full'} or import that view", dataset.root)
     frame = dataset.frame
     y = task_labels(frame, cfg.task)
+    n_patients = frame["patient_id"].nunique()
+    if n_patients < 2:
+        raise DataError(f"the {cfg.view}-view samples come from one patient only: patient-grouped evaluation "
+                        "needs at least 2 patients (k-fold CV at least k); add patients", dataset.root)
+    missing = [class_names_for(cfg.task)[c] for c in range(N_CLASSES[cfg.task]) if not (y == c).any()]
+    if missing:
+        hint = "add data, or use --task binary" if cfg.task == "multiclass" else "add data"
+        raise DataError(f"no {cfg.view}-view samples of class {missing} for the {cfg.task} task: a model cannot "
+                        f"learn a class it never sees ({hint})", dataset.root)
     if cfg.holdout is not None:
         splits = [patient_holdout(frame, cfg.task, cfg.holdout, cfg.seed)]
     else:

@@ -3,33 +3,38 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Annotated
 
 import typer
 
-_PRESET = typer.Option("default", help="Recipe: 'default' (ours, tuned by patient-grouped CV) or 'seed' "
-                                       "(the original report's).")
+Preset = Annotated[str, typer.Option(help="Recipe: 'default' (ours, tuned by patient-grouped CV) or 'seed' "
+                                          "(the original report's).")]
+Run = Annotated[Path, typer.Argument(help="Run folder from `ctnodule train`.")]
 
 
 def train_cmd(
-    data: Path = typer.Argument(..., help="Slice dataset folder (manifest.csv)."),
-    view: str = typer.Option("nodule", help="full | nodule"),
-    task: str = typer.Option("binary", help="binary (1-3 vs 4-5) | multiclass (1..5)"),
-    out: Path = typer.Option(..., help="Run folder to write."),
-    preset: str = _PRESET,
-    backbone: Optional[str] = typer.Option(None, help="timm backbone name (default: the preset's)."),
-    head: Optional[str] = typer.Option(None, help="seed | mlp | linear | svm | logreg (svm/logreg: frozen backbone)"),
-    freeze: Optional[bool] = typer.Option(None, "--frozen/--finetune", help="Frozen backbone (cached features, head only) or fine-tune it all."),
-    tabular: Optional[str] = typer.Option(None, help="Tabular features into the head: none | size | descriptors."),
-    folds: Optional[int] = typer.Option(None, min=2, help="k of patient-grouped k-fold CV (default 5)."),
-    holdout: Optional[float] = typer.Option(None, help="Instead of CV: one patient-grouped split, this share held out (e.g. 0.2)."),
-    weights: Optional[str] = typer.Option(None, help="auto | none | PATH to a state dict. 'none' = random init (DANGER: weak on LIDC-sized data)."),
-    imbalance: Optional[str] = typer.Option(None, help="Class-imbalance method: none, weights, oversample, undersample, smote, smote_embed, cgan, focal, logit_adjusted."),
-    epochs: Optional[int] = typer.Option(None, min=1, help="Maximum epochs (default: the preset's)."),
-    device: Optional[str] = typer.Option(None, help="cpu | cuda | cuda:N"),
-    seed: Optional[int] = typer.Option(None, help="Random seed (splits, init, augmentation); recorded in the run."),
-    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last checkpoint."),
-    force: bool = typer.Option(False, "--force", help="Replace an existing run folder."),
+    data: Annotated[Path, typer.Argument(help="Slice dataset folder (manifest.csv).")],
+    out: Annotated[Path, typer.Option(help="Run folder to write.")],
+    view: Annotated[str, typer.Option(help="full | nodule")] = "nodule",
+    task: Annotated[str, typer.Option(help="binary (1-3 vs 4-5) | multiclass (1..5)")] = "binary",
+    preset: Preset = "default",
+    backbone: Annotated[str | None, typer.Option(help="timm backbone name (default: the preset's).")] = None,
+    head: Annotated[str | None, typer.Option(help="seed | mlp | linear | svm | logreg (svm/logreg: frozen).")] = None,
+    freeze: Annotated[bool | None, typer.Option("--frozen/--finetune",
+                                                help="Frozen backbone (cached features) or fine-tune it.")] = None,
+    tabular: Annotated[str | None, typer.Option(help="Tabular inputs: none | size | descriptors.")] = None,
+    folds: Annotated[int | None, typer.Option(min=2, help="k of patient-grouped k-fold CV (default 5).")] = None,
+    holdout: Annotated[float | None, typer.Option(help="Instead of CV: one patient-grouped split with this share "
+                                                       "held out (e.g. 0.2).")] = None,
+    weights: Annotated[str | None, typer.Option(help="auto | none | PATH to a state dict. 'none' = random init "
+                                                     "(DANGER: weak on LIDC-sized data).")] = None,
+    imbalance: Annotated[str | None, typer.Option(help="none, weights, oversample, undersample, smote, "
+                                                       "smote_embed, cgan, focal, logit_adjusted.")] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Maximum epochs (default: the preset's).")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu | cuda | cuda:N")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (splits, init, augmentation); recorded.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing run folder.")] = False,
 ) -> None:
     """Train a classifier with patient-grouped CV and write a self-contained run folder."""
     from ctnodule.train.api import train
@@ -43,9 +48,9 @@ def train_cmd(
 
 
 def evaluate_cmd(
-    run: Path = typer.Argument(..., help="Run folder from `ctnodule train`."),
-    data: Path = typer.Argument(..., help="Labelled slice dataset to score the run's final model on."),
-    out: Path = typer.Option(..., help="Folder for metrics.json, predictions.csv, figures, report.html."),
+    run: Run,
+    data: Annotated[Path, typer.Argument(help="Labelled slice dataset to score the run's final model on.")],
+    out: Annotated[Path, typer.Option(help="Folder for metrics.json, predictions.csv, figures, report.html.")],
 ) -> None:
     """Apply a trained run (with its own preprocessing) to another dataset and score it."""
     from ctnodule.train.apply import evaluate_run
@@ -56,10 +61,11 @@ def evaluate_cmd(
 
 
 def predict_cmd(
-    run: Path = typer.Argument(..., help="Run folder from `ctnodule train`."),
-    inputs: list[Path] = typer.Argument(..., help="NRRD/NIfTI/DICOM files in HU, or slice-dataset folders."),
-    out: Path = typer.Option(Path("predictions.csv"), help="CSV to write."),
-    mask: Optional[list[Path]] = typer.Option(None, help="Nodule mask per image file (gives the size to models that use it)."),
+    run: Run,
+    inputs: Annotated[list[Path], typer.Argument(help="NRRD/NIfTI/DICOM files in HU, or slice-dataset folders.")],
+    out: Annotated[Path, typer.Option(help="CSV to write.")] = Path("predictions.csv"),
+    mask: Annotated[list[Path] | None, typer.Option(help="Nodule mask per image file (gives the size and "
+                                                         "shape to models that use them).")] = None,
 ) -> None:
     """Predict class probabilities and a malignancy score for each input."""
     from ctnodule.train.apply import predict_files
@@ -69,13 +75,13 @@ def predict_cmd(
 
 
 def benchmark_cmd(
-    data: Path = typer.Argument(..., help="Slice dataset folder."),
-    out: Path = typer.Option(..., help="Folder for runs/, benchmark.md and benchmark.html."),
-    backbones: Optional[list[str]] = typer.Option(None, "--backbones", help="Backbones to compare (repeat the option)."),
-    preset: str = _PRESET,
-    folds: int = typer.Option(5, min=2),
-    epochs: Optional[int] = typer.Option(None, min=1),
-    force: bool = typer.Option(False, "--force", help="Retrain runs that already exist."),
+    data: Annotated[Path, typer.Argument(help="Slice dataset folder.")],
+    out: Annotated[Path, typer.Option(help="Folder for runs/, benchmark.md and benchmark.html.")],
+    backbones: Annotated[list[str] | None, typer.Option("--backbones", help="Backbones to compare (repeat).")] = None,
+    preset: Preset = "default",
+    folds: Annotated[int, typer.Option(min=2)] = 5,
+    epochs: Annotated[int | None, typer.Option(min=1)] = None,
+    force: Annotated[bool, typer.Option("--force", help="Retrain runs that already exist.")] = False,
 ) -> None:
     """Backbones x views x tasks with patient-grouped CV: mean ± sd tables (Markdown + HTML)."""
     from ctnodule.train.benchmark import DEFAULT_BACKBONES, benchmark

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +46,7 @@ def extract_features(images: np.ndarray, backbone: Backbone, pooled: bool, tta: 
         try:
             with np.load(path) as z:
                 return z["features"]
-        except Exception:  # a truncated/corrupt cache file: recompute and overwrite
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # truncated/corrupt: recompute
             path.unlink(missing_ok=True)
     was = backbone.training
     backbone.eval().to(device)
@@ -68,7 +69,6 @@ def extract_features(images: np.ndarray, backbone: Backbone, pooled: bool, tta: 
     backbone.train(was)
     feats = np.stack([np.concatenate([c[v] for c in chunks]) for v in range(len(chunks[0]))])
     if use_cache:
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, features=feats)
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, features=feats)
     return feats

@@ -10,22 +10,22 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
 from ctnodule.data.slice import Slice
-from ctnodule.errors import DataError
+from ctnodule.errors import ConfigError, DataError
 from ctnodule.models.backbones import create_backbone
+from ctnodule.models.descriptors import TabularScaler, tabular_features
 from ctnodule.models.heads import SklearnHead, create_head, is_sklearn_head
 from ctnodule.models.network import Classifier
 from ctnodule.train.config import TrainConfig
 from ctnodule.train.engine import Batches, fit, predict_logits, seed_everything
 from ctnodule.train.features import extract_features
-from ctnodule.models.descriptors import TabularScaler, tabular_features
 from ctnodule.train.inputs import to_images
 
 N_CLASSES = {"binary": 2, "multiclass": 5}
@@ -167,7 +167,7 @@ def inner_split(frame: pd.DataFrame, cfg: TrainConfig, fold: int) -> tuple[np.nd
 
     try:
         return patient_holdout(frame.reset_index(drop=True), cfg.task, cfg.val_fraction, cfg.seed + 101 * (fold + 1))
-    except Exception:  # too few patients per class to stratify: an unstratified patient split still works
+    except (DataError, ConfigError):  # too few patients per class to stratify: an unstratified split works
         groups = frame["patient_id"].astype(str).to_numpy()
         if len(np.unique(groups)) < 2:
             raise DataError("a training fold holds one patient only: early stopping needs at least two "
