@@ -25,6 +25,7 @@ from ctnodule.atomic import atomic_path, write_text
 from ctnodule.data.dataset import SliceDataset
 from ctnodule.errors import ConfigError, DataError, RunError
 from ctnodule.train.config import TrainConfig
+from ctnodule.train.engine import distributed
 from ctnodule.train.fold import N_CLASSES, train_fold
 from ctnodule.train.inputs import load_slices
 from ctnodule.train.run import RunPaths, class_names_for, load_model, save_model
@@ -38,7 +39,10 @@ def train(data: str | Path | SliceDataset, out: str | Path, cfg: TrainConfig, re
 
     tune_malloc()
     paths = RunPaths(Path(out))
-    _prepare_folder(paths, cfg, resume, force)
+    # under torchrun every rank runs this function (training is DDP-synchronised); only rank 0 writes
+    main = distributed()[0] == 0
+    if main:
+        _prepare_folder(paths, cfg, resume, force)
     dataset = data if isinstance(data, SliceDataset) else SliceDataset(data)
     dataset = dataset.view(cfg.view)
     if len(dataset) == 0:
@@ -59,7 +63,8 @@ def train(data: str | Path | SliceDataset, out: str | Path, cfg: TrainConfig, re
         splits = [patient_holdout(frame, cfg.task, cfg.holdout, cfg.seed)]
     else:
         splits = patient_kfold(frame, cfg.task, cfg.folds, cfg.seed)
-    save_splits(paths.root, frame, splits)
+    if main:
+        save_splits(paths.root, frame, splits)
     t0 = time.perf_counter()
     log(f"loading {len(dataset)} {cfg.view} samples from {dataset.root}")
     slices = load_slices(dataset, cfg.channels)
@@ -69,7 +74,8 @@ def train(data: str | Path | SliceDataset, out: str | Path, cfg: TrainConfig, re
         weights_status = _weights_status(cfg)
     for w in caught:
         log(f"WARNING: {w.message}")
-    _write_config(paths, cfg, dataset, weights_status, used_context, len(splits))
+    if main:
+        _write_config(paths, cfg, dataset, weights_status, used_context, len(splits))
 
     oof_parts, history = [], []
     for k, (tr, va) in enumerate(splits):
@@ -78,6 +84,8 @@ def train(data: str | Path | SliceDataset, out: str | Path, cfg: TrainConfig, re
         history += hist
     final, hist = _final(paths, cfg, slices, frame, y, resume, log)
     history += hist
+    if not main:
+        return paths.root
     final.pipeline.save(paths.pipeline)
     train_seconds = time.perf_counter() - t0
     oof = pd.concat(oof_parts).sort_values("sample_id", kind="stable").reset_index(drop=True)
@@ -108,8 +116,9 @@ def _fold(paths: RunPaths, cfg: TrainConfig, slices, frame: pd.DataFrame, y: np.
                          "y_true": y[va]})
     for c in range(proba.shape[1]):
         part[f"proba_{c}"] = proba[:, c]
-    save_model(paths.fold_model(k), model, {"oof": part, "history": hist})
-    paths.fold_state(k).unlink(missing_ok=True)
+    if distributed()[0] == 0:
+        save_model(paths.fold_model(k), model, {"oof": part, "history": hist})
+        paths.fold_state(k).unlink(missing_ok=True)
     return part, hist
 
 
@@ -120,8 +129,9 @@ def _final(paths: RunPaths, cfg: TrainConfig, slices, frame, y, resume: bool, lo
     log(f"final model: training on all {len(frame)} samples")
     model, hist, _ = train_fold(cfg, slices, frame, y, np.arange(len(frame)), -1, paths.fold_state(-1), resume,
                                 log)
-    save_model(paths.model, model, {"history": hist, **model.info})
-    paths.fold_state(-1).unlink(missing_ok=True)
+    if distributed()[0] == 0:
+        save_model(paths.model, model, {"history": hist, **model.info})
+        paths.fold_state(-1).unlink(missing_ok=True)
     return model, hist
 
 

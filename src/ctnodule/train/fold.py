@@ -89,7 +89,6 @@ def train_fold(cfg: TrainConfig, slices: Sequence[Slice], frame: pd.DataFrame, y
     if not keep.any():
         raise DataError(f"fold {fold}: the noise filter dropped every training slice")
     rows = np.asarray(train_idx)[keep]
-    inner_tr, inner_va = inner_split(frame.iloc[rows], cfg, fold)
     images = to_images(list(pipeline.transform_many(slices, workers=1)))
     scaler, extra = None, None
     if cfg.tabular != "none":
@@ -119,6 +118,7 @@ def train_fold(cfg: TrainConfig, slices: Sequence[Slice], frame: pd.DataFrame, y
             proba = None if predict_idx is None else sk_head.predict_proba(sk_all[predict_idx], n_classes)
             return model, [], proba
         head = create_head(cfg.head, backbone.num_features, n_classes, n_extra, **cfg.head_params)
+        inner_tr, inner_va = inner_split(frame.iloc[rows], cfg, fold)
         maps = _as_maps(feats)
         tr, va = _split_batches(maps[:, rows], yt, extra_rows, inner_tr, inner_va, views=True)
         tr = _balance(balancer, tr, cfg, fold, views=True)
@@ -133,6 +133,7 @@ def train_fold(cfg: TrainConfig, slices: Sequence[Slice], frame: pd.DataFrame, y
         return model, history, proba
     head = create_head(cfg.head, backbone.num_features, n_classes, n_extra, **cfg.head_params)
     net = Classifier(backbone, head)
+    inner_tr, inner_va = inner_split(frame.iloc[rows], cfg, fold)
     data = torch.from_numpy(images[rows])
     if cfg.augment.mode == "offline":
         from ctnodule.train.augment import augment_batch
