@@ -139,3 +139,18 @@ def test_fold_ensemble_explains_every_member():
     with CamExplainer(ens) as cam:
         maps, _, _ = cam(x)
     assert maps.shape == (1, 64, 64) and 0.0 <= maps.min() and maps.max() <= 1.0
+
+
+def test_grid_is_reported_and_a_finer_layer_can_be_asked_for():
+    model = _model("efficientnet_lite0")
+    x = torch.rand(2, 3, 64, 64)
+    with CamExplainer(model) as cam:
+        cam(x)
+    assert cam.grid_ == (2, 2)  # stride 32: a 64-px crop leaves 2x2 cells
+    finer = find_target_layer(model, x, min_side=4)
+    assert finer == "blocks.4"
+    with CamExplainer(model, layer=finer) as cam:
+        maps, _, _ = cam(x)
+    assert cam.grid_ == (4, 4) and maps.shape == (2, 64, 64)
+    with pytest.raises(ConfigError, match=">= 64 cells"):
+        find_target_layer(model, x, min_side=64)

@@ -45,6 +45,7 @@ def test_writes_scores_pngs_and_gallery(explained, run, phantom):
     assert loc["mean_cam_in_mask"] == pytest.approx(np.mean([r["cam_in_mask"] for r in scored]))
     assert loc["pointing_game"] == pytest.approx(np.mean([r["pointing_game"] for r in scored]))
     assert 0.0 < loc["mean_area_fraction"] < 1.0
+    assert loc["mean_lift"] == pytest.approx(np.mean([r["cam_in_mask"] / r["area_fraction"] for r in scored]))
     # predictions are the run's own: the same as Predictor.predict_proba on those samples
     predictor = load_run(run)
     ds = SliceDataset(phantom).view("nodule")

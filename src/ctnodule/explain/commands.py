@@ -34,8 +34,12 @@ def explain_cmd(
     loc = json.loads((folder / "localization.json").read_text(encoding="utf-8"))
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"
     typer.echo(f"{loc['n']} samples ({loc['n_scored']} with a nodule outline): heat on nodule "
-               f"{fmt(loc['mean_cam_in_mask'])} (flat map {fmt(loc['mean_area_fraction'])}), pointing game "
+               f"{fmt(loc['mean_cam_in_mask'])} (flat map {fmt(loc['mean_area_fraction'])}, lift "
+               f"{fmt(loc['mean_lift'])}x), pointing game "
                f"{fmt(loc['pointing_game'])}; layer {', '.join(loc['layers'])}")
+    if loc.get("finer_layer"):
+        typer.echo(f"note: the map is only {loc['grid'][0]} x {loc['grid'][1]} cells; for a finer one try "
+                   f"--layer {loc['finer_layer']}")
     typer.echo(f"report: {folder / 'report.html'}")
 
 

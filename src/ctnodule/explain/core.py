@@ -165,6 +165,9 @@ def summarise(records: list[dict[str, Any]], tolerance: float) -> dict[str, Any]
         "pointing_game": mean("pointing_game", scored),
         "pointing_tolerance_px": tolerance,
         "mean_area_fraction": mean("area_fraction", scored),
+        # heat share over area share: 1 = no better than a flat map; comparable across views, whose
+        # nodules fill very different shares of the image
+        "mean_lift": float(np.mean([r["cam_in_mask"] / r["area_fraction"] for r in scored])) if scored else None,
         "accuracy": float(np.mean([r["pred"] == r["true"] for r in records])) if records else None,
         "region_source": sources,
     }

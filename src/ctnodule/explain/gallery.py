@@ -102,7 +102,8 @@ def write_report(path: Path, summary: dict[str, Any], records: list[dict[str, An
                  tiles: dict[str, np.ndarray], class_names: Sequence[str]) -> Path:
     """`report.html` (+ figures/) for one explain run."""
     rep = HtmlReport(f"Explanations: {summary['method']} on {summary['view']} view ({summary['task']})",
-                     f"run {summary['run']} · data {summary['data']} · layer {', '.join(summary['layers'])}")
+                     f"run {summary['run']} · data {summary['data']} · layer {', '.join(summary['layers'])}"
+                     + (f" ({summary['grid'][0]} x {summary['grid'][1]} cells)" if summary.get("grid") else ""))
     if summary.get("synthetic"):
         rep.paragraph("Synthetic data (phantom): these maps show the code works, not what a model learns "
                       "from real CT.")
@@ -111,10 +112,17 @@ def write_report(path: Path, summary: dict[str, Any], records: list[dict[str, An
     rep.paragraph(
         f"{summary['n']} samples explained, {summary['n_scored']} with a nodule outline ({sources}). "
         f"Mean share of the heat map on the nodule: {_fmt(summary['mean_cam_in_mask'])} (a flat map would "
-        f"score the nodule's area share, {_fmt(summary['mean_area_fraction'], 4)}); pointing game (maximum "
+        f"score the nodule's area share, {_fmt(summary['mean_area_fraction'], 4)}; mean lift over that: "
+        f"{_fmt(summary['mean_lift'], 2)}x); pointing game (maximum "
         f"on the nodule, tolerance {summary['pointing_tolerance_px']} px): {_fmt(summary['pointing_game'])}. "
         "Heat maps are computed in the frame the network saw (after the run's own preprocessing); the "
         "nodule outline is moved with it.")
+    grid = summary.get("grid")
+    if grid and min(grid) < 4:
+        hint = f" (e.g. --layer {summary['finer_layer']})" if summary.get("finer_layer") else ""
+        rep.paragraph(f"Caution: the explained layer's map has only {grid[0]} x {grid[1]} cells, upsampled to "
+                      "the image; it cannot point at a nodule inside the crop, so these scores sit near chance "
+                      f"whatever the model does. Explain an earlier layer for a finer map{hint}.")
     if records:
         rep.figure(distribution_figure(records), "localization", "Heat share on the nodule and pointing game.")
         rep.table(group_table(records, class_names), "By true class and correctness.")

@@ -52,12 +52,14 @@ def available_methods() -> list[str]:
     return CAM_METHODS.available()
 
 
-def find_target_layer(model: nn.Module, example: torch.Tensor | None = None) -> str:
+def find_target_layer(model: nn.Module, example: torch.Tensor | None = None, min_side: int = 1) -> str:
     """Name of the layer whose activations a CAM should weight (see the module docstring).
 
     `example` is an input batch of the size the model will see (default a 1x3x224x224 zero tensor; a
     model that binds per-batch size features needs the very batch it was prepared for);
     it is run once, without gradients, in eval mode, and the model's modes are restored afterwards.
+    `min_side` > 1 asks for the last convolution whose map is at least that many cells a side (a
+    64-px nodule crop through a stride-32 backbone leaves a 2x2 map: too coarse to localise anything).
     """
     if example is None:
         example = torch.zeros(1, 3, 224, 224)
@@ -84,13 +86,15 @@ def find_target_layer(model: nn.Module, example: torch.Tensor | None = None) -> 
             m.training = flag
 
     def spatial(shape: tuple[int, ...] | None) -> bool:
-        return shape is not None and len(shape) == 4 and shape[-1] * shape[-2] > 1
+        return (shape is not None and len(shape) == 4 and shape[-1] * shape[-2] > 1
+                and min(shape[-2:]) >= min_side)
 
     convs = [i for i, (_, mod, shape) in enumerate(order) if isinstance(mod, nn.Conv2d) and spatial(shape)]
     if not convs:
         raise ConfigError(
             f"{type(model).__name__}: found no convolutional layer with a spatial output for an input of "
-            f"shape {tuple(example.shape)}; pass the layer to explain by name (--layer NAME)"
+            f"shape {tuple(example.shape)}{f' and a map of >= {min_side} cells a side' if min_side > 1 else ''}; "
+            "pass the layer to explain by name (--layer NAME)"
         )
     best = convs[-1]
     shape = order[best][2]
@@ -98,6 +102,12 @@ def find_target_layer(model: nn.Module, example: torch.Tensor | None = None) -> 
         if order[j][2] != shape:
             break
         best = j
+    if min_side > 1:  # a finer map: prefer a whole stage/block (a child of a Sequential) to a layer inside one
+        modules = dict(model.named_modules())
+        whole = [i for i, (name, _, s) in enumerate(order) if spatial(s) and convs[0] <= i
+                 and isinstance(modules.get(name.rpartition(".")[0]), (nn.Sequential, nn.ModuleList))]
+        if whole:
+            return order[whole[-1]][0]
     return order[best][0]
 
 
@@ -136,7 +146,8 @@ class CamExplainer:
     (N, H, W) float32 in [0, 1] at the input's resolution (the package upsamples bilinearly and min-max
     scales each map); a map that is zero everywhere means the method found no positive evidence for that
     class. `target` is the class to explain: None = the predicted class, an int = that class for every
-    sample, or one int per sample. `layers_` holds the layer name(s) used once the first batch ran.
+    sample, or one int per sample. `layers_` holds the layer name(s) used once the first batch ran and
+    `grid_` the map's native resolution (a 2x2 map upsampled to 64 px cannot point at a nodule).
     """
 
     def __init__(self, model: nn.Module, method: str = "gradcam", layer: str | None = None):
@@ -155,6 +166,7 @@ class CamExplainer:
             p.requires_grad_(False)
         self._cam = None
         self.layers_: list[str] | None = None
+        self.grid_: tuple[int, int] | None = None  # the map's native cells (rows, cols) before upsampling
         if self.layer is not None:
             self.layers_ = resolve_target_layers(self.model, self.layer)
         return self
@@ -200,6 +212,9 @@ class CamExplainer:
                     raise
                 raise ConfigError(f"target class(es) {sorted(set(targets.tolist()))} out of range for this "
                                   f"model ({exc})") from exc
+        acts = self._cam.activations_and_grads.activations
+        if acts:
+            self.grid_ = tuple(int(v) for v in acts[0].shape[-2:])
         logits = self._cam.outputs.detach()
         self._cam.outputs = None  # drop the graph between batches
         if logits.ndim != 2:

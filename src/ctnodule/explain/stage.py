@@ -30,6 +30,9 @@ from ctnodule.explain.gallery import write_report
 from ctnodule.explain.gradcam import CamExplainer
 from ctnodule.explain.overlay import write_png
 
+#: a map with fewer cells a side than this cannot point at a nodule inside the image; say so
+COARSE = 4
+
 
 def select_samples(labels: np.ndarray, n: int | None, seed: int = 0) -> np.ndarray:
     """Positions of the samples to explain: all, or `n` drawn class by class in turn (seeded), so every
@@ -98,8 +101,10 @@ def explain_run(run_dir: str | Path, data: str | Path | SliceDataset, out: str |
                 tiles[sid] = gallery_tile(e)
             bar.update(len(chunk))
         bar.close()
+        grid = list(cam.grid_) if cam.grid_ else None
+        finer = _finer_layer(predictor, slices) if grid and min(grid) < COARSE and layer is None else None
         summary = {
-            "method": method, "layers": cam.layers_ or [], "run": str(Path(run_dir)), "data": str(dataset.root),
+            "method": method, "layers": cam.layers_ or [], "grid": grid, "finer_layer": finer, "run": str(Path(run_dir)), "data": str(dataset.root),
             "view": predictor.view, "task": predictor.task, "class_names": names,
             "target": "predicted class" if target is None else names[target],
             "synthetic": _synthetic(dataset),
@@ -108,6 +113,21 @@ def explain_run(run_dir: str | Path, data: str | Path | SliceDataset, out: str |
         write_json(tmp / "localization.json", {**summary, "per_sample": records})
         write_report(tmp / "report.html", summary, records, tiles, names)
     return out
+
+
+def _finer_layer(predictor: Any, slices: list) -> str | None:
+    """The last layer whose map has >= COARSE cells a side, to suggest when the default one is coarser."""
+    from torch import nn
+
+    from ctnodule.explain.gradcam import find_target_layer
+
+    model = predictor.model
+    members = getattr(model, "members", None)
+    net = members[0] if isinstance(members, nn.ModuleList) and len(members) else model
+    try:
+        return find_target_layer(net, predictor.prepare(slices[:2]), min_side=COARSE)
+    except CTNoduleError:
+        return None
 
 
 def _synthetic(dataset: SliceDataset) -> bool:
