@@ -27,9 +27,14 @@ METRICS = ("f1_macro", "balanced_accuracy", "roc_auc", "qwk", "minority_recall")
 
 def balance_benchmark(data: str | Path, out: str | Path, methods: Sequence[str] = ALL,
                       tasks: Sequence[str] = TASKS, preset: str = "default", folds: int = 5, seed: int = 0,
-                      overrides: dict | None = None, log: Callable[[str], None] = print) -> pd.DataFrame:
+                      overrides: dict | None = None, engine: bool = True, feature_path: bool = True,
+                      cgan_params: dict | None = None, log: Callable[[str], None] = print) -> pd.DataFrame:
     """Train every (task, method), score per fold, write `OUT/balance.html`, `OUT/balance.csv`; returns
-    the per-fold scores (one row per task, method, fold; `error` set where the method could not run)."""
+    the per-fold scores (one row per task, method, fold, path; `error` set where a method could not run).
+
+    `engine`: through `ctnodule.train` with the preset (slow: minutes per run). `feature_path`: the fast
+    image-level path of `balance.image_path` (every method incl. pixel SMOTE and cGAN; image features only).
+    """
     from ctnodule.balance import available
     from ctnodule.errors import ConfigError
     from ctnodule.train.api import train
@@ -40,7 +45,7 @@ def balance_benchmark(data: str | Path, out: str | Path, methods: Sequence[str] 
         raise ConfigError(f"balance-benchmark: unknown method(s) {unknown}; available: {', '.join(available())}")
     out = Path(out)
     rows: list[dict] = []
-    for task in tasks:
+    for task in tasks if engine else ():
         for method in methods:
             run = out / "runs" / f"{task}-{method}"
             cfg = load_preset(preset, task=task, imbalance=method, folds=folds, seed=seed, **(overrides or {}))
@@ -53,8 +58,17 @@ def balance_benchmark(data: str | Path, out: str | Path, methods: Sequence[str] 
                 rows.append({"task": task, "method": method, "fold": -1, "error": str(exc)})
                 continue
             rows += fold_scores(pd.read_csv(run / "oof_predictions.csv"), task, method)
-    scores = pd.DataFrame(rows)
-    write_benchmark(scores, out, f"preset {preset!r}, {folds}-fold patient-grouped CV, seed {seed}")
+    scores = pd.DataFrame(rows).assign(path="engine")
+    if feature_path:
+        from ctnodule.balance.image_path import feature_path_benchmark
+        from ctnodule.data.dataset import SliceDataset
+
+        fp, oof = feature_path_benchmark(SliceDataset(data).view("nodule"), methods, tasks, folds, seed,
+                                         cgan_params, log)
+        out.mkdir(parents=True, exist_ok=True)
+        oof.to_csv(out / "feature_path_oof.csv", index=False)
+        scores = pd.concat([scores, fp.assign(path="feature")], ignore_index=True)
+    write_benchmark(scores, out, f"{folds}-fold patient-grouped CV, seed {seed}; engine preset {preset!r}")
     return scores
 
 
@@ -104,11 +118,13 @@ def write_benchmark(scores: pd.DataFrame, out: Path, recipe: str, extra: list[tu
     page.paragraph("Each cell: mean ± sd over the CV folds of that fold's out-of-fold predictions. Minority "
                    "recall: recall of the rarest class (binary: malignant; 5-class: the least frequent score).")
     md = [f"# Class-imbalance methods ({recipe})", ""]
-    for task in scores["task"].unique():
-        table = summary_table(scores, task)
-        page.heading(f"Task: {task}")
+    titles = {"engine": "training engine (preset recipe)",
+              "feature": "frozen-feature path: balance images, then Lite0 features + linear head (image only)"}
+    for (path, task), part in scores.groupby(["path", "task"], sort=False):
+        table = summary_table(part, task)
+        page.heading(f"{task} — {titles.get(path, path)}")
         page.table(table)
-        md += [f"## {task}", "", _markdown(table), ""]
+        md += [f"## {task} — {titles.get(path, path)}", "", _markdown(table), ""]
     for title, table in extra:
         page.heading(title)
         page.table(table)

@@ -86,18 +86,20 @@ class ConditionalGAN:
     """Class-conditional image generator trained on one training fold (see the module docstring)."""
 
     def __init__(self, epochs: int = 60, batch_size: int = 64, z_dim: int = 64, width: int = 32,
-                 lr: float = 2e-4, ema: float = 0.995, seed: int = 0, num_threads: int | None = None):
+                 lr: float = 2e-4, lr_d: float | None = None, ema: float = 0.995, seed: int = 0,
+                 num_threads: int | None = None):
         self.epochs = epochs
         self.batch_size = batch_size
         self.z_dim = z_dim
         self.width = width
         self.lr = lr
+        self.lr_d = lr_d
         self.ema = ema
         self.seed = seed
         self.num_threads = num_threads
 
     def get_params(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("epochs", "batch_size", "z_dim", "width", "lr", "ema", "seed",
+        return {k: getattr(self, k) for k in ("epochs", "batch_size", "z_dim", "width", "lr", "lr_d", "ema", "seed",
                                             "num_threads")}
 
     def fit(self, images: np.ndarray, labels: np.ndarray, progress: bool = False) -> ConditionalGAN:
@@ -123,7 +125,7 @@ class ConditionalGAN:
         gen, disc = Generator(n_classes, size, self.z_dim, self.width), Discriminator(n_classes, size, self.width)
         ema_gen = copy.deepcopy(gen).eval()
         opt_g = torch.optim.Adam(gen.parameters(), lr=self.lr, betas=(0.0, 0.9))
-        opt_d = torch.optim.Adam(disc.parameters(), lr=self.lr, betas=(0.0, 0.9))
+        opt_d = torch.optim.Adam(disc.parameters(), lr=self.lr_d or self.lr, betas=(0.0, 0.9))
         real_all = torch.from_numpy(x * 2.0 - 1.0)  # tanh range
         y_all = torch.from_numpy(y)
         bs = min(int(self.batch_size), len(y))
