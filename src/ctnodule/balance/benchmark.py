@@ -22,6 +22,7 @@ from ctnodule.errors import CTNoduleError
 
 ALL = ("none", "weights", "oversample", "undersample", "smote", "smote_embed", "cgan", "focal", "logit_adjusted")
 TASKS = ("binary", "multiclass")
+LOSS_ONLY = ("weights", "focal", "logit_adjusted")  # act through the loss, not the samples
 METRICS = ("f1_macro", "balanced_accuracy", "roc_auc", "qwk", "minority_recall")
 
 
@@ -37,6 +38,7 @@ def balance_benchmark(data: str | Path, out: str | Path, methods: Sequence[str] 
     """
     from ctnodule.balance import available
     from ctnodule.errors import ConfigError
+    from ctnodule.models.heads import is_sklearn_head
     from ctnodule.train.api import train
     from ctnodule.train.config import load_preset
 
@@ -50,6 +52,9 @@ def balance_benchmark(data: str | Path, out: str | Path, methods: Sequence[str] 
             run = out / "runs" / f"{task}-{method}"
             cfg = load_preset(preset, task=task, imbalance=method, folds=folds, seed=seed, **(overrides or {}))
             log(f"== {task} / {method}")
+            if method in LOSS_ONLY and is_sklearn_head(cfg.head):
+                log(f"   note: head {cfg.head!r} is fitted by scikit-learn and ignores the loss, so {method!r} "
+                    "acts like 'none' here; pass --head linear (or mlp) to compare loss-based methods")
             try:
                 if not (run / "oof_predictions.csv").is_file():
                     train(data, run, cfg, resume=(run / "config.yaml").is_file(), log=log)
