@@ -45,3 +45,23 @@ def test_identity_when_the_pipeline_keeps_the_grid():
     assert affine == (1.0, 0.0, 1.0, 0.0) and geo.array is s.array
     cam = np.random.default_rng(0).random((64, 64)).astype(np.float32)
     assert np.allclose(to_input_frame(cam, affine, (64, 64)), cam, atol=1e-6)
+
+
+def test_score_reports_heat_on_the_nodule_and_in_the_lungs():
+    from ctnodule.explain.core import Explained, score
+
+    cam = np.zeros((20, 20), np.float32)
+    cam[2:4, 2:4] = 1.0   # 4 px on the nodule
+    cam[10:14, 0:3] = 1.0  # 12 px in the lung, off the nodule
+    cam[18:20, 18:20] = 1.0  # 4 px outside the lungs (e.g. the scanner table)
+    nodule = np.zeros((20, 20), bool)
+    nodule[1:5, 1:5] = True
+    lung = np.zeros((20, 20), bool)
+    lung[:16, :10] = True
+    e = Explained(cam, cam, cam, nodule, "mask", np.array([0.3, 0.7]), 1, (1.0, 0.0, 1.0, 0.0), lung)
+    s = score(e)
+    assert s["cam_in_mask"] == pytest.approx(4 / 20) and s["pointing_game"] is True
+    assert s["cam_in_lung"] == pytest.approx(16 / 20) and s["lung_area_fraction"] == pytest.approx(160 / 400)
+    assert s["area_fraction"] == pytest.approx(16 / 400)
+    none = score(Explained(cam, cam, cam, None, "none", np.array([1.0]), 0, (1.0, 0.0, 1.0, 0.0)))
+    assert none["cam_in_mask"] is None and none["cam_in_lung"] is None

@@ -16,13 +16,18 @@ from ctnodule.explain import cam_mass_in_mask, explain_run, explain_slices
 
 @pytest.fixture(scope="module")
 def run(phantom, tmp_path_factory):
-    """A real (if tiny) run: frozen EfficientNet-Lite0 features, MLP head, 2 folds, 1 epoch."""
+    """A real (if tiny) run on half the phantom's patients: frozen EfficientNet-Lite0 features, MLP head,
+    2 folds, 1 epoch (the explained samples come from the whole phantom)."""
     from ctnodule.train.api import train
     from ctnodule.train.config import load_preset
 
+    ds = SliceDataset(phantom)
+    patients = sorted(ds.frame["patient_id"].unique())[::2]
+
     cfg = load_preset("default", view="nodule", task="binary", backbone="efficientnet_lite0",
                       freeze_backbone=True, epochs=1, folds=2, tta=False)
-    return train(phantom, tmp_path_factory.mktemp("run") / "run", cfg, log=lambda m: None)
+    return train(ds.subset(ds.frame["patient_id"].isin(patients).to_numpy()), tmp_path_factory.mktemp("run") / "run",
+                 cfg, log=lambda m: None)
 
 
 @pytest.fixture(scope="module")

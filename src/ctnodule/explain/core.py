@@ -31,6 +31,7 @@ from ctnodule.explain.localization import (
     region_mask,
 )
 from ctnodule.explain.overlay import draw_region, enlarge, overlay, sample_panels
+from ctnodule.preprocess.base import LUNG_MASK
 
 #: slices per forward/backward pass: bounded memory, and the batch a size-taking model is prepared for
 CHUNK = 16
@@ -49,6 +50,7 @@ class Explained:
     probs: np.ndarray               # (K,)
     target: int                     # the class explained
     affine: tuple[float, float, float, float]  # network (row, col) = (r * a0 + a1, c * a2 + a3) of the input
+    lung: np.ndarray | None = None  # the pipeline's lung mask (full slices), bool (H, W)
 
 
 def geometry_only(pipeline: Any, s: Slice) -> tuple[Slice, tuple[float, float, float, float]]:
@@ -89,7 +91,9 @@ def explain_batch(predictor: Any, slices: Sequence[Slice], cam: CamExplainer,
             raise DataError(f"sample {s.meta.get('sample_id', '?')!r}: the pipeline's geometric steps give "
                             f"{image.shape} but its output is {net.shape}; a non-size step changed the grid")
         region, source = region_mask(net.shape, p.mask, p.meta)
-        out.append(Explained(m.astype(np.float32), image, net, region, source, pr, int(t), affine))
+        lung = p.meta.get(LUNG_MASK)
+        lung = np.asarray(lung).astype(bool) if lung is not None and np.shape(lung) == net.shape else None
+        out.append(Explained(m.astype(np.float32), image, net, region, source, pr, int(t), affine, lung))
     return out
 
 
@@ -120,14 +124,22 @@ def explain_slices(predictor: Any, slices: Sequence[Slice], method: str = "gradc
 
 
 def score(e: Explained, tolerance: float = 0.0) -> dict[str, Any]:
-    """Localisation values of one sample (None where there is no outline or the map is empty)."""
+    """Localisation values of one sample (None where there is no outline or the map is empty), and the
+    heat share inside the lungs where the pipeline segmented them (full slices)."""
+    lung = lung_area = None
+    if e.lung is not None and e.lung.any():
+        value = cam_mass_in_mask(e.cam, e.lung)
+        lung = float(value) if np.isfinite(value) else None
+        lung_area = area_fraction(e.lung)
+    out: dict[str, Any] = {"cam_in_mask": None, "pointing_game": None, "area_fraction": None,
+                           "cam_in_lung": lung, "lung_area_fraction": lung_area}
     if e.region is None:
-        return {"cam_in_mask": None, "pointing_game": None, "area_fraction": None}
+        return out
+    out["area_fraction"] = area_fraction(e.region)
     mass = cam_mass_in_mask(e.cam, e.region)
-    if not np.isfinite(mass):
-        return {"cam_in_mask": None, "pointing_game": None, "area_fraction": area_fraction(e.region)}
-    return {"cam_in_mask": mass, "pointing_game": pointing_game(e.cam, e.region, tolerance),
-            "area_fraction": area_fraction(e.region)}
+    if np.isfinite(mass):
+        out.update(cam_in_mask=mass, pointing_game=pointing_game(e.cam, e.region, tolerance))
+    return out
 
 
 def sample_png(e: Explained, caption: str = "") -> np.ndarray:
@@ -168,6 +180,9 @@ def summarise(records: list[dict[str, Any]], tolerance: float) -> dict[str, Any]
         # heat share over area share: 1 = no better than a flat map; comparable across views, whose
         # nodules fill very different shares of the image
         "mean_lift": float(np.mean([r["cam_in_mask"] / r["area_fraction"] for r in scored])) if scored else None,
+        "mean_cam_in_lung": mean("cam_in_lung", [r for r in records if r.get("cam_in_lung") is not None]),
+        "mean_lung_area_fraction": mean("lung_area_fraction",
+                                        [r for r in records if r.get("cam_in_lung") is not None]),
         "accuracy": float(np.mean([r["pred"] == r["true"] for r in records])) if records else None,
         "region_source": sources,
     }

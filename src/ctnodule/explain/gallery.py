@@ -115,7 +115,10 @@ def write_report(path: Path, summary: dict[str, Any], records: list[dict[str, An
         f"score the nodule's area share, {_fmt(summary['mean_area_fraction'], 4)}; mean lift over that: "
         f"{_fmt(summary['mean_lift'], 2)}x); pointing game (maximum "
         f"on the nodule, tolerance {summary['pointing_tolerance_px']} px): {_fmt(summary['pointing_game'])}. "
-        "Heat maps are computed in the frame the network saw (after the run's own preprocessing); the "
+        + (f"Share of the heat inside the lungs (the pipeline's lung mask): {_fmt(summary['mean_cam_in_lung'])} "
+           f"(their area share: {_fmt(summary['mean_lung_area_fraction'])}). "
+           if summary.get("mean_cam_in_lung") is not None else "")
+        + "Heat maps are computed in the frame the network saw (after the run's own preprocessing); the "
         "nodule outline is moved with it.")
     grid = summary.get("grid")
     if grid and min(grid) < 4:
