@@ -39,6 +39,11 @@ class HtmlReport:
         self.blocks.append({"kind": "paragraph", "text": text})
         return self
 
+    def html(self, markup: str) -> "HtmlReport":
+        """Add trusted markup built by ctnodule itself (links, lists); never user-supplied text."""
+        self.blocks.append({"kind": "raw", "html": markup})
+        return self
+
     def table(self, frame: pd.DataFrame, caption: str = "", float_format: str = "{:.3f}") -> "HtmlReport":
         body = frame.to_html(index=False, border=0, classes="table", escape=True,
                              float_format=lambda v: float_format.format(v))
