@@ -22,7 +22,7 @@ from ctnodule.errors import ConfigError
 class CganOversample(Balancer):
     """Top up every class with cGAN samples trained on this training fold (see module docstring)."""
 
-    def __init__(self, epochs: int = 30, per_class: int | None = None, width: int = 32, batch_size: int = 64,
+    def __init__(self, epochs: int = 30, per_class: int | None = None, width: int = 16, batch_size: int = 64,
                  progress: bool = False) -> None:
         self.epochs = epochs
         self.per_class = per_class
