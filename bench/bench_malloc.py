@@ -2,9 +2,11 @@
 
 mallopt settings are process-wide and cannot be undone, so each variant runs in its own subprocess:
 `none` (glibc defaults), `tuned` (tune_malloc's values) and alternatives set through glibc's environment
-variables. Prints seconds per step (median of the timed steps) and the ratio to `none`.
+variables. Prints seconds per step (median of the timed steps, then of interleaved rounds) and the ratio to `none`.
+On a machine shared with other jobs the spread between rounds is large: read the ratio only when the
+load average is near the core count.
 
-    python bench/bench_malloc.py [--steps 12] [--size 64] [--batch 64]
+    python bench/bench_malloc.py [--steps 12] [--size 64] [--batch 64] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 
@@ -55,15 +58,19 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-    results = {}
-    for name, extra in VARIANTS.items():
-        out = subprocess.run([sys.executable, "-c", CHILD, str(args.steps), str(args.size), str(args.batch)],
-                             env={**base_env, **extra}, capture_output=True, text=True, check=True)
-        results[name] = json.loads(out.stdout.strip().splitlines()[-1])["median_s"]
+    runs: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    for _ in range(args.rounds):  # interleaved rounds: a burst of load from elsewhere hits every variant
+        for name, extra in VARIANTS.items():
+            out = subprocess.run([sys.executable, "-c", CHILD, str(args.steps), str(args.size), str(args.batch)],
+                                 env={**base_env, **extra}, capture_output=True, text=True, check=True)
+            runs[name].append(json.loads(out.stdout.strip().splitlines()[-1])["median_s"])
+    results = {name: statistics.median(v) for name, v in runs.items()}
     ref = results["none"]
-    print(f"fine-tuning step, efficientnet_lite0, batch {args.batch} x {args.size}px, {os.cpu_count()} CPUs")
+    print(f"fine-tuning step, efficientnet_lite0, batch {args.batch} x {args.size}px, {os.cpu_count()} CPUs, "
+          f"median over {args.rounds} interleaved rounds; load average {os.getloadavg()[0]:.1f}")
     for name, sec in results.items():
         print(f"  {name:8s} {sec * 1000:8.1f} ms/step   speed-up vs none x{ref / sec:.2f}")
 

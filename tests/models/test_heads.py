@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from ctnodule.errors import ConfigError
-from ctnodule.models.heads import HEADS, SVMHead, create_head
+from ctnodule.models.heads import HEADS, LogRegHead, SVMHead, create_head, is_sklearn_head
 
 
-@pytest.mark.parametrize("name", [n for n in HEADS.available() if n != "svm"])
+@pytest.mark.parametrize("name", [n for n in HEADS.available() if not is_sklearn_head(n)])
 def test_torch_heads_map_feature_maps_and_size_to_logits(name):
     head = create_head(name, in_features=32, n_classes=5, n_extra=1)
     fmap = torch.rand(4, 32, 2, 2)
@@ -30,11 +30,12 @@ def test_size_feature_changes_the_output():
     assert not torch.allclose(a, b)
 
 
-def test_svm_separates_and_surrogate_agrees():
+@pytest.mark.parametrize("cls", [SVMHead, LogRegHead])
+def test_sklearn_heads_separate_and_their_surrogate_agrees(cls):
     rng = np.random.default_rng(0)
     X = np.vstack([rng.normal(-1, 0.5, (40, 6)), rng.normal(1, 0.5, (40, 6))]).astype(np.float32)
     y = np.repeat([0, 1], 40)
-    svm = SVMHead(seed=0).fit(X, y)
+    svm = cls(seed=0, image_pca=2).fit(X, y, n_extra=1)
     p = svm.predict_proba(X, 2)
     assert p.shape == (80, 2) and np.allclose(p.sum(1), 1)
     assert (p.argmax(1) == y).mean() > 0.95
