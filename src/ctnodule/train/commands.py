@@ -78,6 +78,7 @@ def benchmark_cmd(
     data: Annotated[Path, typer.Argument(help="Slice dataset folder.")],
     out: Annotated[Path, typer.Option(help="Folder for runs/, benchmark.md and benchmark.html.")],
     backbones: Annotated[list[str] | None, typer.Option("--backbones", help="Backbones to compare (repeat).")] = None,
+    views: Annotated[list[str] | None, typer.Option("--views", help="Views to include (default: all present).")] = None,
     preset: Preset = "default",
     folds: Annotated[int, typer.Option(min=2)] = 5,
     epochs: Annotated[int | None, typer.Option(min=1)] = None,
@@ -87,7 +88,7 @@ def benchmark_cmd(
     from ctnodule.train.benchmark import DEFAULT_BACKBONES, benchmark
 
     folder, _ = benchmark(data, out, backbones or DEFAULT_BACKBONES, preset=preset, folds=folds, force=force,
-                          log=typer.echo, epochs=epochs)
+                          views=views or None, log=typer.echo, epochs=epochs)
     typer.echo((folder / "benchmark.md").read_text(encoding="utf-8"))
 
 
