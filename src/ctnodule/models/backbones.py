@@ -79,7 +79,12 @@ def create_backbone(name: str, weights: str | Path = "auto", in_chans: int = 3) 
         status = "random init (--weights none)"
     elif weights == "auto":
         if spec.auto_weights == "lite0-package":
-            from ctnodule.models.lite0_weights import LITE0_MEAN, LITE0_STD, lite0_state_dict, package_weights_path
+            from ctnodule.models.lite0_weights import (
+                LITE0_MEAN,
+                LITE0_STD,
+                lite0_state_dict,
+                package_weights_path,
+            )
 
             path = package_weights_path()
             if path is None:

@@ -14,7 +14,7 @@ the same features as a dataset row. A slice without a mask gets NaN (filled by t
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -100,7 +100,7 @@ def describe(s: Slice, full: bool = True) -> dict[str, float]:
     grad = np.hypot(ndi.sobel(hu, 0) / (8 * s.spacing[0]), ndi.sobel(hu, 1) / (8 * s.spacing[1])) / 1000
     border = mask & ~ndi.binary_erosion(mask)
     out.update(grad_inside=float(grad[mask].mean()), grad_boundary=float(grad[border].mean()) if border.any() else 0.0)
-    rim_px = max(1, int(round(3.0 / px)))  # a 3 mm ring around the nodule: vessels, pleura, spicules
+    rim_px = max(1, round(3.0 / px))  # a 3 mm ring around the nodule: vessels, pleura, spicules
     rim = ndi.binary_dilation(mask, iterations=rim_px) & ~mask
     if rim.any():
         ring = hu[rim]
@@ -115,7 +115,7 @@ class TabularScaler:
     def __init__(self) -> None:
         pass
 
-    def fit(self, X: np.ndarray) -> "TabularScaler":
+    def fit(self, X: np.ndarray) -> TabularScaler:
         X = np.asarray(X, dtype=float)
         if X.shape[1] and not np.isfinite(X[:, 0]).any():
             raise ConfigError("the model uses the nodule size, but no training sample has one (no "
@@ -144,7 +144,7 @@ class TabularScaler:
         return {"median_": self.median_, "mean_": self.mean_, "sd_": self.sd_}
 
     @classmethod
-    def from_state(cls, state: dict[str, list[float]]) -> "TabularScaler":
+    def from_state(cls, state: dict[str, list[float]]) -> TabularScaler:
         obj = cls()
         obj.median_, obj.mean_, obj.sd_ = state["median_"], state["mean_"], state["sd_"]
         return obj

@@ -99,7 +99,7 @@ class SklearnHead:
     def _estimator(self):  # pragma: no cover - every subclass overrides it
         raise NotImplementedError
 
-    def fit(self, X: np.ndarray, y: np.ndarray, n_extra: int = 0) -> "SklearnHead":
+    def fit(self, X: np.ndarray, y: np.ndarray, n_extra: int = 0) -> SklearnHead:
         """Fit on rows [image features | `n_extra` tabular features]."""
         from sklearn.compose import ColumnTransformer
         from sklearn.decomposition import PCA

@@ -8,8 +8,8 @@ re-run with the same options reuses finished runs (`resume`).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from ctnodule.atomic import write_text
 from ctnodule.data.dataset import SliceDataset

@@ -77,7 +77,7 @@ class TrainConfig(StrictModel):
         return v
 
     @pydantic.model_validator(mode="after")
-    def _check(self) -> "TrainConfig":
+    def _check(self) -> TrainConfig:
         if self.head in ("svm", "logreg") and not self.freeze_backbone:
             raise ValueError(f"head {self.head!r} is fitted by scikit-learn on cached features: set "
                              "freeze_backbone: true")

@@ -19,8 +19,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import torch

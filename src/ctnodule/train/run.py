@@ -20,8 +20,9 @@ weights, one `nn.Module` for Grad-CAM. The out-of-fold metrics estimate how that
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,11 +33,11 @@ from ctnodule.atomic import atomic_path
 from ctnodule.data.slice import Slice
 from ctnodule.errors import RunError
 from ctnodule.models.backbones import create_backbone
+from ctnodule.models.descriptors import TabularScaler
 from ctnodule.models.heads import create_head, is_sklearn_head
 from ctnodule.models.network import Classifier
 from ctnodule.train.config import TrainConfig
 from ctnodule.train.fold import N_CLASSES, FoldModel
-from ctnodule.models.descriptors import TabularScaler
 
 
 @dataclasses.dataclass(frozen=True)
