@@ -93,3 +93,19 @@ def test_stack_is_resized_per_slice(rng):
 def test_bad_size_params_are_config_errors(rng, params):
     with pytest.raises(ConfigError):
         Size(**params)(nodule_crop(rng))
+
+
+def test_interpolation_never_leaves_the_input_range():
+    # a [0, 1] slice with saturated pixels: cv2's area interpolation returned 1.0000001 for this one
+    # (seed 0, case 9), which made the seed recipe reject real VOI nodules
+    from ctnodule.preprocess.resize import resize_array
+
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        h, w = rng.integers(30, 130, 2)
+        a = rng.random((h, w)).astype(np.float32)
+        a[rng.random((h, w)) < 0.5] = 1.0
+        for shape in ((64, 64), (45, 44), (150, 120)):
+            out = resize_array(a, shape)
+            assert out.shape == shape
+            assert out.min() >= a.min() and out.max() <= 1.0

@@ -39,7 +39,12 @@ def resize_array(a: np.ndarray, shape: tuple[int, int], nearest: bool = False) -
     else:
         interp = cv2.INTER_AREA if shape[0] < a.shape[0] and shape[1] < a.shape[1] else cv2.INTER_LINEAR
     src = a.astype(np.uint8) if nearest else a.astype(np.float32, copy=False)
-    return cv2.resize(src, (int(shape[1]), int(shape[0])), interpolation=interp)
+    out = cv2.resize(src, (int(shape[1]), int(shape[0])), interpolation=interp)
+    if not nearest:
+        # linear/area interpolation is a convex combination, but float rounding can overshoot the input's
+        # range by ~1e-7 (1.0000001 after a [0, 1] window), which the pipeline's range check rejects
+        out = np.clip(out, src.min(), src.max(), out=out)
+    return out
 
 
 def crop_pad(a: np.ndarray, top: int, left: int, shape: tuple[int, int], fill: float) -> np.ndarray:
