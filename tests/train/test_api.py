@@ -98,6 +98,23 @@ def test_evaluate_and_predict_use_the_runs_own_preprocessing(frozen_run, phantom
         predict_files(frozen_run, files, tmp_path / "q.csv", masks=[])
 
 
+def test_predict_explain_adds_a_heat_map_per_prediction(frozen_run, phantom, tmp_path):
+    from ctnodule.data.io import read_nrrd
+
+    ds = SliceDataset(phantom).view("nodule")
+    rows = ds.frame.iloc[:2]
+    files = [phantom / p for p in rows["path"]]
+    out = predict_files(frozen_run, files, tmp_path / "p.csv", masks=[phantom / p for p in rows["mask_path"]],
+                        explain="gradcam")
+    assert out["heatmap"].tolist() == [str(tmp_path / "p_heatmaps" / f"{f.name}.png") for f in files]
+    for f, png in zip(files, out["heatmap"]):
+        cam, _ = read_nrrd(png[: -len(".png")] + ".nrrd")
+        image, _ = read_nrrd(f)
+        assert cam.shape == image.shape[-2:]  # on the input's own pixel grid, not the network's
+        assert cam.min() >= 0.0 and cam.max() <= 1.0 and cam.max() > 0.0
+        assert Path(png).stat().st_size > 0
+
+
 def test_existing_run_needs_resume_or_force(frozen_run, phantom):
     with pytest.raises(RunError, match="--resume.*--force"):
         train(phantom, frozen_run, _frozen_cfg(weights="auto"), **QUIET)

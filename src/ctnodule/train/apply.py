@@ -69,11 +69,13 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n_boot:
 
 
 def predict_files(run_dir: str | Path, inputs: Sequence[str | Path], out: str | Path,
-                  masks: Sequence[str | Path] | None = None) -> pd.DataFrame:
+                  masks: Sequence[str | Path] | None = None, explain: str | None = None) -> pd.DataFrame:
     """Predict every input: image files (NRRD/NIfTI/DICOM, HU) and/or slice-dataset folders.
 
     `masks` (one per image file, same order) give the nodule size to models that use it; a dataset brings
-    its own masks/diameters. Writes `out` (CSV) and returns it as a frame.
+    its own masks/diameters. `explain` (a CAM method name, e.g. "gradcam") adds a heat map per prediction:
+    `<out stem>_heatmaps/<sample>.png` (overlay) and `.nrrd` (the map on the input's pixel grid, [0, 1]),
+    named in the CSV's `heatmap` column. Writes `out` (CSV) and returns it as a frame.
     """
     from ctnodule.data.io import read_slice
 
@@ -83,10 +85,12 @@ def predict_files(run_dir: str | Path, inputs: Sequence[str | Path], out: str | 
     if masks is not None and len(masks) != len(files):
         raise DataError(f"got {len(masks)} --mask file(s) for {len(files)} image file(s); give one per image")
     parts = []
+    maps_dir = Path(out).with_name(Path(out).stem + "_heatmaps")
     for folder in folders:
         ds, slices = dataset_slices(predictor, folder)
-        parts.append(_rows(predictor, predictor.predict_proba(slices), ds.frame["sample_id"].astype(str).tolist(),
-                           None, source=[str(folder)] * len(ds)))
+        ids = ds.frame["sample_id"].astype(str).tolist()
+        rows = _rows(predictor, predictor.predict_proba(slices), ids, None, source=[str(folder)] * len(ds))
+        parts.append(_with_heatmaps(rows, predictor, slices, ids, explain, maps_dir))
     if files:
         slices = []
         for i, path in enumerate(files):
@@ -99,8 +103,9 @@ def predict_files(run_dir: str | Path, inputs: Sequence[str | Path], out: str | 
                 s = s.replace(mask=(m.array > 0).astype(np.uint8))
             s.meta["sample_id"] = path.name
             slices.append(s)
-        parts.append(_rows(predictor, predictor.predict_proba(slices), [p.name for p in files], None,
-                           source=[str(p) for p in files]))
+        ids = [p.name for p in files]
+        rows = _rows(predictor, predictor.predict_proba(slices), ids, None, source=[str(p) for p in files])
+        parts.append(_with_heatmaps(rows, predictor, slices, ids, explain, maps_dir))
     if not parts:
         raise DataError("no inputs given: pass image files (NRRD/NIfTI/DICOM) or slice-dataset folders")
     frame = pd.concat(parts, ignore_index=True)
@@ -126,6 +131,26 @@ def _rows(predictor: Predictor, proba: np.ndarray, ids: list[str], y: np.ndarray
     frame["predicted"] = [names[i] for i in proba.argmax(1)]
     frame["score"] = proba[:, 1] if predictor.task == "binary" else proba @ np.arange(1, len(names) + 1)
     return frame
+
+
+def _with_heatmaps(rows: pd.DataFrame, predictor: Predictor, slices: Sequence[Slice], ids: list[str],
+                   method: str | None, folder: Path) -> pd.DataFrame:
+    """Attach one Grad-CAM heat map per prediction (PNG overlay + NRRD map) when `method` is set."""
+    if method is None:
+        return rows
+    import re
+
+    from ctnodule.data.io import write_nrrd
+    from ctnodule.explain.core import explain_slices
+    from ctnodule.explain.overlay import overlay, write_png
+
+    paths = []
+    for s, sample_id, cam in zip(slices, ids, explain_slices(predictor, slices, method)):
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", sample_id)  # the whole id: a.nrrd and a.nii stay apart
+        write_nrrd(folder / f"{name}.nrrd", cam.astype(np.float32), s.spacing)
+        write_png(folder / f"{name}.png", overlay(s.array, cam))
+        paths.append(str(folder / f"{name}.png"))
+    return rows.assign(heatmap=paths)
 
 
 def _write_csv(path: Path, frame: pd.DataFrame) -> None:

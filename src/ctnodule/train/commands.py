@@ -66,11 +66,14 @@ def predict_cmd(
     out: Annotated[Path, typer.Option(help="CSV to write.")] = Path("predictions.csv"),
     mask: Annotated[list[Path] | None, typer.Option(help="Nodule mask per image file (gives the size and "
                                                          "shape to models that use them).")] = None,
+    explain: Annotated[bool, typer.Option("--explain", help="Add a Grad-CAM heat map per prediction "
+                                                            "(PNG overlay + NRRD map beside the CSV).")] = False,
+    method: Annotated[str, typer.Option(help="CAM method for --explain (gradcam, gradcam++, ...).")] = "gradcam",
 ) -> None:
     """Predict class probabilities and a malignancy score for each input."""
     from ctnodule.train.apply import predict_files
 
-    frame = predict_files(run, inputs, out, masks=mask or None)
+    frame = predict_files(run, inputs, out, masks=mask or None, explain=method if explain else None)
     typer.echo(f"{len(frame)} prediction(s) -> {out}")
 
 
