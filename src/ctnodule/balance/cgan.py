@@ -9,8 +9,9 @@ spectral norm in D, random flips/90-degree rotations of the real images (a nodul
 orientation, so the distribution is unchanged), and an exponential moving average of the generator's
 weights, which is what `sample` uses.
 
-Measured on the 798 LIDC VOI crops (64 x 64), width 16, batch 64, one torch thread: ~6-7 s per epoch
-when the 2 cores are free, 12-25 s per epoch while other jobs share them; 10 epochs ~2 min, 30 ~4-10 min.
+Measured on the LIDC VOI crops (64 x 64), width 16, batch 64, one torch thread, 2-core CPU: ~2 s per
+epoch of 640 crops when the cores are free (10 epochs in 18-25 s per CV fold), 12-25 s per epoch while
+other jobs share them (10 epochs on 798 crops: 226 s; 30 epochs: 579 s).
 Tried and rejected on this data: BatchNorm in G (eval-mode samples were texture noise) and TTUR
 (`lr_d=4e-4, lr=1e-4`: D won, G produced dark noise). Known limit: with minutes of CPU training the
 samples are class-dependent but blurry and low in diversity within a class (see KID in the report).
