@@ -43,3 +43,16 @@ def test_sklearn_heads_separate_and_their_surrogate_agrees(cls):
     fmap = torch.from_numpy(X[:, :5])[..., None, None]
     logits = head(fmap, torch.from_numpy(X[:, 5:]))
     assert (logits.argmax(1).numpy() == p.argmax(1)).mean() > 0.9
+
+
+@pytest.mark.parametrize("cls", [SVMHead, LogRegHead])
+def test_sklearn_heads_honour_sample_weights(cls):
+    # overlapping classes, 4:1 imbalance: unweighted, the minority is rarely predicted; with the balanced
+    # class weights (what `--imbalance weights` hands the head) its recall must rise
+    rng = np.random.default_rng(1)
+    X = np.vstack([rng.normal(0, 1, (200, 3)), rng.normal(0.8, 1, (50, 3))]).astype(np.float32)
+    y = np.repeat([0, 1], [200, 50])
+    w = np.where(y == 1, 250 / (2 * 50), 250 / (2 * 200))
+    plain = cls(seed=0).fit(X, y).predict_proba(X, 2).argmax(1)
+    weighted = cls(seed=0).fit(X, y, sample_weight=w).predict_proba(X, 2).argmax(1)
+    assert (weighted[y == 1] == 1).mean() > (plain[y == 1] == 1).mean() + 0.2

@@ -99,8 +99,10 @@ class SklearnHead:
     def _estimator(self):  # pragma: no cover - every subclass overrides it
         raise NotImplementedError
 
-    def fit(self, X: np.ndarray, y: np.ndarray, n_extra: int = 0) -> SklearnHead:
-        """Fit on rows [image features | `n_extra` tabular features]."""
+    def fit(self, X: np.ndarray, y: np.ndarray, n_extra: int = 0,
+            sample_weight: np.ndarray | None = None) -> SklearnHead:
+        """Fit on rows [image features | `n_extra` tabular features]; `sample_weight` (e.g. the class
+        weights of `--imbalance weights`, one per row) reaches the classifier itself."""
         from sklearn.compose import ColumnTransformer
         from sklearn.decomposition import PCA
         from sklearn.pipeline import make_pipeline
@@ -112,7 +114,9 @@ class SklearnHead:
             image = make_pipeline(StandardScaler(), PCA(self.image_pca, random_state=0))
             steps.append(ColumnTransformer([("image", image, slice(0, n_image)),
                                             ("tabular", "passthrough", slice(n_image, None))]))
-        self.model_ = make_pipeline(*steps, StandardScaler(), self._estimator()).fit(X, y)
+        model = make_pipeline(*steps, StandardScaler(), self._estimator())
+        fit_params = {} if sample_weight is None else {f"{model.steps[-1][0]}__sample_weight": sample_weight}
+        self.model_ = model.fit(X, y, **fit_params)
         self.classes_ = self.model_.classes_
         return self
 

@@ -111,7 +111,9 @@ def train_fold(cfg: TrainConfig, slices: Sequence[Slice], frame: pd.DataFrame, y
         if is_sklearn_head(cfg.head):
             sk_all = _sklearn_matrix(feats, extra)
             Xb, yb, _ = balancer.resample(sk_all[rows], yt, seed=cfg.seed + fold)
-            sk_head = create_head(cfg.head, 0, n_classes, seed=cfg.seed, **cfg.head_params).fit(Xb, yb, n_extra)
+            w = balancer.class_weights(yb, n_classes)  # `weights`: the loss weighting, as sample weights
+            sk_head = create_head(cfg.head, 0, n_classes, seed=cfg.seed, **cfg.head_params).fit(
+                Xb, yb, n_extra, sample_weight=None if w is None else np.asarray(w)[yb])
             head = sk_head.surrogate(sk_all[rows], n_classes, n_extra)
             model = FoldModel(cfg, pipeline, Classifier(backbone, head), scaler, sk_head,
                               {"surrogate_agreement": _agreement(head, feats, extra, sk_head, sk_all, rows)})
