@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Annotated
 
 import typer
 
@@ -40,12 +40,14 @@ _register_commands()
 
 @app.command("run")
 def run_cmd(
-    data: Optional[Path] = typer.Argument(None, help="Slice dataset folder; default: a generated synthetic phantom."),
-    out: Path = typer.Option(Path("runs/demo"), help="Folder for every stage's output and the index report.html."),
-    folds: int = typer.Option(5, min=2, help="k of the patient-grouped cross-validation."),
-    patients: int = typer.Option(60, min=5, help="Phantom patients to generate when no DATA is given."),
-    seed: int = typer.Option(0, help="Seed for the phantom, splits and training; recorded in every run."),
-    force: bool = typer.Option(False, "--force", help="Replace OUT (only once the new run has finished)."),
+    data: Annotated[Path | None, typer.Argument(help="Slice dataset folder; default: a generated synthetic "
+                                                     "phantom.")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for every stage's output and the index report.html.")] = Path(
+        "runs/demo"),
+    folds: Annotated[int, typer.Option(min=2, help="k of the patient-grouped cross-validation.")] = 5,
+    patients: Annotated[int, typer.Option(min=5, help="Phantom patients to generate when no DATA is given.")] = 60,
+    seed: Annotated[int, typer.Option(help="Seed for the phantom, splits and training; recorded in every run.")] = 0,
+    force: Annotated[bool, typer.Option("--force", help="Replace OUT (only once the new run has finished).")] = False,
 ) -> None:
     """The main job: import -> explore -> preprocess -> train every classifier -> explain -> one report."""
     from ctnodule.workflow import run_all
@@ -60,24 +62,11 @@ def main(argv: list[str] | None = None) -> None:
 
     tune_malloc()
     try:
-        app(args=argv, standalone_mode=False)
+        # standalone: click prints usage errors (exit 2) and --help itself; our errors come through here
+        app(args=argv)
     except CTNoduleError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         sys.exit(2)
-    except KeyboardInterrupt:
-        typer.secho("interrupted", fg=typer.colors.YELLOW, err=True)
-        sys.exit(130)
-    except SystemExit:
-        raise
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(130)
-        raise
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ unknown name is a `ConfigError` that suggests the closest registered names.
 from __future__ import annotations
 
 import difflib
-from typing import Any, Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 from ctnodule.errors import ConfigError
 

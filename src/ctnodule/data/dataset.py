@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -50,13 +50,13 @@ class SliceDataset:
             return None
         return read_nrrd(self.root / row["context_path"])[0]
 
-    def subset(self, selector: np.ndarray | pd.Series | list[int]) -> "SliceDataset":
+    def subset(self, selector: np.ndarray | pd.Series | list[int]) -> SliceDataset:
         """A view on some rows (boolean mask or positions) of the same folder; files are not copied."""
         sel = np.asarray(selector)
         rows = self.frame[sel] if sel.dtype == bool else self.frame.iloc[sel]
         return SliceDataset(self.root, frame=rows)
 
-    def view(self, view: str) -> "SliceDataset":
+    def view(self, view: str) -> SliceDataset:
         """Only the `full` or `nodule` samples."""
         return self.subset(self.frame["view"].to_numpy() == view)
 

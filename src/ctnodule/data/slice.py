@@ -22,7 +22,7 @@ class Slice:
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)
     mask: np.ndarray | None = None
 
-    def replace(self, **changes: Any) -> "Slice":
+    def replace(self, **changes: Any) -> Slice:
         """A copy with some fields changed (transforms return new slices, never mutate)."""
         return dataclasses.replace(self, **changes)
 

@@ -31,26 +31,26 @@ class HtmlReport:
         self.blocks: list[dict[str, Any]] = []
         self._figures: list[tuple[str, Any]] = []
 
-    def heading(self, text: str, level: int = 2) -> "HtmlReport":
+    def heading(self, text: str, level: int = 2) -> HtmlReport:
         self.blocks.append({"kind": "heading", "text": text, "level": level})
         return self
 
-    def paragraph(self, text: str) -> "HtmlReport":
+    def paragraph(self, text: str) -> HtmlReport:
         self.blocks.append({"kind": "paragraph", "text": text})
         return self
 
-    def html(self, markup: str) -> "HtmlReport":
+    def html(self, markup: str) -> HtmlReport:
         """Add trusted markup built by ctnodule itself (links, lists); never user-supplied text."""
         self.blocks.append({"kind": "raw", "html": markup})
         return self
 
-    def table(self, frame: pd.DataFrame, caption: str = "", float_format: str = "{:.3f}") -> "HtmlReport":
+    def table(self, frame: pd.DataFrame, caption: str = "", float_format: str = "{:.3f}") -> HtmlReport:
         body = frame.to_html(index=False, border=0, classes="table", escape=True,
                              float_format=lambda v: float_format.format(v))
         self.blocks.append({"kind": "table", "html": body, "caption": caption})
         return self
 
-    def figure(self, fig: Any, name: str, caption: str = "") -> "HtmlReport":
+    def figure(self, fig: Any, name: str, caption: str = "") -> HtmlReport:
         """Add a matplotlib figure (saved on `save`) or an existing PNG path, under a file-safe `name`."""
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
         if not safe.endswith(".png"):
