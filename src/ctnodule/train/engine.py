@@ -88,6 +88,9 @@ def fit(module: nn.Module, train: Batches, val: Batches, cfg: TrainConfig, crite
         log: Callable[[str], None] = print) -> list[dict]:
     """Train `module` in place (best weights restored); returns the history rows of this fold."""
     rank, world = distributed()
+    if world > 1 and device == "cuda":  # one GPU per torchrun process, not every process on GPU 0
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}"
+        torch.cuda.set_device(device)
     module.to(device)
     criterion = criterion.to(device)
     params = [p for p in module.parameters() if p.requires_grad]
