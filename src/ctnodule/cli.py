@@ -67,6 +67,9 @@ def main(argv: list[str] | None = None) -> None:
     except CTNoduleError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         sys.exit(2)
+    except SystemExit as exc:  # click ends even a success with sys.exit(0); return instead, so callers can go on
+        if exc.code not in (0, None):
+            raise
 
 
 if __name__ == "__main__":
