@@ -22,7 +22,8 @@ from ctnodule.errors import CTNoduleError
 
 ALL = ("none", "weights", "oversample", "undersample", "smote", "smote_embed", "cgan", "focal", "logit_adjusted")
 TASKS = ("binary", "multiclass")
-LOSS_ONLY = ("weights", "focal", "logit_adjusted")  # act through the loss, not the samples
+#: act through the loss only, which scikit-learn heads cannot take (`weights` reaches them as sample weights)
+LOSS_ONLY = ("focal", "logit_adjusted")
 METRICS = ("f1_macro", "balanced_accuracy", "roc_auc", "qwk", "minority_recall")
 
 

@@ -37,7 +37,7 @@ def balance_benchmark_cmd(
     folds: Annotated[int, typer.Option(min=2, help="Patient-grouped CV folds.")] = 5,
     seed: Annotated[int, typer.Option(help="Split and training seed.")] = 0,
     head: Annotated[str | None, typer.Option(help="Override the preset's head. A scikit-learn head (logreg, "
-                                             "svm) ignores the loss, so weights/focal/logit_adjusted act only "
+                                             "svm) takes class weights but no loss, so focal/logit_adjusted act only "
                                              "with a torch head (linear, mlp, seed).")] = None,
     engine: Annotated[bool, typer.Option(help="Run each method through `ctnodule train` (minutes per run).")] = True,
     feature_path: Annotated[bool, typer.Option(help="Also the fast frozen-feature path (all methods incl. "
