@@ -23,8 +23,17 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
+# Speed/accuracy benchmarks: each prints its numbers (real data from $(SHARED) where present).
+SHARED ?= ../shared/data
 bench: setup
-	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done
+	$(BIN)/python bench/bench_import.py $(SHARED)
+	$(BIN)/python bench/bench_preprocess.py
+	$(BIN)/python bench/bench_evaluate.py $(SHARED)/lidc-voi
+	$(BIN)/python bench/bench_malloc.py
+	$(BIN)/ctnodule import voi $(SHARED)/lidc-voi runs/bench/voi --force
+	$(BIN)/python bench/bench_train.py --data runs/bench/voi --out runs/bench/train
+	$(BIN)/python bench/bench_cgan.py $(SHARED)/lidc-voi
+	$(BIN)/python bench/bench_gpu.py runs/bench/voi
 
 lint: setup
 	$(BIN)/ruff check src tests bench

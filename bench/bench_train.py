@@ -42,8 +42,8 @@ def main() -> None:
     from ctnodule.train.splits import patient_kfold, task_labels
 
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data", default="/work/scratch/voi-ds")
-    ap.add_argument("--out", default="/work/scratch/bench-train")
+    ap.add_argument("--data", default="runs/bench/voi", help="a VOI slice dataset (ctnodule import voi ...)")
+    ap.add_argument("--out", default="runs/bench/train")
     ap.add_argument("--tasks", nargs="+", default=["binary", "multiclass"])
     ap.add_argument("--seed-folds", type=int, default=1)
     ap.add_argument("--seed-epochs", type=int, default=None, help="cap the seed preset's epochs (default: its 50)")
