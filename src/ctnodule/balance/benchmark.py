@@ -5,8 +5,9 @@ For each task and balancer, `ctnodule.train.api.train` runs the chosen preset wi
 predictions are scored PER FOLD: macro-F1, balanced accuracy, ROC-AUC, QWK (5-class), and the recall of
 the rarest class (binary: malignant; 5-class: the least frequent score in the data), as mean ± sd over
 folds. Run folders are kept under `OUT/runs/` and reused (`resume`), so an interrupted benchmark continues.
-A balancer the recipe cannot run (e.g. `cgan` needs images but a frozen-backbone recipe hands the balancer
-feature vectors) is listed with the engine's own error message instead of a number.
+A balancer the recipe cannot run (e.g. SMOTE on a class with one sample in a fold) is listed with the
+engine's own error message instead of a number. With a frozen backbone the engine resamples the training
+IMAGES for `smote` and `cgan` before taking features (`smote_embed` works on the features).
 """
 
 from __future__ import annotations

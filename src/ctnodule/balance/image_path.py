@@ -1,7 +1,7 @@
 """Every balancer on one fast frozen-feature path, images balanced BEFORE features are taken.
 
-The training engine hands a frozen-backbone recipe's balancer feature vectors, so pixel SMOTE acts on
-features there and `cgan` cannot run; and each engine run costs minutes. Here, per patient-grouped fold:
+The training engine (`ctnodule.train.fold`) also balances a frozen-backbone recipe's training images
+before taking features, but each engine run costs minutes. Here, per patient-grouped fold:
 default nodule preprocessing fitted on the training fold -> the balancer on the training IMAGES (or, for
 `smote_embed`, on their features) -> frozen ImageNet EfficientNet-Lite0 pooled features of real and
 generated images -> a standardised linear softmax head trained with the balancer's loss (so `weights`,

@@ -29,6 +29,7 @@ from ctnodule.train.features import extract_features
 from ctnodule.train.inputs import to_images
 
 N_CLASSES = {"binary": 2, "multiclass": 5}
+IMAGE_BALANCERS = ("smote", "cgan")  # balancers that resample pixels: run before a frozen backbone's features
 
 
 @dataclasses.dataclass
@@ -110,7 +111,11 @@ def train_fold(cfg: TrainConfig, slices: Sequence[Slice], frame: pd.DataFrame, y
                                  progress=True)
         if is_sklearn_head(cfg.head):
             sk_all = _sklearn_matrix(feats, extra)
-            Xb, yb, _ = balancer.resample(sk_all[rows], yt, seed=cfg.seed + fold)
+            if cfg.imbalance in IMAGE_BALANCERS:  # pixel SMOTE / cGAN act on the training images
+                fb, yb, eb = _resample_images(balancer, images, feats, rows, yt, extra_rows, backbone, cfg, fold, log)
+                Xb = _sklearn_matrix(fb, eb)
+            else:
+                Xb, yb, _ = balancer.resample(sk_all[rows], yt, seed=_resample_seed(cfg, fold))
             w = balancer.class_weights(yb, n_classes)  # `weights`: the loss weighting, as sample weights
             sk_head = create_head(cfg.head, 0, n_classes, seed=cfg.seed, **cfg.head_params).fit(
                 Xb, yb, n_extra, sample_weight=None if w is None else np.asarray(w)[yb])
@@ -123,7 +128,13 @@ def train_fold(cfg: TrainConfig, slices: Sequence[Slice], frame: pd.DataFrame, y
         inner_tr, inner_va = inner_split(frame.iloc[rows], cfg, fold)
         maps = _as_maps(feats)
         tr, va = _split_batches(maps[:, rows], yt, extra_rows, inner_tr, inner_va, views=True)
-        tr = _balance(balancer, tr, cfg, fold, views=True)
+        if cfg.imbalance in IMAGE_BALANCERS:  # pixel SMOTE / cGAN act on the inner-training images
+            fb, yb, eb = _resample_images(balancer, images, feats, rows[inner_tr], yt[inner_tr],
+                                          None if extra_rows is None else extra_rows[inner_tr], backbone, cfg, fold,
+                                          log)
+            tr = Batches(_as_maps(fb), torch.from_numpy(yb), None if eb is None else torch.from_numpy(eb), views=True)
+        else:
+            tr = _balance(balancer, tr, cfg, fold, views=True)
         criterion = _criterion(balancer, tr.y.numpy(), n_classes, cfg)
         history = fit(head, tr, va, cfg, criterion, checkpoint, fold, cfg.device, resume, log)
         model = FoldModel(cfg, pipeline, Classifier(backbone, head), scaler)
@@ -195,13 +206,10 @@ def _balance(balancer, data: Batches, cfg: TrainConfig, fold: int, views: bool) 
         return data
     y = data.y.numpy()
     x = data.x.float().mean(0) if views else data.x
-    X2, y2, synthetic = balancer.resample(x.reshape(len(y), -1).numpy() if views else x.numpy(), y, cfg.seed + fold)
+    X2, y2, synthetic = balancer.resample(x.reshape(len(y), -1).numpy() if views else x.numpy(), y,
+                                          _resample_seed(cfg, fold))
     src = getattr(balancer, "sample_indices_", np.where(synthetic, -1, np.arange(len(y2))))
-    extra = None
-    if data.extra is not None:
-        ex = data.extra.numpy()
-        med = {c: np.median(ex[y == c], axis=0) for c in np.unique(y)}
-        extra = np.stack([ex[s] if s >= 0 else med[c] for s, c in zip(src, y2)]).astype(np.float32)
+    extra = None if data.extra is None else _carry_extra(data.extra.numpy(), y, src, y2)
     if views:
         if synthetic.any():
             new_x = torch.from_numpy(X2.reshape((len(y2), *data.x.shape[2:])).astype(np.float32))[None]
@@ -210,6 +218,49 @@ def _balance(balancer, data: Batches, cfg: TrainConfig, fold: int, views: bool) 
     else:
         new_x = torch.from_numpy(np.asarray(X2, dtype=np.float32))
     return Batches(new_x, torch.from_numpy(y2.astype(np.int64)), None if extra is None else torch.from_numpy(extra), views)
+
+
+def _carry_extra(ex: np.ndarray, y: np.ndarray, src: np.ndarray, y2: np.ndarray) -> np.ndarray:
+    """Tabular rows of a resampled set: a real row keeps its own (`src` >= 0), a generated one (-1) gets its
+    class's median — a generated image has no mask, hence no measured size or shape."""
+    med = {c: np.median(ex[y == c], axis=0) for c in np.unique(y)}
+    return np.stack([ex[s] if s >= 0 else med[c] for s, c in zip(src, y2)]).astype(np.float32)
+
+
+def _resample_images(balancer, images: np.ndarray, feats: np.ndarray, rows: np.ndarray, y: np.ndarray,
+                     extra: np.ndarray | None, backbone, cfg: TrainConfig, fold: int,
+                     log: Callable[[str], None]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Frozen backbone + an image balancer (`smote`, `cgan`): resample the training images `images[rows]`,
+    take backbone features of the GENERATED images only (cached by content like any others) and reuse the
+    cached features `feats` (V, N, ...) of the real rows. Returns (features (V, M, ...), labels (M,),
+    tabular rows (M, T) or None). Only `rows` reach the balancer, so nothing generated sees another row.
+
+    The cGAN draws single grey slices: it is trained on the centre channel, and a generated slice fills every
+    channel (with 2.5D context the real rows keep their neighbour slices; the generated ones have none).
+    """
+    x = images[rows]
+    if cfg.imbalance == "cgan" and x.shape[1] > 1:
+        mid = x.shape[1] // 2
+        if not np.array_equal(x, np.broadcast_to(x[:, mid:mid + 1], x.shape)):
+            log(f"fold {fold}: cgan models single slices; generated images repeat one slice over the "
+                f"{x.shape[1]} context channels")
+        x = np.ascontiguousarray(x[:, mid:mid + 1])
+    X2, y2, synthetic = balancer.resample(x, y, seed=_resample_seed(cfg, fold))
+    src = balancer.sample_indices_
+    out = np.empty((feats.shape[0], len(y2), *feats.shape[2:]), dtype=feats.dtype)
+    out[:, ~synthetic] = feats[:, rows[src[~synthetic]]]
+    if synthetic.any():
+        fake = np.ascontiguousarray(X2[synthetic], dtype=np.float32)
+        if fake.shape[1] != images.shape[1]:
+            fake = np.ascontiguousarray(np.repeat(fake, images.shape[1], axis=1))
+        out[:, synthetic] = extract_features(fake, backbone, pooled=cfg.head != "seed", tta=cfg.tta,
+                                             device=cfg.device)
+    return out, y2.astype(np.int64), None if extra is None else _carry_extra(extra, y, src, y2)
+
+
+def _resample_seed(cfg: TrainConfig, fold: int) -> int:
+    """The balancer's seed for `fold`; the final fit (fold -1) with seed 0 would hand SMOTE an invalid -1."""
+    return (cfg.seed + fold) % 2**32
 
 
 def _criterion(balancer, y: np.ndarray, n_classes: int, cfg: TrainConfig) -> torch.nn.Module:
