@@ -31,6 +31,21 @@ def lidc_src() -> Path:
 
 
 @pytest.fixture(scope="session")
+def voi_frame(voi_src: Path):
+    """One row per nodule of the real LIDC VOI sheet, with the manifest's id/label columns and diameter."""
+    import pandas as pd
+
+    sheet = pd.read_excel(voi_src / "MetadatabyNoduleMaxVoting.xlsx")
+    return pd.DataFrame({
+        "sample_id": sheet["patient_id"].astype(str) + "_R_" + sheet["nodule_id"].astype(str),
+        "patient_id": sheet["patient_id"].astype(str),
+        "malignancy": sheet["Malignancy_value"].astype(int),
+        "label_binary": (sheet["Malignancy_value"] >= 4).astype(int),
+        "diameter_mm": sheet["diameter_mm"].astype(float),
+    })
+
+
+@pytest.fixture(scope="session")
 def phantom(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small synthetic phantom dataset (40 patients, ~58 nodules, all 5 classes, full + nodule views,
     masks and k=1 context), built once per test session. Synthetic: for pipeline tests, not for results."""

@@ -1,30 +1,8 @@
-"""Fixtures for the evaluation tests: the real VOI metadata sheet as a manifest-like frame, and honestly
-generated predictions (a noisy ordinal scorer), so metrics are exercised on realistic, imperfect input."""
+"""Fixtures for the evaluation tests: honestly generated predictions (a noisy ordinal scorer), so metrics are exercised on realistic, imperfect input."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import pandas as pd
-import pytest
-
-
-def voi_sheet_frame(voi_src: Path) -> pd.DataFrame:
-    """One row per nodule of the real LIDC VOI sheet, with the manifest's id/label columns."""
-    sheet = pd.read_excel(voi_src / "MetadatabyNoduleMaxVoting.xlsx")
-    return pd.DataFrame({
-        "sample_id": sheet["patient_id"].astype(str) + "_R_" + sheet["nodule_id"].astype(str),
-        "patient_id": sheet["patient_id"].astype(str),
-        "malignancy": sheet["Malignancy_value"].astype(int),
-        "label_binary": (sheet["Malignancy_value"] >= 4).astype(int),
-        "diameter_mm": sheet["diameter_mm"].astype(float),
-    })
-
-
-@pytest.fixture(scope="session")
-def voi_frame(voi_src: Path) -> pd.DataFrame:
-    return voi_sheet_frame(voi_src)
 
 
 def noisy_scores(n: int, n_classes: int, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

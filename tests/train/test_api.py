@@ -25,17 +25,6 @@ from ctnodule.train.run import RunPaths, load_run
 QUIET = {"log": lambda m: None}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _feature_cache(tmp_path_factory):
-    old = os.environ.get("CTNODULE_CACHE")
-    os.environ["CTNODULE_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    yield
-    if old is None:
-        os.environ.pop("CTNODULE_CACHE")
-    else:
-        os.environ["CTNODULE_CACHE"] = old
-
-
 def _frozen_cfg(**kw):
     base = {"backbone": "resnet18", "weights": "none", "folds": 2, "epochs": 2, "tta": False, "tabular": "descriptors",
                 "head": "mlp", "freeze_backbone": True}

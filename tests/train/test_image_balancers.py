@@ -3,8 +3,6 @@ fold's IMAGES are resampled before the backbone, and generated rows never reach 
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,17 +11,6 @@ from ctnodule.data.dataset import SliceDataset
 from ctnodule.train.api import train
 from ctnodule.train.config import load_preset
 from ctnodule.train.run import RunPaths
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _feature_cache(tmp_path_factory):
-    old = os.environ.get("CTNODULE_CACHE")
-    os.environ["CTNODULE_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    yield
-    if old is None:
-        os.environ.pop("CTNODULE_CACHE")
-    else:
-        os.environ["CTNODULE_CACHE"] = old
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # random-init backbone, SMOTE's lowered k on the phantom

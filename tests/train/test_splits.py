@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,17 +18,6 @@ from ctnodule.train.splits import (
 )
 
 
-@pytest.fixture(scope="module")
-def voi(voi_src: Path) -> pd.DataFrame:
-    sheet = pd.read_excel(voi_src / "MetadatabyNoduleMaxVoting.xlsx")
-    return pd.DataFrame({
-        "sample_id": sheet["patient_id"].astype(str) + "_R_" + sheet["nodule_id"].astype(str),
-        "patient_id": sheet["patient_id"].astype(str),
-        "malignancy": sheet["Malignancy_value"].astype(int),
-        "label_binary": (sheet["Malignancy_value"] >= 4).astype(int),
-    })
-
-
 def frame_of(patients: list[str], grades: list[int]) -> pd.DataFrame:
     return pd.DataFrame({"sample_id": [f"s{i}" for i in range(len(patients))], "patient_id": patients,
                          "malignancy": grades, "label_binary": [int(g >= 4) for g in grades]})
@@ -38,29 +25,29 @@ def frame_of(patients: list[str], grades: list[int]) -> pd.DataFrame:
 
 @pytest.mark.realdata
 @pytest.mark.parametrize("task", ["binary", "multiclass"])
-def test_kfold_on_real_voi_sheet_has_no_leak_and_is_stratified(voi, task):
-    splits = patient_kfold(voi, task, folds=5, seed=0)
-    y = task_labels(voi, task)
-    patients = voi["patient_id"].to_numpy()
+def test_kfold_on_real_voi_sheet_has_no_leak_and_is_stratified(voi_frame, task):
+    splits = patient_kfold(voi_frame, task, folds=5, seed=0)
+    y = task_labels(voi_frame, task)
+    patients = voi_frame["patient_id"].to_numpy()
     val_all = np.concatenate([val for _, val in splits])
-    assert np.array_equal(np.sort(val_all), np.arange(len(voi)))  # every sample validated exactly once
+    assert np.array_equal(np.sort(val_all), np.arange(len(voi_frame)))  # every sample validated exactly once
     for train, val in splits:
         assert not set(patients[train]) & set(patients[val])
-        assert len(train) + len(val) == len(voi)
+        assert len(train) + len(val) == len(voi_frame)
         # stratified: each fold's class shares within 5 points of the whole sheet's
         share = np.bincount(y[val], minlength=y.max() + 1) / len(val)
         assert np.abs(share - np.bincount(y) / len(y)).max() < 0.05
-    assert [v.tolist() for _, v in splits] == [v.tolist() for _, v in patient_kfold(voi, task, 5, seed=0)]
-    assert [v.tolist() for _, v in splits] != [v.tolist() for _, v in patient_kfold(voi, task, 5, seed=1)]
+    assert [v.tolist() for _, v in splits] == [v.tolist() for _, v in patient_kfold(voi_frame, task, 5, seed=0)]
+    assert [v.tolist() for _, v in splits] != [v.tolist() for _, v in patient_kfold(voi_frame, task, 5, seed=1)]
 
 
 @pytest.mark.realdata
-def test_holdout_on_real_voi_sheet_is_a_patient_fifth(voi):
-    train, val = patient_holdout(voi, "multiclass", test_size=0.2, seed=0)
-    patients = voi["patient_id"].to_numpy()
+def test_holdout_on_real_voi_sheet_is_a_patient_fifth(voi_frame):
+    train, val = patient_holdout(voi_frame, "multiclass", test_size=0.2, seed=0)
+    patients = voi_frame["patient_id"].to_numpy()
     assert not set(patients[train]) & set(patients[val])
-    assert len(set(patients[val])) / voi["patient_id"].nunique() == pytest.approx(0.2, abs=0.01)
-    check_no_leak(voi, [(train, val)])
+    assert len(set(patients[val])) / voi_frame["patient_id"].nunique() == pytest.approx(0.2, abs=0.01)
+    check_no_leak(voi_frame, [(train, val)])
 
 
 def test_save_load_round_trip_and_foreign_dataset(tmp_path):
