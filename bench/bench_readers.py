@@ -57,7 +57,7 @@ def main() -> None:
             print("  " + "  ".join(parts))
         ex3 = metrics["auc_excluding_3"]
         print(f"  AUC without score-3 nodules (n {ex3['n']}): {ex3['roc_auc']:.3f} "
-              f"[{ex3['ci'][0]:.3f}, {ex3['ci'][1]:.3f}]; our protocol: {metrics['roc_auc']:.3f}")
+              f"[{ex3['ci'][0]:.3f}, {ex3['ci'][1]:.3f}]; with them (3 = benign): {ex3['roc_auc_with_3']:.3f}")
         print("  baselines: " + ", ".join(f"{k} AUC {v['roc_auc']:.3f}" + (f" QWK {v['qwk']:.3f}" if "qwk" in v else "")
                                          for k, v in metrics["baselines"].items()))
         if args.out is not None:

@@ -37,6 +37,15 @@ def test_auc_excluding_3_scores_only_the_nodules_not_rated_3():
     got = auc_excluding_3(malignancy, np.column_stack([1 - p_malignant, p_malignant]), "binary", groups, n_boot=50)
     keep = malignancy != 3
     assert got["n"] == 6 and got["roc_auc"] == pytest.approx(roc_auc_score(malignancy[keep] >= 4, p_malignant[keep]))
+    assert got["roc_auc_with_3"] == pytest.approx(roc_auc_score(malignancy >= 4, p_malignant))
     five = np.zeros((8, 5))
     five[:, 4], five[:, 0] = p_malignant, 1 - p_malignant
     assert auc_excluding_3(malignancy, five, "multiclass", groups, n_boot=50)["roc_auc"] == got["roc_auc"]
+
+
+def test_a_band_with_too_few_malignant_nodules_gets_counts_only():
+    sizes = np.array([3.0] * 30 + [15.0] * 30)
+    y = np.array([0] * 27 + [1] * 3 + [0] * 15 + [1] * 15)
+    p = np.column_stack([1 - sizes / 20, sizes / 20])
+    got = by_size(y, p, p, sizes, "binary", np.arange(60).astype(str), n_boot=20)
+    assert got["<6 mm"] == {"n": 30, "n_malignant": 3} and "roc_auc" in got["10-20 mm"]

@@ -63,6 +63,8 @@ def _execute(image, mask, two_d: bool) -> dict[str, float]:
         result = _EXTRACTORS[two_d].execute(image, mask)
     except (ValueError, RuntimeError) as exc:  # empty / one-voxel mask after resampling
         return {"error": str(exc)}
+    except MemoryError as exc:  # seen once on the real VOIs (absurd bin range), not reproduced on rerun
+        return {"error": f"pyradiomics binning failed ({exc})"}
     return {PREFIX + k[len("original_"):]: float(v) for k, v in result.items() if k.startswith("original_")}
 
 

@@ -18,6 +18,8 @@ from ctnodule.evaluate.bootstrap import resample_counts, weighted_auc
 from ctnodule.evaluate.compare import paired_difference
 
 SIZE_BANDS = ((0.0, 6.0, "<6 mm"), (6.0, 10.0, "6-10 mm"), (10.0, 20.0, "10-20 mm"), (20.0, np.inf, ">20 mm"))
+#: a band's AUC needs this many benign and this many malignant nodules (LIDC has ~1 malignant below 6 mm)
+MIN_PER_CLASS = 5
 
 
 def as_binary(y: np.ndarray, proba: np.ndarray, task: str) -> tuple[np.ndarray, np.ndarray]:
@@ -31,14 +33,14 @@ def as_binary(y: np.ndarray, proba: np.ndarray, task: str) -> tuple[np.ndarray, 
 def by_size(y: np.ndarray, proba: np.ndarray, size_proba: np.ndarray, sizes_mm: np.ndarray, task: str,
             groups: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict[str, dict]:
     """{band: {n, n_malignant, roc_auc: {a (model), b (size), diff, ci, ...}, [qwk: ...]}} (module doc).
-    Bands without both benign and malignant nodules get counts only."""
+    A band with fewer than MIN_PER_CLASS benign or malignant nodules gets no AUC (counts only)."""
     yb, pb = as_binary(y, proba, task)
     _, sb = as_binary(y, size_proba, task)
     out = {}
     for lo, hi, name in SIZE_BANDS:
         rows = np.flatnonzero((sizes_mm >= lo) & (sizes_mm < hi))
         band: dict = {"n": len(rows), "n_malignant": int(yb[rows].sum())}
-        if 0 < band["n_malignant"] < len(rows):
+        if MIN_PER_CLASS <= band["n_malignant"] <= len(rows) - MIN_PER_CLASS:
             band["roc_auc"] = paired_difference(yb[rows], pb[rows], sb[rows], "binary", groups[rows],
                                                 n_boot, seed)["roc_auc"]
         if task == "multiclass" and len(rows) and len(np.unique(y[rows])) > 1:
@@ -50,7 +52,8 @@ def by_size(y: np.ndarray, proba: np.ndarray, size_proba: np.ndarray, sizes_mm: 
 
 def auc_excluding_3(malignancy: np.ndarray, proba: np.ndarray, task: str, groups: np.ndarray,
                     n_boot: int = 1000, seed: int = 0) -> dict:
-    """{n, roc_auc, ci} of the malignant probability over the nodules whose score (1..5) is not 3."""
+    """{n, roc_auc, ci} of the malignant probability over the nodules whose score (1..5) is not 3, and
+    `roc_auc_with_3`: the same binary AUC over every nodule (3 = benign, our protocol) for comparison."""
     malignancy = np.asarray(malignancy, int)
     keep = malignancy != 3
     _, pb = as_binary(malignancy - 1, proba, "multiclass") if task == "multiclass" else (None, proba)
@@ -58,5 +61,6 @@ def auc_excluding_3(malignancy: np.ndarray, proba: np.ndarray, task: str, groups
     counts = np.vstack([np.ones(keep.sum()), resample_counts(int(keep.sum()), n_boot, seed, groups[keep])])
     auc = weighted_auc(score, positive, counts)
     boot = auc[1:][np.isfinite(auc[1:])]
-    return {"n": int(keep.sum()), "roc_auc": float(auc[0]),
+    every = weighted_auc(np.asarray(pb, float)[:, 1], malignancy >= 4, np.ones((1, len(malignancy))))[0]
+    return {"n": int(keep.sum()), "roc_auc": float(auc[0]), "roc_auc_with_3": float(every),
             "ci": [float(x) for x in np.percentile(boot, [2.5, 97.5])] if len(boot) else [np.nan, np.nan]}

@@ -200,7 +200,7 @@ def _size_block(page: HtmlReport, metrics: dict) -> None:
     if ex3:
         page.paragraph(f"Binary ROC-AUC with the score-3 nodules left out (the NoduleMNIST3D / most-papers "
                        f"protocol; n = {ex3['n']}): {_with_ci(ex3['roc_auc'], ex3['ci'])}, beside "
-                       f"{_fmt(metrics.get('roc_auc'))} on our own protocol (3 counted as benign, 5-class: macro).")
+                       f"{_fmt(ex3.get('roc_auc_with_3'))} on our own protocol (every nodule, 3 counted as benign).")
 
 
 def _readers_block(page: HtmlReport, readers: dict) -> None:
