@@ -41,7 +41,8 @@ def extract(src: Path, frame: pd.DataFrame, cache: Path | None) -> pd.DataFrame:
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "sample_id"
     print(f"features: {table.shape[1]} per VOI, {len(table)} VOIs in {time.perf_counter() - wall:.1f} s wall, "
-          f"{time.process_time() - cpu:.1f} s CPU (shared machine)")
+          f"{time.process_time() - cpu:.1f} s CPU (shared machine); {int(table.isna().all(axis=1).sum())} VOIs "
+          "without features (median-imputed)")
     if cache is not None:
         table.to_csv(cache)
     return table

@@ -2,8 +2,10 @@
 
 pyradiomics' default feature classes on the original image — shape, first order, GLCM, GLRLM, GLSZM,
 GLDM, NGTDM: 107 features in 3D — with its default fixed bin width of 25 HU, after resampling to 1 mm
-isotropic voxels (B-spline for the image, nearest neighbour for the mask) as IBSI recommends, so VOIs cut
-from scans of different slice thickness are described on one grid.
+isotropic voxels as IBSI recommends, so VOIs cut from scans of different slice thickness are described on
+one grid. The image is resampled with linear interpolation (IBSI's reference choice), not pyradiomics'
+default B-spline: many VOIs are only 2 slices thick, and B-spline on 2 slices returned garbage (overflowing
+bin ranges, different on every run); the mask with nearest neighbour.
 
 - `features_3d(image_path, mask_path)`: the whole VOI (NIfTI image + mask); the VOI importer stores them as
   manifest columns `radiomics_<class>_<feature>` (`ctnodule import voi --radiomics`).
@@ -43,7 +45,7 @@ def _extractor(two_d: bool):
     radiomics.setVerbosity(logging.ERROR)
     spacing = [SPACING_MM, SPACING_MM, 0] if two_d else [SPACING_MM] * 3
     ext = featureextractor.RadiomicsFeatureExtractor(
-        binWidth=BIN_WIDTH, resampledPixelSpacing=spacing, interpolator="sitkBSpline", force2D=two_d,
+        binWidth=BIN_WIDTH, resampledPixelSpacing=spacing, interpolator="sitkLinear", force2D=two_d,
         force2Ddimension=0, label=1, geometryTolerance=1e-3)
     ext.disableAllImageTypes()
     ext.enableImageTypeByName("Original")
@@ -63,8 +65,6 @@ def _execute(image, mask, two_d: bool) -> dict[str, float]:
         result = _EXTRACTORS[two_d].execute(image, mask)
     except (ValueError, RuntimeError) as exc:  # empty / one-voxel mask after resampling
         return {"error": str(exc)}
-    except MemoryError as exc:  # seen once on the real VOIs (absurd bin range), not reproduced on rerun
-        return {"error": f"pyradiomics binning failed ({exc})"}
     return {PREFIX + k[len("original_"):]: float(v) for k, v in result.items() if k.startswith("original_")}
 
 
