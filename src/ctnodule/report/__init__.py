@@ -1,5 +1,5 @@
 """HTML reports: self-contained pages of headings, tables and PNG figures."""
 
-from ctnodule.report.html import HtmlReport
+from ctnodule.pages import HtmlReport
 
 __all__ = ["HtmlReport"]
