@@ -24,7 +24,8 @@ def main(runs: int = 7) -> None:
     walls.sort(), cpus.sort()
     print(f"ctnodule --help over {runs} runs: wall min {walls[0]:.3f} s, median {walls[runs // 2]:.3f} s, "
           f"max {walls[-1]:.3f} s; CPU median {cpus[runs // 2]:.3f} s (target <= 0.5 s)")
-    out = subprocess.run([sys.executable, "-X", "importtime", "-c", "import ctnodule.cli"], capture_output=True,
+    out = subprocess.run([sys.executable, "-X", "importtime", "-c", "import ctnodule.cli"], check=True,
+                         capture_output=True,
                          text=True).stderr.splitlines()
     rows = sorted((int(line.split("|")[1]), line.split("|")[2].strip()) for line in out if line.count("|") == 2
                   and line.split("|")[1].strip().isdigit())
@@ -32,7 +33,7 @@ def main(runs: int = 7) -> None:
           ", ".join(f"{name} {us}" for us, name in rows[-5:]))
     loaded = subprocess.run([sys.executable, "-c", "import sys, ctnodule.cli; print(sorted(m for m in "
                              "('torch', 'pandas', 'scipy', 'sklearn', 'cv2', 'matplotlib') if m in sys.modules))"],
-                            capture_output=True, text=True).stdout.strip()
+                            check=True, capture_output=True, text=True).stdout.strip()
     print(f"heavy libraries loaded by the CLI at start: {loaded}")
 
 
