@@ -25,15 +25,14 @@ def main(runs: int = 7) -> None:
     print(f"ctnodule --help over {runs} runs: wall min {walls[0]:.3f} s, median {walls[runs // 2]:.3f} s, "
           f"max {walls[-1]:.3f} s; CPU median {cpus[runs // 2]:.3f} s (target <= 0.5 s)")
     out = subprocess.run([sys.executable, "-X", "importtime", "-c", "import ctnodule.cli"], check=True,
-                         capture_output=True,
-                         text=True).stderr.splitlines()
+                         capture_output=True, text=True).stderr.splitlines()
     rows = sorted((int(line.split("|")[1]), line.split("|")[2].strip()) for line in out if line.count("|") == 2
                   and line.split("|")[1].strip().isdigit())
     print("heaviest cumulative imports of `import ctnodule.cli` (us):",
           ", ".join(f"{name} {us}" for us, name in rows[-5:]))
-    loaded = subprocess.run([sys.executable, "-c", "import sys, ctnodule.cli; print(sorted(m for m in "
-                             "('torch', 'pandas', 'scipy', 'sklearn', 'cv2', 'matplotlib') if m in sys.modules))"],
-                            check=True, capture_output=True, text=True).stdout.strip()
+    code = ("import sys, ctnodule.cli; print(sorted(m for m in ('torch', 'pandas', 'scipy', 'sklearn', 'cv2', "
+            "'matplotlib') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.strip()
     print(f"heavy libraries loaded by the CLI at start: {loaded}")
 
 
