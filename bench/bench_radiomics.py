@@ -19,11 +19,12 @@ import pandas as pd
 
 from ctnodule.data import SliceDataset
 from ctnodule.data.radiomics import features_3d
+from ctnodule.data.splits import load_splits
 from ctnodule.evaluate.baselines import radiomics_baseline
 from ctnodule.evaluate.compare import compare_oof
 from ctnodule.evaluate.metrics import compute_metrics
-from ctnodule.evaluate.summary import read_oof
-from ctnodule.train.splits import load_splits, task_labels
+from ctnodule.runfolder import read_oof
+from ctnodule.vocab import task_labels
 
 
 def extract(src: Path, frame: pd.DataFrame, cache: Path | None) -> pd.DataFrame:

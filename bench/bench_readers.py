@@ -16,9 +16,9 @@ import warnings
 from pathlib import Path
 
 from ctnodule.data import SliceDataset
-from ctnodule.evaluate.summary import evaluate_oof, read_oof
-from ctnodule.report.model_card import write_metrics
-from ctnodule.train.splits import load_splits
+from ctnodule.data.splits import load_splits
+from ctnodule.evaluate.summary import evaluate_oof
+from ctnodule.runfolder import read_oof, write_metrics
 
 
 def _ci(m: dict, key: str) -> str:
