@@ -37,6 +37,8 @@ bench: setup
 	$(BIN)/python bench/bench_startup.py
 	$(BIN)/ctnodule import voi $(SHARED)/lidc-voi runs/bench/voi --force
 	$(BIN)/python bench/bench_train.py --data runs/bench/voi --out runs/bench/train
+	$(BIN)/python bench/bench_readers.py runs/bench/voi runs/bench/train/default-binary runs/bench/train/default-multiclass
+	$(BIN)/python bench/bench_radiomics.py $(SHARED)/lidc-voi runs/bench/voi runs/bench/train/default-binary runs/bench/train/default-multiclass
 	$(BIN)/python bench/bench_cgan.py $(SHARED)/lidc-voi
 	$(BIN)/python bench/bench_gpu.py runs/bench/voi
 
