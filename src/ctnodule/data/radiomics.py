@@ -43,6 +43,7 @@ def _extractor(two_d: bool):
     from radiomics import featureextractor
 
     radiomics.setVerbosity(logging.ERROR)
+    logging.getLogger("radiomics").setLevel(logging.ERROR)  # its INFO lines otherwise reach the root logger
     spacing = [SPACING_MM, SPACING_MM, 0] if two_d else [SPACING_MM] * 3
     ext = featureextractor.RadiomicsFeatureExtractor(
         binWidth=BIN_WIDTH, resampledPixelSpacing=spacing, interpolator="sitkLinear", force2D=two_d,
