@@ -103,3 +103,14 @@ def test_sigterm_cleans_up_like_ctrl_c(tmp_path):
     assert proc.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_cli_starts_without_torch_or_pandas():
+    """`ctnodule --help` must stay fast (bench/bench_startup.py times it): listing commands loads no heavy library."""
+    import subprocess
+    import sys
+
+    code = ("import sys, ctnodule.cli; print(sorted(m for m in ('torch', 'pandas', 'scipy', 'sklearn', 'cv2', "
+            "'matplotlib', 'timm') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

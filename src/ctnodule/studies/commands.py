@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from ctnodule.vocab import Head
+
 
 def benchmark_cmd(
     data: Annotated[Path, typer.Argument(help="Slice dataset folder.")],
@@ -34,7 +36,7 @@ def balance_benchmark_cmd(
     preset: Annotated[str, typer.Option(help="Training preset (seed or default).")] = "default",
     folds: Annotated[int, typer.Option(min=2, help="Patient-grouped CV folds.")] = 5,
     seed: Annotated[int, typer.Option(help="Split and training seed.")] = 0,
-    head: Annotated[str | None, typer.Option(help="Override the preset's head. A scikit-learn head (logreg, "
+    head: Annotated[Head | None, typer.Option(help="Override the preset's head. A scikit-learn head (logreg, "
                                              "svm) takes class weights but no loss, so focal/logit_adjusted act only "
                                              "with a torch head (linear, mlp, seed).")] = None,
     engine: Annotated[bool, typer.Option(help="Run each method through `ctnodule train` (minutes per run).")] = True,
