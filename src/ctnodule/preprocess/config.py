@@ -44,6 +44,20 @@ class PreprocessConfig(StrictModel):
         return cls._build(view, {"mode": "resample", "size": [64, 64], "spacing_mm": 0.7, "centre": "mask"})
 
     @classmethod
+    def nodule_cnn(cls, view: str, size: int = 32, spacing_mm: float = 1.0) -> PreprocessConfig:
+        """The nodule-scale CNN's input: HU window [-1000, 400] to [0, 1] (air = 0, so the padding of a crop
+        at the image edge is air, not "darker than air"), resampled to `spacing_mm` mm/px and cropped
+        `size` x `size` around the mask centroid. No gamma/CLAHE: a network trained from scratch learns its
+        own contrast, and CLAHE would make a pixel's value depend on its neighbourhood."""
+        if view != "nodule":
+            raise ConfigError(f"the nodule_cnn preprocessing is for nodule crops; got view {view!r}")
+        return cls(view="nodule", steps=[
+            StepSpec(name="window", params={"level": -300.0, "width": 1400.0}),
+            StepSpec(name="size", params={"mode": "resample", "size": [size, size], "spacing_mm": spacing_mm,
+                                          "centre": "mask", "fill": 0.0}),
+        ])
+
+    @classmethod
     def seed(cls, view: str) -> PreprocessConfig:
         """The seed report's recipe: the same intensity steps, then stretch every nodule crop to the
         standard size learned from the training data (mean of the majority shapes)."""

@@ -16,7 +16,7 @@ import yaml
 from ctnodule.config import StrictModel
 from ctnodule.errors import ConfigError
 
-PRESETS = ("seed", "default")
+PRESETS = ("seed", "default", "nodule-cnn")
 
 
 class AugmentConfig(StrictModel):
@@ -37,7 +37,7 @@ class TrainConfig(StrictModel):
     preset: str = "default"
     view: Literal["full", "nodule"] = "nodule"
     task: Literal["binary", "multiclass"] = "binary"
-    preprocess: Literal["default", "seed"] = "default"  # which PreprocessConfig recipe
+    preprocess: Literal["default", "seed", "nodule_cnn"] = "default"  # which PreprocessConfig recipe
     backbone: str = "efficientnet_lite0"
     weights: str = "auto"
     head: str = "mlp"
@@ -58,6 +58,9 @@ class TrainConfig(StrictModel):
     lr_patience: int = 5
     lr_factor: float = 0.3
     label_smoothing: float = 0.0
+    # training targets of the ordinal image model (head: ordinal): maxvote | mean | soft (readers' ratings);
+    # evaluation is always against the max-vote label
+    labels: Literal["maxvote", "mean", "soft"] = "maxvote"
     augment: AugmentConfig = pydantic.Field(default_factory=AugmentConfig)
     tta: bool = False  # average the prediction over flips at validation/inference
     imbalance: str = "none"
@@ -81,6 +84,11 @@ class TrainConfig(StrictModel):
         if self.head in ("svm", "logreg") and not self.freeze_backbone:
             raise ValueError(f"head {self.head!r} is fitted by scikit-learn on cached features: set "
                              "freeze_backbone: true")
+        if self.labels != "maxvote" and self.head != "ordinal":
+            raise ValueError(f"labels {self.labels!r} train the ordinal image model: set head: ordinal "
+                             "(e.g. --preset nodule-cnn) or use labels: maxvote")
+        if self.head == "ordinal" and self.freeze_backbone:
+            raise ValueError("head 'ordinal' trains its backbone (the nodule CNN): set freeze_backbone: false")
         if self.holdout is not None and not 0.0 < self.holdout < 1.0:
             raise ValueError(f"holdout must be a fraction in (0, 1), got {self.holdout}")
         if self.folds < 2:

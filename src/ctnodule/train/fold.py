@@ -44,7 +44,8 @@ class FoldModel:
     info: dict = dataclasses.field(default_factory=dict)  # facts recorded in the checkpoint (e.g. agreement)
 
     def images(self, slices: Sequence[Slice]) -> np.ndarray:
-        return to_images(list(self.pipeline.transform_many(slices, workers=1)))
+        return to_images(list(self.pipeline.transform_many(slices, workers=1)),
+                         with_mask=getattr(self.net.backbone, "takes_mask", False))
 
     def extra(self, slices: Sequence[Slice]) -> np.ndarray | None:
         return None if self.scaler is None else self.scaler.transform(tabular_features(slices, self.cfg.tabular))
@@ -66,7 +67,10 @@ class FoldModel:
             data = Batches(_as_maps(feats), y, ex, views=True)
             return predict_logits(self.net.head, data, cfg, device).softmax(1).numpy()
         data = Batches(torch.from_numpy(images), y, ex, views=False)
-        return predict_logits(self.net, data, cfg, device).softmax(1).numpy()
+        proba = predict_logits(self.net, data, cfg, device).softmax(1).numpy()
+        if self.sk_head is not None:  # the nodule CNN's late fusion: mean with the descriptor regression
+            proba = (proba + self.sk_head.predict_proba(extra, N_CLASSES[cfg.task])) / 2
+        return proba
 
 
 def train_fold(cfg: TrainConfig, slices: Sequence[Slice], frame: pd.DataFrame, y: np.ndarray,
@@ -82,6 +86,10 @@ def train_fold(cfg: TrainConfig, slices: Sequence[Slice], frame: pd.DataFrame, y
     from ctnodule.balance import resolve
     from ctnodule.preprocess import Pipeline, PreprocessConfig
 
+    if cfg.head == "ordinal":  # the nodule CNN + descriptors strategy (train/image_model.py)
+        from ctnodule.train.image_model import train_image_fold
+
+        return train_image_fold(cfg, slices, frame, N_CLASSES[cfg.task], train_idx, fold, log, predict_idx)
     seed_everything(cfg.seed + fold)
     train_slices = [slices[i] for i in train_idx]
     recipe = PreprocessConfig.default(cfg.view) if cfg.preprocess == "default" else PreprocessConfig.seed(cfg.view)

@@ -112,6 +112,10 @@ def load_model(path: Path) -> tuple[FoldModel, dict[str, Any]]:
     sk = is_sklearn_head(cfg.head)
     head_name = "linear" if sk else cfg.head
     params = {"dropout": 0.0} if sk else cfg.head_params
+    if cfg.head == "ordinal":
+        from ctnodule.train.image_model import ordinal_head_params
+
+        params = ordinal_head_params(cfg)
     head = create_head(head_name, backbone.num_features, n_classes, blob["n_extra"], **params)
     net = Classifier(backbone, head)
     try:
