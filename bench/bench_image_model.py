@@ -64,7 +64,8 @@ RECIPES: dict[str, dict] = {
     "r32_s3": dict(seeds=3),
     "r32_mask": dict(mask_ch=True),
     # the mask is NOT a conv input: it only decides where the head pools (mask grown by one 4-mm cell)
-    "r32_roi": dict(roi_pool=True),  # + the nodule mask as a 4th input channel (image + outline, no descriptors)
+    "r32_roi": dict(roi_pool=True),
+    "r32_maskroi": dict(roi_pool=True, mask_ch=True),  # both: the mask is convolved AND decides the pooling  # + the nodule mask as a 4th input channel (image + outline, no descriptors)
 }
 
 
@@ -87,10 +88,11 @@ def centre_crop(x: torch.Tensor, size: int) -> torch.Tensor:
 
 
 class Net(torch.nn.Module):
-    def __init__(self, name: str, drop: float, n_out: int = 4, in_chans: int = 3, roi_pool: bool = False):
+    def __init__(self, name: str, drop: float, n_out: int = 4, in_chans: int = 3, roi_pool: bool = False,
+                 mask_ch: bool = False):
         super().__init__()
-        self.roi_pool = roi_pool
-        self.backbone = create_backbone(name, "none", in_chans=in_chans - int(roi_pool))
+        self.roi_pool, self.mask_ch = roi_pool, mask_ch
+        self.backbone = create_backbone(name, "none", in_chans=in_chans - int(roi_pool and not mask_ch))
         self.drop = torch.nn.Dropout(drop)
         self.fc = torch.nn.Linear(self.backbone.num_features, n_out)
         self.roi = torch.nn.Identity()  # the masked map: what Grad-CAM reads in the roi_pool model
@@ -98,7 +100,7 @@ class Net(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.roi_pool:
             return self.fc(self.drop(self.backbone(x).mean(dim=(2, 3))))
-        f = self.backbone(x[:, :-1])
+        f = self.backbone(x if self.mask_ch else x[:, :-1])
         w = torch.nn.functional.adaptive_max_pool2d(x[:, -1:], f.shape[-2:])
         w = torch.nn.functional.max_pool2d(w, 3, 1, 1)  # grow by one cell
         w = torch.where(w.sum(dim=(2, 3), keepdim=True) > 0, w, torch.ones_like(w))  # no mask: pool everything
@@ -131,7 +133,7 @@ def train_predict(r: dict, images: np.ndarray, dist: np.ndarray, tr: np.ndarray,
                   ) -> tuple[np.ndarray, Net]:
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    net = Net(r["net"], r["drop"], in_chans=images.shape[1], roi_pool=r["roi_pool"]).to(memory_format=torch.channels_last)  # oneDNN's faster kernels on CPU
+    net = Net(r["net"], r["drop"], in_chans=images.shape[1], roi_pool=r["roi_pool"], mask_ch=r["mask_ch"]).to(memory_format=torch.channels_last)  # oneDNN's faster kernels on CPU
     x_tr, d_tr = torch.from_numpy(images[tr]), torch.from_numpy(dist[tr])
     steps = int(np.ceil(len(tr) / r["batch"]))
     opt = torch.optim.AdamW(net.parameters(), lr=r["lr"], weight_decay=r["wd"])

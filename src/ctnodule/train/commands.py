@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-Preset = Annotated[str, typer.Option(help="Recipe: 'default' (ours, tuned by patient-grouped CV) or 'seed' "
-                                          "(the original report's).")]
+Preset = Annotated[str, typer.Option(help="Recipe: 'default' (ours, tuned by patient-grouped CV), 'nodule-cnn' "
+                                          "(nodule-scale CNN + descriptors) or 'seed' (the original report's).")]
 Run = Annotated[Path, typer.Argument(help="Run folder from `ctnodule train`.")]
 
 
@@ -31,6 +31,9 @@ def train_cmd(
     imbalance: Annotated[str | None, typer.Option(help="none, weights, oversample, undersample, smote, "
                                                        "smote_embed, cgan, focal, logit_adjusted.")] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Maximum epochs (default: the preset's).")] = None,
+    labels: Annotated[str | None, typer.Option(help="Training targets of the ordinal image model (preset "
+                                                    "nodule-cnn): maxvote | mean | soft (readers' ratings). "
+                                                    "Evaluation always uses the max-vote label.")] = None,
     device: Annotated[str | None, typer.Option(help="cpu | cuda | cuda:N")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (splits, init, augmentation); recorded.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run.")] = False,
@@ -42,7 +45,7 @@ def train_cmd(
 
     cfg = load_preset(preset, view=view, task=task, backbone=backbone, head=head, freeze_backbone=freeze,
                       tabular=tabular, folds=folds, holdout=holdout, weights=weights, imbalance=imbalance,
-                      epochs=epochs, device=device, seed=seed)
+                      epochs=epochs, labels=labels, device=device, seed=seed)
     run = train(data, out, cfg, resume=resume, force=force, log=typer.echo)
     typer.echo(f"model card: {run / 'report.html'}")
 
