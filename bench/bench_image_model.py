@@ -44,10 +44,10 @@ from ctnodule.models.descriptors import tabular_features
 from ctnodule.models.ordinal import LabelLoss, cumulative_to_proba
 from ctnodule.preprocess import Pipeline, PreprocessConfig
 from ctnodule.preprocess.config import StepSpec
-from ctnodule.train.augment import apply_affine
-from ctnodule.train.inputs import load_slices, to_images
+from ctnodule.models.augment import apply_affine
+from ctnodule.preprocess.inputs import load_slices, to_images
 from ctnodule.train.labels import target_distributions
-from ctnodule.train.splits import load_splits
+from ctnodule.data.splits import load_splits
 
 BASE = dict(size=32, mm=1.0, net="nodule_resnet", epochs=20, lr=3e-3, wd=5e-4, batch=64, labels="maxvote",
             rot=180.0, zoom=0.1, noise=0.015, zflip=True, seeds=1, tta=4, drop=0.3, window=(-300.0, 1400.0),

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ctnodule.errors import ConfigError
-from ctnodule.train.config import load_preset
+from ctnodule.recipe import load_preset
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def test_no_patient_in_two_folds_and_every_sample_scored_once(cnn_run, phantom):
 def test_the_run_predicts_fused_and_grad_cam_explains_the_image_model(cnn_run, phantom):
     from ctnodule.data.dataset import SliceDataset
     from ctnodule.explain.gradcam import CamExplainer
-    from ctnodule.train.run import load_run
+    from ctnodule.predict.run import load_run
 
     predictor = load_run(cnn_run)
     slices = predictor.load_slices(SliceDataset(phantom))[:4]

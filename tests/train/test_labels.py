@@ -10,7 +10,7 @@ from ctnodule.data.dataset import SliceDataset
 from ctnodule.errors import ConfigError, DataError
 from ctnodule.models.descriptors import TABULAR_SETS, tabular_features
 from ctnodule.preprocess import Pipeline, PreprocessConfig
-from ctnodule.train.inputs import load_slices, to_images
+from ctnodule.preprocess.inputs import load_slices, to_images
 from ctnodule.train.labels import is_reader_column, parse_ratings, target_distributions
 
 

@@ -22,8 +22,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from ctnodule.errors import ConfigError
+from ctnodule.vocab import LABEL_MODES
 
-LABEL_MODES = ("maxvote", "mean", "soft")
+#: `head_params` keys of the nodule-CNN strategy (the descriptor regression's C), not of the ordinal head
+STRATEGY_PARAMS = ("C",)
+
+
+def ordinal_head_params(head_params: dict) -> dict:
+    """`head_params` without the strategy's own keys: what `OrdinalHead` takes."""
+    return {k: v for k, v in head_params.items() if k not in STRATEGY_PARAMS}
 
 
 def cumulative_to_proba(logits: torch.Tensor) -> torch.Tensor:

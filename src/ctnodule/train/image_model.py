@@ -3,104 +3,87 @@ head, fused late with a logistic regression on the mask descriptors (`head: ordi
 
 Per fold, on the training rows only:
 1. the image model (`nodule_resnet*` + `OrdinalHead`) is trained on 2.5D crops at fixed mm/px
-   (`PreprocessConfig.nodule_cnn`) with the label mode's loss (`--labels maxvote|mean|soft`), AdamW +
+   (preprocessing recipe `nodule_cnn`) with the label mode's loss (`--labels maxvote|mean|soft`), AdamW +
    one-cycle learning rate for a fixed number of epochs (no early stopping: nothing is held out of an
    800-nodule training fold), heavy augmentation: any rotation, flips, +-zoom, z-flip of the context
    slices, Gaussian HU noise. Training crops are 1.5x larger than the model's input and centre-cropped
    after the warp, so a rotated crop has no invented corners; the centre crop equals the pipeline's crop.
 2. a logistic regression (`LogRegHead`) is fitted on the standardised descriptors (`tabular`).
 The prediction is the mean of the two probability vectors: equal weights, fixed in advance, so nothing
-is fitted on out-of-fold predictions. Grad-CAM explains the image model (`FoldModel.net`).
+is fitted on out-of-fold predictions. Grad-CAM explains the image model (`FittedModel.net`).
 """
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import torch
 
-from ctnodule.data.slice import Slice
-from ctnodule.errors import ConfigError, DataError
-from ctnodule.models.backbones import create_backbone
-from ctnodule.models.descriptors import TabularScaler, tabular_features
-from ctnodule.models.heads import create_head
+from ctnodule.errors import DataError
+from ctnodule.models.augment import apply_affine
+from ctnodule.models.fitted import FittedModel
+from ctnodule.models.heads import LogRegHead, create_head
 from ctnodule.models.network import Classifier
-from ctnodule.models.ordinal import LabelLoss
-from ctnodule.train.augment import apply_affine
-from ctnodule.train.config import TrainConfig
-from ctnodule.train.engine import Batches, predict_logits, seed_everything
-from ctnodule.train.inputs import to_images
+from ctnodule.models.ordinal import LabelLoss, ordinal_head_params
+from ctnodule.preprocess import Pipeline, PreprocessConfig
+from ctnodule.preprocess.inputs import to_images
+from ctnodule.recipe import TrainConfig
+from ctnodule.train.engine import seed_everything
 from ctnodule.train.labels import target_distributions
+from ctnodule.vocab import task_labels
 
-STRATEGY_PARAMS = ("size", "spacing_mm", "C")  # head_params of the strategy, not of the ordinal head
+if TYPE_CHECKING:
+    from ctnodule.train.strategies import FoldData, Result
+
 TRAIN_MARGIN = 1.5  # training crops are this much larger than the input, for rotation/zoom room
 NOISE = 0.015  # Gaussian noise sd in window units (~20 HU)
 
 
-def train_image_fold(cfg: TrainConfig, slices: Sequence[Slice], frame: pd.DataFrame, n_classes: int,
-                     train_idx: np.ndarray, fold: int, log: Callable[[str], None] = print,
-                     predict_idx: np.ndarray | None = None):
-    """Fit the image model and the descriptor regression on rows `train_idx`; returns (FoldModel, history,
-    probabilities of rows `predict_idx` or None), like `fold.train_fold`."""
-    from ctnodule.models.heads import LogRegHead
-    from ctnodule.preprocess import Pipeline, PreprocessConfig
-    from ctnodule.train.fold import FoldModel
-
-    if cfg.preprocess != "nodule_cnn":
-        raise ConfigError("head 'ordinal' (the nodule CNN) expects preprocess: nodule_cnn (its fixed mm/px crops)")
-    seed_everything(cfg.seed + fold)
-    rows = np.asarray(train_idx)
-    train_slices = [slices[i] for i in rows]
-    size = int(cfg.head_params.get("size", 32))
-    mm = float(cfg.head_params.get("spacing_mm", 1.0))
-    pipeline = Pipeline.from_config(PreprocessConfig.nodule_cnn(cfg.view, size, mm)).fit(train_slices)
-    big = int(round(size * TRAIN_MARGIN / 2)) * 2
-    wide = Pipeline.from_config(PreprocessConfig.nodule_cnn(cfg.view, big, mm)).fit(train_slices)
-    backbone = create_backbone(cfg.backbone, cfg.weights)
-    with_mask = backbone.takes_mask
-    x_train = torch.from_numpy(to_images(list(wide.transform_many(train_slices, workers=1)), with_mask))
-    targets = torch.from_numpy(target_distributions(frame.iloc[rows], cfg.labels))
-    head = create_head("ordinal", backbone.num_features, n_classes, **ordinal_head_params(cfg))
-    net = Classifier(backbone, head)
-    history = _fit(net, x_train, targets, cfg, size, fold, log)
+def fit_nodule_cnn(d: FoldData, predict_idx: np.ndarray | None) -> Result:
+    """Fit the image model and the descriptor regression on the fold's training rows; returns (model,
+    history, probabilities of rows `predict_idx` or None) like every strategy."""
+    cfg, rows = d.cfg, d.rows
+    seed_everything(cfg.seed + d.fold)
+    size = _input_side(d.pipeline)
+    train_slices = [d.slices[i] for i in rows]
+    wide = Pipeline.from_config(_resized(d.pipeline, int(round(size * TRAIN_MARGIN / 2)) * 2)).fit(train_slices)
+    x_train = torch.from_numpy(to_images(list(wide.transform_many(train_slices, workers=1)),
+                                         with_mask=d.backbone.takes_mask))
+    targets = torch.from_numpy(target_distributions(d.frame.iloc[rows], cfg.labels))
+    head = create_head("ordinal", d.backbone.num_features, d.n_classes, **ordinal_head_params(cfg.head_params))
+    net = Classifier(d.backbone, head)
+    history = _fit(net, x_train, targets, cfg, size, d.fold, d.log)
     net.eval()
-
-    scaler, sk_head = None, None
-    if cfg.tabular != "none":
-        table = tabular_features(slices, cfg.tabular)
-        scaler = TabularScaler().fit(table[rows])
-        with warnings.catch_warnings():  # missing sizes are filled; warned where a user predicts
-            warnings.simplefilter("ignore", UserWarning)
-            extra = scaler.transform(table)
-        y = _task_labels(frame, n_classes)
-        sk_head = LogRegHead(C=float(cfg.head_params.get("C", 1.0)), seed=cfg.seed).fit(extra[rows], y[rows])
-    model = FoldModel(cfg, pipeline, net, scaler, sk_head)
+    sk_head = None
+    if d.extra is not None:
+        y = task_labels(d.frame, cfg.task)
+        sk_head = LogRegHead(C=float(cfg.head_params.get("C", 1.0)), seed=cfg.seed).fit(d.extra[rows], y[rows])
+    model = FittedModel(cfg, d.pipeline, net, d.scaler, sk_head)
     proba = None
     if predict_idx is not None:
-        chosen = [slices[i] for i in predict_idx]
-        proba = model.proba_from(model.images(chosen), model.extra(chosen), cfg.device)
+        chosen = [d.slices[i] for i in predict_idx]
+        proba = model.proba_from(model.images(chosen), None if d.extra is None else d.extra[predict_idx],
+                                 cfg.device)
     return model, history, proba
 
 
-def ordinal_head_params(cfg: TrainConfig) -> dict:
-    """`cfg.head_params` without the strategy's own keys (crop size, mm/px, the regression's C)."""
-    return {k: v for k, v in cfg.head_params.items() if k not in STRATEGY_PARAMS}
+def _input_side(pipeline: Pipeline) -> int:
+    """The side of the square crop the pipeline's `size` step makes (the model's input)."""
+    for step in pipeline.to_config().steps:
+        if step.name == "size" and step.params.get("mode") == "resample" and step.params.get("size"):
+            return int(step.params["size"][0])
+    raise DataError("the nodule CNN needs a preprocessing recipe that resamples to a fixed square crop "
+                    "(a 'size' step with mode: resample), e.g. --preprocess nodule_cnn")
 
 
-def image_proba(net: Classifier, images: np.ndarray, cfg: TrainConfig, device: str = "cpu") -> np.ndarray:
-    """The image model's class probabilities (mean over the flip views with `cfg.tta`)."""
-    data = Batches(torch.from_numpy(images), torch.zeros(len(images), dtype=torch.long), None, views=False)
-    return predict_logits(net, data, cfg, device).softmax(1).numpy()
-
-
-def _task_labels(frame: pd.DataFrame, n_classes: int) -> np.ndarray:
-    score = pd.to_numeric(frame["malignancy"], errors="coerce").to_numpy()
-    if np.isnan(score).any():
-        raise DataError("column 'malignancy' must hold 1..5 for every row to train on")
-    return (score >= 4).astype(int) if n_classes == 2 else score.astype(int) - 1
+def _resized(pipeline: Pipeline, side: int) -> PreprocessConfig:
+    """The pipeline's recipe with a `side` x `side` crop: the same pixels, more context around them."""
+    cfg = pipeline.to_config()
+    steps = [s.model_copy(update={"params": {**s.params, "size": [side, side]}, "state": {}}) if s.name == "size"
+             else s.model_copy(update={"state": {}}) for s in cfg.steps]
+    return PreprocessConfig(view=cfg.view, steps=steps)
 
 
 def _fit(net: Classifier, x: torch.Tensor, targets: torch.Tensor, cfg: TrainConfig, size: int, fold: int,

@@ -15,8 +15,11 @@ import yaml
 
 from ctnodule.config import StrictModel
 from ctnodule.errors import ConfigError
+from ctnodule.vocab import LabelMode
 
 PRESETS = ("seed", "default", "nodule-cnn")
+#: the shipped preprocessing recipes (`ctnodule/configs/preprocess-NAME-VIEW.yaml`)
+PREPROCESS_RECIPES = ("default", "seed", "nodule_cnn")
 
 
 class AugmentConfig(StrictModel):
@@ -37,7 +40,8 @@ class TrainConfig(StrictModel):
     preset: str = "default"
     view: Literal["full", "nodule"] = "nodule"
     task: Literal["binary", "multiclass"] = "binary"
-    preprocess: Literal["default", "seed", "nodule_cnn"] = "default"  # which PreprocessConfig recipe
+    # a shipped preprocessing recipe ("default", "seed": configs/preprocess-NAME-VIEW.yaml) or a recipe YAML path
+    preprocess: str = "default"
     backbone: str = "efficientnet_lite0"
     weights: str = "auto"
     head: str = "mlp"
@@ -60,7 +64,7 @@ class TrainConfig(StrictModel):
     label_smoothing: float = 0.0
     # training targets of the ordinal image model (head: ordinal): maxvote | mean | soft (readers' ratings);
     # evaluation is always against the max-vote label
-    labels: Literal["maxvote", "mean", "soft"] = "maxvote"
+    labels: LabelMode = "maxvote"
     augment: AugmentConfig = pydantic.Field(default_factory=AugmentConfig)
     tta: bool = False  # average the prediction over flips at validation/inference
     imbalance: str = "none"
@@ -84,13 +88,16 @@ class TrainConfig(StrictModel):
         if self.head in ("svm", "logreg") and not self.freeze_backbone:
             raise ValueError(f"head {self.head!r} is fitted by scikit-learn on cached features: set "
                              "freeze_backbone: true")
+        if self.holdout is not None and not 0.0 < self.holdout < 1.0:
+            raise ValueError(f"holdout must be a fraction in (0, 1), got {self.holdout}")
+        if self.preprocess not in PREPROCESS_RECIPES and not self.preprocess.endswith((".yaml", ".yml")):
+            raise ValueError(f"preprocess must be one of {PREPROCESS_RECIPES} or a recipe .yaml file, "
+                             f"got {self.preprocess!r}")
         if self.labels != "maxvote" and self.head != "ordinal":
             raise ValueError(f"labels {self.labels!r} train the ordinal image model: set head: ordinal "
                              "(e.g. --preset nodule-cnn) or use labels: maxvote")
         if self.head == "ordinal" and self.freeze_backbone:
             raise ValueError("head 'ordinal' trains its backbone (the nodule CNN): set freeze_backbone: false")
-        if self.holdout is not None and not 0.0 < self.holdout < 1.0:
-            raise ValueError(f"holdout must be a fraction in (0, 1), got {self.holdout}")
         if self.folds < 2:
             raise ValueError(f"folds must be >= 2, got {self.folds}")
         return self
