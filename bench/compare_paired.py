@@ -7,6 +7,10 @@ each number alone. Binary AUC uses P(score >= 4) (the bench's `*_bin`/summed cla
 
     PYTHONPATH=src python bench/compare_paired.py /work/scratch/cnn/bench/oof_r32.csv fused \
         --binary-run /work/scratch/runs/voi-binary --multiclass-run /work/scratch/runs/voi-multiclass
+    PYTHONPATH=src python bench/compare_paired.py RUN_DIR run --multiclass-run /work/scratch/runs/voi-multiclass
+
+(`ctnodule.evaluate.compare.paired_difference`, being written for issue 9's reader metrics, does the same for
+two runs of one task; this script also pairs a 5-class model's P(score >= 4) with a binary run.)
 """
 
 from __future__ import annotations
@@ -36,16 +40,24 @@ def paired(y5: np.ndarray, a5: np.ndarray, a_bin: np.ndarray, b5: np.ndarray | N
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("oof", help="a bench oof_*.csv")
-    ap.add_argument("which", choices=["img", "fused", "desc"], help="which of its predictions")
+    ap.add_argument("oof", help="a bench oof_*.csv, or a run folder (its oof_predictions.csv)")
+    ap.add_argument("which", choices=["img", "fused", "desc", "run"], help="which of its predictions ('run': a run folder)")
     ap.add_argument("--binary-run")
     ap.add_argument("--multiclass-run")
     ap.add_argument("--n-boot", type=int, default=2000)
     args = ap.parse_args()
-    a = pd.read_csv(args.oof).set_index("sample_id")
-    y5 = a["y5"].to_numpy()
-    a5 = a[[f"{args.which}_{k}" for k in range(5)]].to_numpy()
-    a_bin = a[f"{args.which}_bin"].to_numpy() if f"{args.which}_bin" in a else a5[:, 3:].sum(1)
+    if args.which == "run":
+        a = pd.read_csv(f"{args.oof}/oof_predictions.csv").set_index("sample_id")
+        if "proba_4" not in a:
+            raise SystemExit("compare a 5-class run folder (a binary run's AUC: use the bench csv or evaluate.compare)")
+        y5 = a["y_true"].to_numpy()
+        a5 = a[[f"proba_{k}" for k in range(5)]].to_numpy()
+        a_bin = a5[:, 3:].sum(1)
+    else:
+        a = pd.read_csv(args.oof).set_index("sample_id")
+        y5 = a["y5"].to_numpy()
+        a5 = a[[f"{args.which}_{k}" for k in range(5)]].to_numpy()
+        a_bin = a[f"{args.which}_bin"].to_numpy() if f"{args.which}_bin" in a else a5[:, 3:].sum(1)
     b5 = b_bin = None
     if args.multiclass_run:
         m = pd.read_csv(f"{args.multiclass_run}/oof_predictions.csv").set_index("sample_id").loc[a.index]

@@ -32,3 +32,15 @@ def test_gradients_reach_the_input_through_the_map():
     x = torch.rand(1, 3, 32, 32, requires_grad=True)
     backbone(x)[:, :, 4, 4].sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_roi_net_reads_the_mask_and_keeps_its_map_on_the_nodule():
+    backbone = create_backbone("nodule_resnet_roi", "auto")
+    assert backbone.takes_mask
+    x = torch.rand(2, 4, 32, 32)
+    x[:, 3] = 0.0
+    x[0, 3, 12:16, 12:16] = 1.0  # a 4-px nodule: cell (3, 3) of the 8x8 map, grown by one cell -> 3x3 cells
+    maps = backbone(x)
+    kept = maps.abs().sum(1) > 0
+    assert kept[0].sum() <= 9 and not kept[0, 0, 0] and kept[0, 3, 3]
+    assert kept[1].all()  # no mask: the whole map (nothing to restrict it to)

@@ -67,9 +67,6 @@ class Backbone(nn.Module):
         return not self.weights_status.startswith("random")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        c = self.mean.shape[1]
-        if x.shape[1] > c:  # channels after the image (a nodule mask) reach the network un-normalised
-            return self.net.forward_features(torch.cat([(x[:, :c] - self.mean) / self.std, x[:, c:]], dim=1))
         return self.net.forward_features((x - self.mean) / self.std)
 
 
