@@ -237,7 +237,11 @@ def run_recipe(name: str, r: dict, data: dict, splits: list, out_dir: Path, cam:
         p_img[te] = p
         p_desc5[te], p_desc2[te] = descriptor_lr(data["desc"], y5, tr, te)
         if cam:
-            cams += cam_scores(net, images, masks, te, r, p)
+            fold_cams = cam_scores(net, images, masks, te, r, p)
+            cams += fold_cams
+            arr = np.array(fold_cams, dtype=float)
+            print(f"  [{name}] fold {f}: heat in mask+3mm {np.nanmean(arr[:, 1]):.3f} (flat {arr[:, 3].mean():.3f}), "
+                  f"pointing game 3mm {arr[:, 2].mean():.3f}", flush=True)
         fold_img.append(metrics(y5[te], p, p[:, 3:].sum(1)))
         fold_desc.append(metrics(y5[te], p_desc5[te], p_desc2[te]))
         fused5 = (p + p_desc5[te]) / 2
