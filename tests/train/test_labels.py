@@ -58,6 +58,8 @@ def test_reader_columns_never_reach_a_models_features(phantom):
     for kind in TABULAR_SETS:
         a, b = tabular_features(slices, kind), tabular_features(changed, kind)
         assert np.array_equal(a, b, equal_nan=True), f"tabular set {kind!r} reads a reader-derived column"
-    pipe = Pipeline.from_config(PreprocessConfig.default("nodule")).fit(slices)
-    assert np.array_equal(to_images(list(pipe.transform_many(slices, workers=1))),
-                          to_images(list(pipe.transform_many(changed, workers=1))))
+    for recipe in ("default", "nodule_cnn"):  # the default's images and the nodule CNN's (+ mask channel)
+        pipe = Pipeline.from_config(PreprocessConfig.named(recipe, "nodule")).fit(slices)
+        with_mask = recipe == "nodule_cnn"
+        assert np.array_equal(to_images(list(pipe.transform_many(slices, workers=1)), with_mask),
+                              to_images(list(pipe.transform_many(changed, workers=1)), with_mask))
