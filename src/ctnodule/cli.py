@@ -23,7 +23,7 @@ from typing import Annotated
 import typer
 
 from ctnodule.errors import CTNoduleError
-from ctnodule.vocab import Head, Imbalance, Task, View
+from ctnodule.vocab import Head, Imbalance, LabelMode, Task, View
 
 app = typer.Typer(
     name="ctnodule",
@@ -42,8 +42,9 @@ def train_cmd(
     out: Annotated[Path, typer.Option(help="Run folder to write.")],
     view: Annotated[View, typer.Option(help="Which samples: the full slice or the nodule crop.")] = "nodule",
     task: Annotated[Task, typer.Option(help="binary (1-3 vs 4-5) or multiclass (1..5).")] = "binary",
-    preset: Annotated[str, typer.Option(help="Recipe: 'default' (ours, tuned by patient-grouped CV) or 'seed' "
-                                             "(the original report's).")] = "default",
+    preset: Annotated[str, typer.Option(help="Recipe: 'default' (ours, tuned by patient-grouped CV), 'nodule-cnn' "
+                                             "(nodule-scale CNN + descriptors) or 'seed' (the original "
+                                             "report's).")] = "default",
     preprocess: Annotated[str | None, typer.Option(help="Preprocessing recipe: default | seed | PATH to a recipe "
                                                         "YAML (e.g. an edited configs/preprocess-*.yaml).")] = None,
     backbone: Annotated[str | None, typer.Option(help="timm backbone name (default: the preset's).")] = None,
@@ -59,6 +60,10 @@ def train_cmd(
                                                      "(DANGER: weak on LIDC-sized data).")] = None,
     imbalance: Annotated[Imbalance | None, typer.Option(help="Class-imbalance method.")] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Maximum epochs (default: the preset's).")] = None,
+    labels: Annotated[LabelMode | None, typer.Option(help="Training targets of the ordinal image model (preset "
+                                                          "nodule-cnn): the max-vote label, the readers' mean or "
+                                                          "their distribution. Evaluation always uses the "
+                                                          "max-vote label.")] = None,
     device: Device = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (splits, init, augmentation); recorded.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run.")] = False,
@@ -70,7 +75,7 @@ def train_cmd(
 
     cfg = load_preset(preset, view=view, task=task, backbone=backbone, head=head, freeze_backbone=freeze,
                       tabular=tabular, folds=folds, holdout=holdout, weights=weights, imbalance=imbalance,
-                      epochs=epochs, device=device, seed=seed, preprocess=preprocess)
+                      epochs=epochs, labels=labels, device=device, seed=seed, preprocess=preprocess)
     try:
         run = train_and_report(data, out, cfg, resume=resume, force=force, log=typer.echo)
     except KeyboardInterrupt as exc:

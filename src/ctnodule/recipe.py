@@ -15,8 +15,11 @@ import yaml
 
 from ctnodule.config import StrictModel
 from ctnodule.errors import ConfigError
+from ctnodule.vocab import LabelMode
 
-PRESETS = ("seed", "default")
+PRESETS = ("seed", "default", "nodule-cnn")
+#: the shipped preprocessing recipes (`ctnodule/configs/preprocess-NAME-VIEW.yaml`)
+PREPROCESS_RECIPES = ("default", "seed", "nodule_cnn")
 
 
 class AugmentConfig(StrictModel):
@@ -60,6 +63,9 @@ class TrainConfig(StrictModel):
     lr_patience: int = 5
     lr_factor: float = 0.3
     label_smoothing: float = 0.0
+    # training targets of the ordinal image model (head: ordinal): maxvote | mean | soft (readers' ratings);
+    # evaluation is always against the max-vote label
+    labels: LabelMode = "maxvote"
     augment: AugmentConfig = pydantic.Field(default_factory=AugmentConfig)
     tta: bool = False  # average the prediction over flips at validation/inference
     imbalance: str = "none"
@@ -85,8 +91,14 @@ class TrainConfig(StrictModel):
                              "freeze_backbone: true")
         if self.holdout is not None and not 0.0 < self.holdout < 1.0:
             raise ValueError(f"holdout must be a fraction in (0, 1), got {self.holdout}")
-        if self.preprocess not in ("default", "seed") and not self.preprocess.endswith((".yaml", ".yml")):
-            raise ValueError(f"preprocess must be 'default', 'seed' or a recipe .yaml file, got {self.preprocess!r}")
+        if self.preprocess not in PREPROCESS_RECIPES and not self.preprocess.endswith((".yaml", ".yml")):
+            raise ValueError(f"preprocess must be one of {PREPROCESS_RECIPES} or a recipe .yaml file, "
+                             f"got {self.preprocess!r}")
+        if self.labels != "maxvote" and self.head != "ordinal":
+            raise ValueError(f"labels {self.labels!r} train the ordinal image model: set head: ordinal "
+                             "(e.g. --preset nodule-cnn) or use labels: maxvote")
+        if self.head == "ordinal" and self.freeze_backbone:
+            raise ValueError("head 'ordinal' trains its backbone (the nodule CNN): set freeze_backbone: false")
         if self.folds < 2:
             raise ValueError(f"folds must be >= 2, got {self.folds}")
         return self

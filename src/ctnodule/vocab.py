@@ -25,8 +25,11 @@ CLASS_NAMES: dict[str, list[str]] = {
     "binary": ["benign (1-3)", "malignant (4-5)"],
 }
 #: Heads a recipe can name (the models registry holds their factories; a test keeps the two equal).
-HEADS: tuple[str, ...] = ("linear", "logreg", "mlp", "seed", "svm")
-Head = Literal["linear", "logreg", "mlp", "seed", "svm"]
+HEADS: tuple[str, ...] = ("linear", "logreg", "mlp", "ordinal", "seed", "svm")
+Head = Literal["linear", "logreg", "mlp", "ordinal", "seed", "svm"]
+#: Training targets of the ordinal image model: the max-vote label, the readers' mean, their distribution.
+LABEL_MODES: tuple[str, ...] = ("maxvote", "mean", "soft")
+LabelMode = Literal["maxvote", "mean", "soft"]
 #: Class-imbalance methods a recipe can name (the balance registry holds them; a test keeps the two equal).
 IMBALANCE: tuple[str, ...] = ("cgan", "focal", "logit_adjusted", "none", "oversample", "smote", "smote_embed",
                               "undersample", "weights")

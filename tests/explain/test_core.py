@@ -65,3 +65,21 @@ def test_score_reports_heat_on_the_nodule_and_in_the_lungs():
     assert s["area_fraction"] == pytest.approx(16 / 400)
     none = score(Explained(cam, cam, cam, None, "none", np.array([1.0]), 0, (1.0, 0.0, 1.0, 0.0)))
     assert none["cam_in_mask"] is None and none["cam_in_lung"] is None
+
+
+@pytest.mark.parametrize("mm_per_px, inside", [(1.0, True), (2.0, False)])
+def test_score_against_the_nodule_grown_by_3mm_uses_the_pixel_spacing(mm_per_px, inside):
+    from ctnodule.explain.core import Explained, score
+
+    cam = np.zeros((20, 20), np.float32)
+    cam[2:4, 2:4] = 1.0  # 4 px on the nodule
+    cam[2:4, 6:8] = 1.0  # 4 px 2-3 px right of it: 2-3 mm at 1 mm/px (inside the 3-mm rim), 4-6 mm at 2 mm/px
+    cam[15:18, 15:19] = 1.0  # 12 px far away
+    nodule = np.zeros((20, 20), bool)
+    nodule[1:5, 1:5] = True
+    e = Explained(cam, cam, cam, nodule, "mask", np.array([0.3, 0.7]), 1, (1.0, 0.0, 1.0, 0.0),
+                  spacing=(mm_per_px, mm_per_px))
+    s = score(e)
+    assert s["cam_in_mask"] == pytest.approx(4 / 20)
+    assert s["cam_in_mask_3mm"] == pytest.approx((8 if inside else 4) / 20)
+    assert s["area_fraction_3mm"] > s["area_fraction"] and s["pointing_game_3mm"] is True

@@ -85,3 +85,17 @@ def test_region_prefers_the_mask_then_the_bbox(mask):
     assert region is None and source == "none"
     with pytest.raises(ConfigError):
         region_mask((5, 5), mask)
+
+
+def test_grow_mask_by_3mm_is_a_disc_of_radius_3mm_in_physical_units():
+    from ctnodule.explain.localization import grow_mask
+
+    point = np.zeros((21, 21), bool)
+    point[10, 10] = True
+    iso = grow_mask(point, 3.0, (1.0, 1.0))
+    assert iso.sum() == 29  # integer points with r^2 <= 9
+    aniso = grow_mask(point, 3.0, (0.5, 1.0))  # rows are 0.5 mm: the region reaches 6 rows, 3 columns
+    rows, cols = np.nonzero(aniso)
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (4, 16, 7, 13)
+    assert np.array_equal(grow_mask(point, 0.0, (1.0, 1.0)), point)
+    assert not grow_mask(np.zeros((5, 5), bool), 3.0, (1.0, 1.0)).any()

@@ -36,7 +36,9 @@ def explain_cmd(
     typer.echo(f"{loc['n']} samples ({loc['n_scored']} with a nodule outline): heat on nodule "
                f"{fmt(loc['mean_cam_in_mask'])} (flat map {fmt(loc['mean_area_fraction'])}, lift "
                f"{fmt(loc['mean_lift'])}x), pointing game "
-               f"{fmt(loc['pointing_game'])}; layer {', '.join(loc['layers'])}")
+               f"{fmt(loc['pointing_game'])}; nodule grown by 3 mm: heat {fmt(loc.get('mean_cam_in_mask_3mm'))} "
+               f"(flat map {fmt(loc.get('mean_area_fraction_3mm'))}), pointing game "
+               f"{fmt(loc.get('pointing_game_3mm'))}; layer {', '.join(loc['layers'])}")
     if loc.get("finer_layer"):
         typer.echo(f"note: the map is only {loc['grid'][0]} x {loc['grid'][1]} cells; for a finer one try "
                    f"--layer {loc['finer_layer']}")

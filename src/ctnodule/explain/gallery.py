@@ -115,6 +115,9 @@ def write_report(path: Path, summary: dict[str, Any], records: list[dict[str, An
         f"score the nodule's area share, {_fmt(summary['mean_area_fraction'], 4)}; mean lift over that: "
         f"{_fmt(summary['mean_lift'], 2)}x); pointing game (maximum "
         f"on the nodule, tolerance {summary['pointing_tolerance_px']} px): {_fmt(summary['pointing_game'])}. "
+        + (f"Against the nodule grown by 3 mm: heat share {_fmt(summary['mean_cam_in_mask_3mm'])} (flat map "
+           f"{_fmt(summary['mean_area_fraction_3mm'], 4)}), pointing game {_fmt(summary['pointing_game_3mm'])}. "
+           if summary.get("mean_cam_in_mask_3mm") is not None else "")
         + (f"Share of the heat inside the lungs (the pipeline's lung mask): {_fmt(summary['mean_cam_in_lung'])} "
            f"(their area share: {_fmt(summary['mean_lung_area_fraction'])}). "
            if summary.get("mean_cam_in_lung") is not None else "")

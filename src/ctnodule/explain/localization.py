@@ -5,6 +5,9 @@
   (`area_fraction`), which is the chance level to compare against.
 - `pointing_game`: is the map's maximum on the nodule (within `tolerance` pixels)? Zhang et al.'s
   pointing game; the maximum is `np.argmax` (the first maximum in row-major order).
+- `grow_mask`: the region grown by a margin in mm (`cam_in_mask_3mm` scores the map against the mask grown
+  by 3 mm: a map of 4-mm cells cannot hug a 5-mm nodule's outline, but it should sit on the nodule and
+  its immediate border; the flat-map level is that grown region's `area_fraction`).
 Both take the map and the region in the same pixel frame; `region_mask` builds the region from a mask or,
 when a dataset has no mask, from the manifest's bbox columns (`bbox_r0, bbox_c0, bbox_r1, bbox_c1`).
 """
@@ -55,6 +58,16 @@ def pointing_game(cam: np.ndarray, mask: np.ndarray, tolerance: float = 0.0) -> 
     if tolerance == 0:
         return False
     return bool(ndimage.distance_transform_edt(~mask)[r, c] <= tolerance)
+
+
+def grow_mask(mask: np.ndarray, margin_mm: float, spacing: tuple[float, float]) -> np.ndarray:
+    """`mask` grown by `margin_mm` (Euclidean, in mm, honouring anisotropic pixel `spacing` (row, col))."""
+    mask = np.asarray(mask).astype(bool)
+    if margin_mm < 0 or min(spacing) <= 0:
+        raise ConfigError(f"grow_mask: margin {margin_mm} mm and spacing {spacing} must be >= 0 and > 0")
+    if not mask.any() or margin_mm == 0:
+        return mask.copy()
+    return ndimage.distance_transform_edt(~mask, sampling=spacing) <= margin_mm
 
 
 def area_fraction(mask: np.ndarray) -> float:

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+import ctnodule.models.nodule_net  # noqa: F401  (registers nodule_resnet* with timm)
 from ctnodule.errors import ConfigError
 from ctnodule.registry import Registry
 
@@ -33,6 +34,8 @@ class BackboneSpec:
 
     timm_name: str
     auto_weights: str | None = None  # "lite0-package" or None (no offline ImageNet weights)
+    scratch: bool = False  # built to train from scratch (no weights exist): random init is not a warning
+    takes_mask: bool = False  # expects the nodule mask as one extra input channel after the image
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
 
@@ -44,9 +47,10 @@ class Backbone(nn.Module):
     """A timm feature extractor with its input normalisation: [0, 1] images -> (N, F, h, w) feature map."""
 
     def __init__(self, name: str, net: nn.Module, mean: tuple[float, ...], std: tuple[float, ...],
-                 weights_status: str):
+                 weights_status: str, takes_mask: bool = False):
         super().__init__()
         self.name = name
+        self.takes_mask = takes_mask
         self.net = net
         self.weights_status = weights_status
         in_chans = _stem_in_chans(net)
@@ -78,7 +82,9 @@ def create_backbone(name: str, weights: str | Path = "auto", in_chans: int = 3) 
     if weights == "none":
         status = "random init (--weights none)"
     elif weights == "auto":
-        if spec.auto_weights == "lite0-package":
+        if spec.scratch:
+            status = "random init (a from-scratch architecture: no pretrained weights exist)"
+        elif spec.auto_weights == "lite0-package":
             from ctnodule.models.lite0_weights import (
                 LITE0_MEAN,
                 LITE0_STD,
@@ -107,7 +113,7 @@ def create_backbone(name: str, weights: str | Path = "auto", in_chans: int = 3) 
         state = {k: v for k, v in state.items() if not k.startswith(("fc.", "classifier.", "head.fc."))}
         _load(net, _adapt_stem(state, net), path)
         status = f"local file {path}"
-    return Backbone(name, net, mean, std, status)
+    return Backbone(name, net, mean, std, status, spec.takes_mask)
 
 
 def available_backbones() -> list[str]:
@@ -165,5 +171,9 @@ def _entry(name: str, spec: BackboneSpec) -> None:
 for _name in ("vgg19", "mobilenetv2_100", "efficientnet_b0", "resnet50", "resnet18", "resnet34",
               "convnext_atto", "mobilenetv3_small_100"):
     _entry(_name, BackboneSpec(_name))
+# ctnodule's own nodule-scale nets (models/nodule_net.py registers them with timm): 8x8 maps on 32-px crops
+for _name in ("nodule_resnet", "nodule_resnet_wide", "nodule_resnet_roi"):
+    _entry(_name, BackboneSpec(_name, scratch=True, takes_mask=_name.endswith("_roi"), mean=(0.5, 0.5, 0.5),
+                               std=(0.5, 0.5, 0.5)))
 _entry("efficientnet_lite0", BackboneSpec("efficientnet_lite0", auto_weights="lite0-package",
                                           mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)))

@@ -24,6 +24,7 @@ from ctnodule.models.descriptors import TabularScaler, tabular_features
 from ctnodule.models.features import extract_features
 from ctnodule.models.heads import SklearnHead, create_head, is_sklearn_head
 from ctnodule.models.network import Classifier
+from ctnodule.models.ordinal import ordinal_head_params
 from ctnodule.preprocess import Pipeline, PreprocessConfig
 from ctnodule.preprocess.inputs import to_images
 from ctnodule.recipe import TrainConfig
@@ -43,7 +44,8 @@ class FittedModel:
     info: dict = dataclasses.field(default_factory=dict)  # facts recorded in the checkpoint (e.g. agreement)
 
     def images(self, slices: Sequence[Slice]) -> np.ndarray:
-        return to_images(list(self.pipeline.transform_many(slices, workers=1)))
+        return to_images(list(self.pipeline.transform_many(slices, workers=1)),
+                         with_mask=getattr(self.net.backbone, "takes_mask", False))
 
     def extra(self, slices: Sequence[Slice]) -> np.ndarray | None:
         return None if self.scaler is None else self.scaler.transform(tabular_features(slices, self.cfg.tabular))
@@ -65,7 +67,10 @@ class FittedModel:
             data = Batches(as_maps(feats), y, ex, views=True)
             return predict_logits(self.net.head, data, cfg, device).softmax(1).numpy()
         data = Batches(torch.from_numpy(images), y, ex, views=False)
-        return predict_logits(self.net, data, cfg, device).softmax(1).numpy()
+        proba = predict_logits(self.net, data, cfg, device).softmax(1).numpy()
+        if self.sk_head is not None:  # the nodule CNN's late fusion: mean with the descriptor regression
+            proba = (proba + self.sk_head.predict_proba(extra, N_CLASSES[cfg.task])) / 2
+        return proba
 
     def save(self, path: Path, extra: dict[str, Any] | None = None) -> None:
         """Write the model as a checkpoint. A frozen pretrained backbone is rebuilt from its weights source
@@ -93,6 +98,8 @@ class FittedModel:
                            f"'{backbone.weights_status}' are available now; install them or retrain")
         sk = is_sklearn_head(cfg.head)
         params = {"dropout": 0.0} if sk else cfg.head_params
+        if cfg.head == "ordinal":
+            params = ordinal_head_params(cfg.head_params)
         head = create_head("linear" if sk else cfg.head, backbone.num_features, N_CLASSES[cfg.task],
                            blob["n_extra"], **params)
         net = Classifier(backbone, head)

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ctnodule.errors import ConfigError
+from ctnodule.models.ordinal import cumulative_to_proba
 from ctnodule.registry import Registry
 
 HEADS: Registry = Registry("head")
@@ -82,6 +83,38 @@ class LinearHead(Head):
 
     def forward(self, fmap: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
         return self.fc(self.drop(self._with_extra(self.pool(fmap), extra)))
+
+
+class OrdinalHead(Head):
+    """Average pool over the cells the backbone kept (all of them, or the nodule region of a `*_roi` net),
+    dropout, then `scores - 1` cumulative logits for P(score > k) (see `models/ordinal.py`).
+
+    `forward` returns class log-probabilities, so losses, argmax, TTA and Grad-CAM targets work unchanged:
+    for 5 classes the scores' probabilities, for 2 classes P(score <= 3) / P(score >= 4) of the same model.
+    `cumulative` gives the raw cumulative logits the label-mode losses train.
+    """
+
+    def __init__(self, in_features: int, n_classes: int, n_extra: int = 0, dropout: float = 0.3, scores: int = 5,
+                 benign_max: int = 3):
+        super().__init__()
+        if n_classes not in (2, scores):
+            raise ConfigError(f"ordinal head: {n_classes} classes; expected 2 (binary) or {scores} (scores)")
+        self.n_extra = n_extra
+        self.n_classes = n_classes
+        self.benign_max = benign_max
+        self.drop = nn.Dropout(dropout)
+        self.fc = nn.Linear(in_features + n_extra, scores - 1)
+
+    def cumulative(self, fmap: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        kept = (fmap.abs().sum(dim=1, keepdim=True) > 0).to(fmap.dtype)
+        pooled = fmap.sum(dim=(2, 3)) / kept.sum(dim=(2, 3)).clamp_min(1.0)
+        return self.fc(self.drop(self._with_extra(pooled, extra)))
+
+    def forward(self, fmap: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        proba = cumulative_to_proba(self.cumulative(fmap, extra))
+        if self.n_classes == 2:
+            proba = torch.stack([proba[:, :self.benign_max].sum(1), proba[:, self.benign_max:].sum(1)], dim=1)
+        return proba.clamp_min(1e-8).log()
 
 
 class SklearnHead:
@@ -197,5 +230,6 @@ def create_head(name: str, in_features: int, n_classes: int, n_extra: int = 0, *
 HEADS.register("seed")(SeedHead)
 HEADS.register("mlp")(MLPHead)
 HEADS.register("linear")(LinearHead)
+HEADS.register("ordinal")(OrdinalHead)
 HEADS.register("svm")(SVMHead)
 HEADS.register("logreg")(LogRegHead)

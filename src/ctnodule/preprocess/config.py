@@ -4,7 +4,8 @@ The same model is the user's YAML config (`params` only) and the saved `pipeline
 carries `state`, what `fit` learned, and the file carries the pipeline `hash`). Two shipped recipes per
 view, as YAML files in `ctnodule/configs/` (the only place they are written down): `seed` is the original
 report's (stretch every nodule crop to the learned majority size) and `default` is ours (resample nodule
-crops to 0.7 mm/px and crop/pad 64 x 64 around the nodule, so physical size survives).
+crops to 0.7 mm/px and crop/pad 64 x 64 around the nodule, so physical size survives); `nodule_cnn`
+(nodule view only) is the nodule-scale CNN's input (1 mm/px, 32 x 32, HU window only).
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ import yaml
 
 from ctnodule.config import StrictModel
 from ctnodule.errors import ConfigError
+from ctnodule.recipe import PREPROCESS_RECIPES
 
 View = Literal["full", "nodule"]
 
 #: The shipped recipes, one YAML file per recipe and view in `ctnodule/configs/`.
-RECIPES = ("default", "seed")
+RECIPES = PREPROCESS_RECIPES
 
 
 class StepSpec(StrictModel):
@@ -58,7 +60,10 @@ class PreprocessConfig(StrictModel):
         _check_view(view)
         if name not in RECIPES:
             raise ConfigError(f"unknown preprocessing recipe {name!r}; use one of {RECIPES} or a YAML file")
-        text = resources.files("ctnodule").joinpath("configs", f"preprocess-{name}-{view}.yaml").read_text("utf-8")
+        path = resources.files("ctnodule").joinpath("configs", f"preprocess-{name}-{view}.yaml")
+        if not path.is_file():
+            raise ConfigError(f"preprocessing recipe {name!r} has no {view!r}-view version")
+        text = path.read_text("utf-8")
         return cls.model_validate(yaml.safe_load(text))
 
     @classmethod

@@ -39,14 +39,19 @@ def middle_three(stack: np.ndarray) -> np.ndarray:
     return stack[c - 1: c + 2]
 
 
-def to_images(slices: Sequence[Slice]) -> np.ndarray:
-    """Preprocessed slices -> (N, 3, H, W) float32: stacks as they are, grey slices repeated."""
+def to_images(slices: Sequence[Slice], with_mask: bool = False) -> np.ndarray:
+    """Preprocessed slices -> (N, 3, H, W) float32: stacks as they are, grey slices repeated; with
+    `with_mask` the nodule mask (0/1, zeros where a slice has none) is a 4th channel (for `*_roi` nets)."""
     if not slices:
         raise DataError("no samples to turn into images (empty dataset or every sample filtered out)")
     arrays = []
     for s in slices:
         a = np.asarray(s.array, dtype=np.float32)
-        arrays.append(np.repeat(a[None], 3, axis=0) if a.ndim == 2 else a)
+        a = np.repeat(a[None], 3, axis=0) if a.ndim == 2 else a
+        if with_mask:
+            m = np.zeros(a.shape[1:], np.float32) if s.mask is None else (np.asarray(s.mask) > 0).astype(np.float32)
+            a = np.concatenate([a, m[None]])
+        arrays.append(a)
     shapes = {a.shape for a in arrays}
     if len(shapes) > 1:
         raise DataError(f"preprocessed samples differ in shape {sorted(shapes)[:3]}; the pipeline must end "

@@ -58,5 +58,5 @@ def train_fold(cfg: TrainConfig, slices: Sequence[Slice], frame: pd.DataFrame, y
             extra = scaler.transform(table)
     data = FoldData(cfg, fold, frame, pipeline, images, rows, y[rows], scaler, extra,
                     create_backbone(cfg.backbone, cfg.weights), resolve(cfg.imbalance, **cfg.imbalance_params),
-                    checkpoint, resume, log)
+                    checkpoint, resume, log, slices)
     return strategy.fit(data, predict_idx)

@@ -12,7 +12,7 @@ being discovered by a string check deep in a branch. A new way of training is on
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ctnodule.data.slice import Slice
 from ctnodule.errors import ConfigError, DataError
 from ctnodule.models.backbones import Backbone
 from ctnodule.models.batches import Batches, predict_logits
@@ -56,6 +57,7 @@ class FoldData:
     checkpoint: Path
     resume: bool
     log: Callable[[str], None]
+    slices: Sequence[Slice] = ()  # the raw slices (a strategy that crops its own training images needs them)
 
     @property
     def n_classes(self) -> int:
@@ -184,7 +186,23 @@ class FineTune(Strategy):
         return model, history, proba
 
 
-STRATEGIES: tuple[type[Strategy], ...] = (FrozenSklearnHead, FrozenTorchHead, FineTune)
+class NoduleCNN(Strategy):
+    """The nodule-scale CNN with an ordinal head, fused late with a descriptor regression (`train.image_model`)."""
+
+    name = "nodule CNN + descriptor regression"
+    image_balancers = False
+
+    @staticmethod
+    def applies(cfg: TrainConfig) -> bool:
+        return cfg.head == "ordinal"
+
+    def fit(self, d: FoldData, predict_idx: np.ndarray | None) -> Result:
+        from ctnodule.train.image_model import fit_nodule_cnn
+
+        return fit_nodule_cnn(d, predict_idx)
+
+
+STRATEGIES: tuple[type[Strategy], ...] = (NoduleCNN, FrozenSklearnHead, FrozenTorchHead, FineTune)
 
 
 def strategy_for(cfg: TrainConfig) -> Strategy:
