@@ -39,39 +39,39 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from ctnodule.data.dataset import SliceDataset
+from ctnodule.data.splits import load_splits
+from ctnodule.models.augment import apply_affine
 from ctnodule.models.backbones import create_backbone
 from ctnodule.models.descriptors import tabular_features
 from ctnodule.models.ordinal import LabelLoss, cumulative_to_proba
 from ctnodule.preprocess import Pipeline, PreprocessConfig
 from ctnodule.preprocess.config import StepSpec
-from ctnodule.models.augment import apply_affine
 from ctnodule.preprocess.inputs import load_slices, to_images
 from ctnodule.train.labels import target_distributions
-from ctnodule.data.splits import load_splits
 
-BASE = dict(size=32, mm=1.0, net="nodule_resnet", epochs=20, lr=3e-3, wd=5e-4, batch=64, labels="maxvote",
-            rot=180.0, zoom=0.1, noise=0.015, zflip=True, seeds=1, tta=4, drop=0.3, window=(-300.0, 1400.0),
-            mask_ch=False, roi_pool=False)
+BASE = {"size": 32, "mm": 1.0, "net": "nodule_resnet", "epochs": 20, "lr": 3e-3, "wd": 5e-4, "batch": 64, "labels": "maxvote",
+            "rot": 180.0, "zoom": 0.1, "noise": 0.015, "zflip": True, "seeds": 1, "tta": 4, "drop": 0.3, "window": (-300.0, 1400.0),
+            "mask_ch": False, "roi_pool": False}
 RECIPES: dict[str, dict] = {
     "r32": {},
-    "r32_e30": dict(epochs=30),
-    "r32_wide": dict(net="nodule_resnet_wide"),
-    "r40_08": dict(size=40, mm=0.8),
-    "r48_07": dict(size=48, mm=0.7),
-    "r32_noaug": dict(rot=0.0, zoom=0.0, noise=0.0, zflip=False),
-    "r32_soft": dict(labels="soft"),
-    "r32_mean": dict(labels="mean"),
-    "r32_s3": dict(seeds=3),
-    "r32_mask": dict(mask_ch=True),
+    "r32_e30": {"epochs": 30},
+    "r32_wide": {"net": "nodule_resnet_wide"},
+    "r40_08": {"size": 40, "mm": 0.8},
+    "r48_07": {"size": 48, "mm": 0.7},
+    "r32_noaug": {"rot": 0.0, "zoom": 0.0, "noise": 0.0, "zflip": False},
+    "r32_soft": {"labels": "soft"},
+    "r32_mean": {"labels": "mean"},
+    "r32_s3": {"seeds": 3},
+    "r32_mask": {"mask_ch": True},
     # the mask is NOT a conv input: it only decides where the head pools (mask grown by one 4-mm cell)
-    "r32_roi": dict(roi_pool=True),
-    "r32_maskroi": dict(roi_pool=True, mask_ch=True),  # both: the mask is convolved AND decides the pooling  # + the nodule mask as a 4th input channel (image + outline, no descriptors)
+    "r32_roi": {"roi_pool": True},
+    "r32_maskroi": {"roi_pool": True, "mask_ch": True},  # both: the mask is convolved AND decides the pooling  # + the nodule mask as a 4th input channel (image + outline, no descriptors)
 }
 
 
 def build_images(slices, size: int, mm: float, window: tuple[float, float]) -> tuple[np.ndarray, list]:
     """Images at `mm` mm/px, (size * 1.5)-px crops (room for rotation/zoom), and their masks."""
-    big = int(round(size * 1.5 / 2)) * 2
+    big = round(size * 1.5 / 2) * 2
     cfg = PreprocessConfig(view="nodule", steps=[
         StepSpec(name="window", params={"level": window[0], "width": window[1]}),
         StepSpec(name="size", params={"mode": "resample", "size": [big, big], "spacing_mm": mm, "centre": "mask",

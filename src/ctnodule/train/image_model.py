@@ -48,7 +48,7 @@ def fit_nodule_cnn(d: FoldData, predict_idx: np.ndarray | None) -> Result:
     seed_everything(cfg.seed + d.fold)
     size = _input_side(d.pipeline)
     train_slices = [d.slices[i] for i in rows]
-    wide = Pipeline.from_config(_resized(d.pipeline, int(round(size * TRAIN_MARGIN / 2)) * 2)).fit(train_slices)
+    wide = Pipeline.from_config(_resized(d.pipeline, round(size * TRAIN_MARGIN / 2) * 2)).fit(train_slices)
     x_train = torch.from_numpy(to_images(list(wide.transform_many(train_slices, workers=1)),
                                          with_mask=d.backbone.takes_mask))
     targets = torch.from_numpy(target_distributions(d.frame.iloc[rows], cfg.labels))
