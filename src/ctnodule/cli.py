@@ -28,10 +28,12 @@ def _register_commands() -> None:
     from ctnodule.balance import commands as balance_commands
     from ctnodule.data import commands as data_commands
     from ctnodule.explain import commands as explain_commands
+    from ctnodule.export import commands as export_commands
     from ctnodule.preprocess import commands as preprocess_commands
     from ctnodule.train import commands as train_commands
 
-    for module in (data_commands, explain_commands, preprocess_commands, train_commands, balance_commands):
+    for module in (data_commands, explain_commands, preprocess_commands, train_commands, balance_commands,
+                   export_commands):
         module.register(app)
 
 
