@@ -50,11 +50,13 @@ def run_cmd(
     patients: Annotated[int, typer.Option(min=5, help="Phantom patients to generate when no DATA is given.")] = 60,
     seed: Annotated[int, typer.Option(help="Seed for the phantom, splits and training; recorded in every run.")] = 0,
     force: Annotated[bool, typer.Option("--force", help="Replace OUT (only once the new run has finished).")] = False,
+    device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N for training and Grad-CAM (checked first).")] = "cpu",
 ) -> None:
     """The main job: import -> explore -> preprocess -> train every classifier -> explain -> one report."""
     from ctnodule.workflow import run_all
 
-    page = run_all(data, out, folds=folds, patients=patients, seed=seed, force=force, log=typer.echo)
+    page = run_all(data, out, folds=folds, patients=patients, seed=seed, force=force, log=typer.echo,
+                   device=device)
     typer.echo(f"open {page}")
 
 

@@ -47,3 +47,27 @@ def tune_malloc() -> dict[str, int]:
         if mallopt(ctypes.c_int(param), ctypes.c_int(value)) == 1:
             applied[env] = value
     return applied
+
+
+def check_device(device: str, torch_backend: bool = True) -> str:
+    """Validate a `--device` value before any work: "cpu", "cuda" or "cuda:N" with that GPU visible.
+
+    `torch_backend=False` (an onnxruntime bundle) checks the spelling only: the bundle's session checks
+    its CUDA provider, and torch is not imported on that path.
+    """
+    import re
+
+    from ctnodule.errors import ConfigError
+
+    match = re.fullmatch(r"cpu|cuda(?::(\d+))?", device)
+    if match is None:
+        raise ConfigError(f"--device {device!r}: expected cpu, cuda or cuda:N")
+    if device == "cpu" or not torch_backend:
+        return device
+    import torch
+
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = int(match.group(1) or 0)
+    if index >= n:
+        raise ConfigError(f"--device {device}: no such CUDA GPU here ({n} visible to PyTorch); use --device cpu")
+    return device

@@ -144,7 +144,7 @@ def metadata(run_dir: Path, predictor, head: dict[str, Any], n_image: int, files
         "bundle_format": BUNDLE_FORMAT,
         "name": run_dir.name,
         "version": ctnodule.__version__,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "description": f"Lung-nodule malignancy ({cfg.task}) from a CT nodule slice, its nodule mask and spacing.",
         "model": {"task": cfg.task, "view": cfg.view, "channels": cfg.channels, "preset": cfg.preset,
                   "backbone": cfg.backbone if n_image else None, "weights": config.get("weights_source"),

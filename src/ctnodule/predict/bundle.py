@@ -155,6 +155,8 @@ def apply_head(head: dict[str, Any], features: np.ndarray | None, raw_tabular: n
     """
     import warnings
 
+    from scipy.special import expit, softmax
+
     t = head["tabular"]
     x = np.asarray(raw_tabular, dtype=np.float64).reshape(len(raw_tabular), -1)
     missing = ~np.isfinite(x)
@@ -182,12 +184,9 @@ def apply_head(head: dict[str, Any], features: np.ndarray | None, raw_tabular: n
     clf = head["classifier"]
     z = X @ np.asarray(clf["coef"]).T + np.asarray(clf["intercept"])
     if z.shape[1] == 1:
-        p1 = 1.0 / (1.0 + np.exp(-z[:, 0]))
-        proba = np.stack([1.0 - p1, p1], axis=1)
+        proba = np.stack([expit(-z[:, 0]), expit(z[:, 0])], axis=1)
     else:
-        z = z - z.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        proba = e / e.sum(axis=1, keepdims=True)
+        proba = softmax(z, axis=1)
     out = np.zeros((len(X), head["n_classes"]))
     out[:, np.asarray(clf["classes"], dtype=int)] = proba
     return out

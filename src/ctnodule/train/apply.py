@@ -10,6 +10,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -18,12 +19,15 @@ from ctnodule.atomic import atomic_path
 from ctnodule.data.dataset import SliceDataset
 from ctnodule.data.manifest import MANIFEST
 from ctnodule.data.slice import Slice
-from ctnodule.errors import DataError
+from ctnodule.errors import ConfigError, DataError
+from ctnodule.predict.bundle import Bundle, is_bundle, load_bundle
 from ctnodule.train.inputs import load_slices
-from ctnodule.train.run import Predictor, load_run
+
+if TYPE_CHECKING:
+    from ctnodule.train.run import Predictor
 
 
-def dataset_slices(predictor: Predictor, data: str | Path | SliceDataset) -> tuple[SliceDataset, list[Slice]]:
+def dataset_slices(predictor: Predictor | Bundle, data: str | Path | SliceDataset) -> tuple[SliceDataset, list[Slice]]:
     """The run's view of `data`, loaded the way the run was trained (2.5D stacks where it used them)."""
     ds = data if isinstance(data, SliceDataset) else SliceDataset(data)
     ds = ds.view(predictor.view)
@@ -32,9 +36,10 @@ def dataset_slices(predictor: Predictor, data: str | Path | SliceDataset) -> tup
     return ds, load_slices(ds, predictor.channels)
 
 
-def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n_boot: int = 1000) -> dict:
-    """Score the run's final model on another labelled dataset: `out/metrics.json`, predictions.csv,
-    figures and report.html. Returns the metrics dictionary."""
+def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n_boot: int = 1000,
+                 device: str = "cpu") -> dict:
+    """Score the run's final model (or an exported bundle) on another labelled dataset: `out/metrics.json`,
+    predictions.csv, figures and report.html. Returns the metrics dictionary."""
     from ctnodule.evaluate.bootstrap import bootstrap_ci
     from ctnodule.evaluate.metrics import compute_metrics
     from ctnodule.evaluate.plots import calibration_figure, confusion_matrix_figure, roc_figure
@@ -42,7 +47,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n_boot:
     from ctnodule.report.model_card import write_metrics
     from ctnodule.train.splits import task_labels
 
-    predictor = load_run(run_dir)
+    predictor = open_model(run_dir, device)
     ds, slices = dataset_slices(predictor, data)
     y = task_labels(ds.frame, predictor.task)
     proba = predictor.predict_proba(slices)
@@ -68,9 +73,25 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n_boot:
     return metrics
 
 
+def open_model(path: str | Path, device: str = "cpu") -> Predictor | Bundle:
+    """A run folder (torch `Predictor`) or an exported bundle folder (onnxruntime `Bundle`) on `device`."""
+    from ctnodule.runtime import check_device
+
+    if is_bundle(path):
+        return load_bundle(path, device=check_device(device, torch_backend=False))
+    check_device(device)
+    from ctnodule.train.run import load_run
+
+    predictor = load_run(path)
+    predictor.device = device
+    return predictor
+
+
 def predict_files(run_dir: str | Path, inputs: Sequence[str | Path], out: str | Path,
-                  masks: Sequence[str | Path] | None = None, explain: str | None = None) -> pd.DataFrame:
-    """Predict every input: image files (NRRD/NIfTI/DICOM, HU) and/or slice-dataset folders.
+                  masks: Sequence[str | Path] | None = None, explain: str | None = None,
+                  device: str = "cpu") -> pd.DataFrame:
+    """Predict every input with a run or an exported bundle (`run_dir`): image files (NRRD/NIfTI/DICOM, HU)
+    and/or slice-dataset folders.
 
     `masks` (one per image file, same order) give the nodule size to models that use it; a dataset brings
     its own masks/diameters. `explain` (a CAM method name, e.g. "gradcam") adds a heat map per prediction:
@@ -79,7 +100,10 @@ def predict_files(run_dir: str | Path, inputs: Sequence[str | Path], out: str | 
     """
     from ctnodule.data.io import read_slice
 
-    predictor = load_run(run_dir)
+    predictor = open_model(run_dir, device)
+    if explain is not None and isinstance(predictor, Bundle):
+        raise ConfigError(f"{run_dir}: --explain needs the run folder (Grad-CAM differentiates the torch "
+                          "network); a bundle predicts only")
     files = [Path(p) for p in inputs if not (Path(p) / MANIFEST).is_file()]
     folders = [Path(p) for p in inputs if (Path(p) / MANIFEST).is_file()]
     if masks is not None and len(masks) != len(files):
@@ -87,9 +111,14 @@ def predict_files(run_dir: str | Path, inputs: Sequence[str | Path], out: str | 
     parts = []
     maps_dir = Path(out).with_name(Path(out).stem + "_heatmaps")
     for folder in folders:
-        ds, slices = dataset_slices(predictor, folder)
+        if isinstance(predictor, Bundle):  # workers read their own samples: reading is parallel too
+            ds, slices = SliceDataset(folder).view(predictor.view), []
+            proba = predictor.predict_dataset(ds)
+        else:
+            ds, slices = dataset_slices(predictor, folder)
+            proba = predictor.predict_proba(slices)
         ids = ds.frame["sample_id"].astype(str).tolist()
-        rows = _rows(predictor, predictor.predict_proba(slices), ids, None, source=[str(folder)] * len(ds))
+        rows = _rows(predictor, proba, ids, None, source=[str(folder)] * len(ds))
         parts.append(_with_heatmaps(rows, predictor, slices, ids, explain, maps_dir))
     if files:
         slices = []
@@ -113,7 +142,7 @@ def predict_files(run_dir: str | Path, inputs: Sequence[str | Path], out: str | 
     return frame
 
 
-def _rows(predictor: Predictor, proba: np.ndarray, ids: list[str], y: np.ndarray | None,
+def _rows(predictor: Predictor | Bundle, proba: np.ndarray, ids: list[str], y: np.ndarray | None,
           source: list[str] | None = None) -> pd.DataFrame:
     """sample_id, [source], [y_true], proba_<class>..., predicted (class name), score.
 

@@ -7,9 +7,11 @@ from typing import Annotated
 
 import typer
 
-Preset = Annotated[str, typer.Option(help="Recipe: 'default' (ours, tuned by patient-grouped CV) or 'seed' "
+Preset = Annotated[str, typer.Option(help="Recipe: 'default' (ours, tuned by patient-grouped CV), 'fast' "
+                                          "(default without the image network: descriptors only) or 'seed' "
                                           "(the original report's).")]
-Run = Annotated[Path, typer.Argument(help="Run folder from `ctnodule train`.")]
+Run = Annotated[Path, typer.Argument(help="Run folder from `ctnodule train`, or a bundle from `ctnodule export`.")]
+Device = Annotated[str, typer.Option(help="cpu | cuda | cuda:N (checked before any work).")]
 
 
 def train_cmd(
@@ -51,11 +53,12 @@ def evaluate_cmd(
     run: Run,
     data: Annotated[Path, typer.Argument(help="Labelled slice dataset to score the run's final model on.")],
     out: Annotated[Path, typer.Option(help="Folder for metrics.json, predictions.csv, figures, report.html.")],
+    device: Device = "cpu",
 ) -> None:
-    """Apply a trained run (with its own preprocessing) to another dataset and score it."""
+    """Apply a trained run or bundle (with its own preprocessing) to another dataset and score it."""
     from ctnodule.train.apply import evaluate_run
 
-    m = evaluate_run(run, data, out)
+    m = evaluate_run(run, data, out, device=device)
     typer.echo(f"n={m['n']} accuracy={m['accuracy']:.3f} roc_auc={m['roc_auc']:.3f}"
                + (f" qwk={m['qwk']:.3f}" if "qwk" in m else "") + f" -> {out / 'metrics.json'}")
 
@@ -69,11 +72,12 @@ def predict_cmd(
     explain: Annotated[bool, typer.Option("--explain", help="Add a Grad-CAM heat map per prediction "
                                                             "(PNG overlay + NRRD map beside the CSV).")] = False,
     method: Annotated[str, typer.Option(help="CAM method for --explain (gradcam, gradcam++, ...).")] = "gradcam",
+    device: Device = "cpu",
 ) -> None:
-    """Predict class probabilities and a malignancy score for each input."""
+    """Predict class probabilities and a malignancy score for each input (a bundle runs without torch)."""
     from ctnodule.train.apply import predict_files
 
-    frame = predict_files(run, inputs, out, masks=mask or None, explain=method if explain else None)
+    frame = predict_files(run, inputs, out, masks=mask or None, explain=method if explain else None, device=device)
     typer.echo(f"{len(frame)} prediction(s) -> {out}")
 
 

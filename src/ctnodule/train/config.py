@@ -16,7 +16,7 @@ import yaml
 from ctnodule.config import StrictModel
 from ctnodule.errors import ConfigError
 
-PRESETS = ("seed", "default")
+PRESETS = ("seed", "default", "fast")
 
 
 class AugmentConfig(StrictModel):
