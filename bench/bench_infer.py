@@ -49,7 +49,7 @@ def stages(run: Path, bundle_dir: Path, slices: list, tag: str) -> None:
     n = len(slices)
     fm = load_run(run).fold_model
     bundle = load_bundle(bundle_dir)
-    images = timed(f"{tag} preprocess (pipeline, 1 process)", n,
+    images = timed(f"{tag} preprocess (pipeline, 1 process{'' if fm.net.backbone.num_features else '; unused'})", n,
                    lambda: to_images(list(fm.pipeline.transform_many(slices, workers=1))))
     raw = timed(f"{tag} descriptors (1 process)", n, lambda: tabular_features(slices, fm.cfg.tabular))
     with warnings.catch_warnings():
@@ -74,18 +74,19 @@ def end_to_end(data: Path, run: Path, bundle_dir: Path, tag: str) -> float:
     from ctnodule.predict.bundle import load_bundle
     from ctnodule.train.run import load_run
 
-    ds = SliceDataset(data)
-
-    def torch_path() -> np.ndarray:
+    def torch_path() -> np.ndarray:  # what `ctnodule predict RUN DATA` does (validating the dataset first)
         p = load_run(run)
-        return p.predict_proba(p.load_slices(ds))
+        return p.predict_proba(p.load_slices(SliceDataset(data)))
 
-    n = len(ds.view("nodule"))
+    def bundle_path(workers: int) -> np.ndarray:  # `ctnodule predict BUNDLE DATA` (workers check what they read)
+        return load_bundle(bundle_dir).predict_dataset(SliceDataset(data, validate=False), workers=workers)
+
+    n = len(SliceDataset(data, validate=False).view("nodule"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         expected = timed(f"{tag} END TO END torch run (today's predict)", n, torch_path)
         got = [timed(f"{tag} END TO END bundle, {w} worker process(es)", n,
-                     lambda w=w: load_bundle(bundle_dir).predict_dataset(ds, workers=w)) for w in (1, 2)]
+                     lambda w=w: bundle_path(w)) for w in (1, 2)]
     return max(float(np.abs(g - expected).max()) for g in got)
 
 
@@ -93,10 +94,13 @@ def report_bundle(run: Path, out: Path, tag: str) -> Path:
     from ctnodule.export.bundle import export_bundle
     from ctnodule.predict.bundle import load_bundle
 
-    bundle_dir = timed(f"{tag} export", 1, lambda: export_bundle(run, out / tag, force=True))
+    t0 = time.perf_counter()
+    bundle_dir = export_bundle(run, out / tag, force=True)
+    export_s = time.perf_counter() - t0
     size = sum(p.stat().st_size for p in bundle_dir.rglob("*") if p.is_file())
     loads = [load_bundle(bundle_dir).load_seconds for _ in range(3)]
-    print(f"{tag} bundle: {size / 1e6:.2f} MB, load {loads[0]:.3f} s first, {min(loads):.3f} s best of 3")
+    print(f"{tag} bundle: exported in {export_s:.1f} s wall, {size / 1e6:.2f} MB, load {loads[0]:.3f} s first, "
+          f"{min(loads):.3f} s best of 3")
     return bundle_dir
 
 
@@ -124,18 +128,19 @@ def main() -> None:
     for tag, run in runs:
         bundle_dir = report_bundle(run, out, tag)
         ds = SliceDataset(args.data).view("nodule")
-        slices = timed(f"{tag} read (dataset -> slices, 1 process)", len(ds), lambda: load_slices(ds, "context"))
+        slices = timed(f"{tag} read (dataset -> slices, 1 process)", len(ds), lambda ds=ds: load_slices(ds, "context"))
         stages(run, bundle_dir, slices, tag)
         diffs[tag] = end_to_end(args.data, run, bundle_dir, tag)
     print(f"\n{'stage':68s} {'n':>5s} {'wall s':>7s} {'CPU s':>7s} {'/s wall':>8s} {'/CPU-s':>7s} {'2-core bound':>12s}")
     for name, n, wall, cpu in ROWS:
-        print(f"{name:68s} {n:5d} {wall:7.2f} {cpu:7.2f} {n / wall:8.0f} {n / cpu:7.0f} {2 * n / cpu:12.0f}")
-    for tag in diffs:
-        rows = {name: (n, cpu) for name, n, _, cpu in ROWS if name.startswith(tag)}
-        torch_n, torch_cpu = rows[f"{tag} END TO END torch run (today's predict)"]
-        best = min(cpu for name, (_, cpu) in rows.items() if "END TO END bundle" in name)
+        rate = f"{n / cpu:7.0f} {2 * n / cpu:12.0f}" if cpu > 0.05 else f"{'>' + str(round(n / 0.05)):>7s} {'':12s}"
+        print(f"{name:68s} {n:5d} {wall:7.2f} {cpu:7.2f} {n / wall:8.0f} {rate}")
+    for tag, diff in diffs.items():
+        rows = {name: cpu for name, _, _, cpu in ROWS if name.startswith(tag)}
+        torch_cpu = rows[f"{tag} END TO END torch run (today's predict)"]
+        best = min(cpu for name, cpu in rows.items() if "END TO END bundle" in name)
         print(f"{tag}: bundle vs torch end to end, per CPU-second: {torch_cpu / best:.1f}x; "
-              f"largest |p_bundle - p_torch| = {diffs[tag]:.1e}")
+              f"largest |p_bundle - p_torch| = {diff:.1e}")
 
 
 if __name__ == "__main__":

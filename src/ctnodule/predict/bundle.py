@@ -108,9 +108,10 @@ class Bundle:
             return None, tab
         return _stack_images([p[0] for p in parts]), tab
 
-    def features(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    def features(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """(N, F) image features: the network's per-view pooled features, rounded to float16 (what the
-        training code cached and fitted the head on) and averaged over the views."""
+        training code cached and fitted the head on) and averaged over the views. Batches of 64 (x 4
+        views) ran faster per CPU-second than 256 on 2 cores (bench/bench_infer.py)."""
         outs = []
         for start in range(0, len(images), batch_size):
             x = np.ascontiguousarray(images[start:start + batch_size], dtype=np.float32)
@@ -126,7 +127,8 @@ class Bundle:
 
     def predict_dataset(self, dataset, workers: int | None = None) -> np.ndarray:
         """(N, C) probabilities of a `SliceDataset`'s samples of this view; each worker reads its samples
-        itself, so reading is spread over the cores too."""
+        itself, so reading is spread over the cores too, and checks what it read (finite HU), so the
+        dataset may be opened with `validate=False` instead of reading every file twice."""
         from ctnodule.preprocess.parallel import parallel_map
 
         ds = dataset.view(self.view)
@@ -242,6 +244,9 @@ def _session(path: Path, threads: int, device: str):
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # idle threads sleep instead of spinning: on a small or shared CPU spinning burns the cores that the
+    # preprocessing workers and other processes need
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(path), opts, providers=providers)
     except Exception as exc:  # onnxruntime raises its own exception types for a bad model file
@@ -249,9 +254,13 @@ def _session(path: Path, threads: int, device: str):
 
 
 def _read_prepare(bundle: Bundle, dataset, i: int) -> tuple[np.ndarray | None, np.ndarray]:
+    from ctnodule.errors import DataError
     from ctnodule.train.inputs import load_slice
 
-    return bundle.prepare(load_slice(dataset, i, bundle.channels))
+    s = load_slice(dataset, i, bundle.channels)
+    if s.array.dtype.kind == "f" and not np.isfinite(s.array).all():
+        raise DataError(f"sample {s.meta.get('sample_id', i)!r}: pixels contain NaN or infinite values", dataset.root)
+    return bundle.prepare(s)
 
 
 def _stack_images(images: list[np.ndarray]) -> np.ndarray:

@@ -111,8 +111,8 @@ def predict_files(run_dir: str | Path, inputs: Sequence[str | Path], out: str | 
     parts = []
     maps_dir = Path(out).with_name(Path(out).stem + "_heatmaps")
     for folder in folders:
-        if isinstance(predictor, Bundle):  # workers read their own samples: reading is parallel too
-            ds, slices = SliceDataset(folder).view(predictor.view), []
+        if isinstance(predictor, Bundle):  # workers read (and check) their own samples: reading is parallel too
+            ds, slices = SliceDataset(folder, validate=False).view(predictor.view), []
             proba = predictor.predict_dataset(ds)
         else:
             ds, slices = dataset_slices(predictor, folder)
