@@ -40,11 +40,11 @@ def timed(name: str, n: int, fn: Callable[[], Any]) -> Any:
 def stages(run: Path, bundle_dir: Path, slices: list, tag: str) -> None:
     """Each stage of both paths on the same slices (one process, no workers)."""
     from ctnodule.models.descriptors import tabular_features
+    from ctnodule.models.features import extract_features
+    from ctnodule.models.fitted import sklearn_matrix
     from ctnodule.predict.bundle import apply_head, load_bundle
-    from ctnodule.train.features import extract_features
-    from ctnodule.train.fold import _sklearn_matrix
-    from ctnodule.train.inputs import to_images
-    from ctnodule.train.run import load_run
+    from ctnodule.predict.run import load_run
+    from ctnodule.preprocess.inputs import to_images
 
     n = len(slices)
     fm = load_run(run).fold_model
@@ -62,7 +62,7 @@ def stages(run: Path, bundle_dir: Path, slices: list, tag: str) -> None:
         image_feats = timed(f"{tag} network onnxruntime", n, lambda: bundle.features(images))
     else:
         feats, image_feats = np.zeros((1, n, 0), np.float16), None
-    timed(f"{tag} head scikit-learn", n, lambda: fm.sk_head.predict_proba(_sklearn_matrix(feats, extra), 2 if
+    timed(f"{tag} head scikit-learn", n, lambda: fm.sk_head.predict_proba(sklearn_matrix(feats, extra), 2 if
                                                                           fm.cfg.task == "binary" else 5))
     timed(f"{tag} head numpy (bundle)", n, lambda: apply_head(bundle.head, image_feats, raw))
 
@@ -72,7 +72,7 @@ def end_to_end(data: Path, run: Path, bundle_dir: Path, tag: str) -> float:
     Returns the largest |p_bundle - p_torch|."""
     from ctnodule.data.dataset import SliceDataset
     from ctnodule.predict.bundle import load_bundle
-    from ctnodule.train.run import load_run
+    from ctnodule.predict.run import load_run
 
     def torch_path() -> np.ndarray:  # what `ctnodule predict RUN DATA` does (validating the dataset first)
         p = load_run(run)
@@ -117,8 +117,8 @@ def main() -> None:
     import torch
 
     from ctnodule.data.dataset import SliceDataset
+    from ctnodule.preprocess.inputs import load_slices
     from ctnodule.preprocess.parallel import usable_cores
-    from ctnodule.train.inputs import load_slices
 
     out = args.out or Path(tempfile.mkdtemp(prefix="bench-infer-"))
     print(f"{usable_cores()} usable cores, torch threads {torch.get_num_threads()}, load average "

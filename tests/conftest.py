@@ -60,14 +60,14 @@ def phantom(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def phantom_default_run(phantom, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The default preset (frozen Lite0 + descriptors + logistic regression) trained on the phantom with 2
     folds; its frozen features go to a private cache, never the user's."""
-    from ctnodule.train.api import train
-    from ctnodule.train.config import load_preset
+    from ctnodule.recipe import load_preset
+    from ctnodule.workflow import train_and_report
 
     out = tmp_path_factory.mktemp("runs") / "default"
     old = os.environ.get("CTNODULE_CACHE")
     os.environ["CTNODULE_CACHE"] = str(tmp_path_factory.mktemp("cache"))
     try:
-        train(phantom, out, load_preset("default", folds=2), log=lambda m: None)
+        train_and_report(phantom, out, load_preset("default", folds=2), log=lambda m: None)
     finally:
         if old is None:
             os.environ.pop("CTNODULE_CACHE")

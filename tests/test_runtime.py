@@ -19,8 +19,9 @@ def test_cpu_passes_and_misspellings_fail():
 
 def test_a_gpu_that_is_not_there_is_refused():
     n = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    with pytest.raises(ConfigError, match=f"{n} visible"):
+    with pytest.raises(ConfigError, match=f"--device cuda:{n}: (no CUDA GPU|this machine has)"):
         check_device(f"cuda:{n}")
+    assert check_device(f"cuda:{n}", torch_backend=False) == f"cuda:{n}"  # a bundle's session checks it
 
 
 @pytest.mark.parametrize("command", ["predict", "evaluate", "explain"])

@@ -50,24 +50,26 @@ def tune_malloc() -> dict[str, int]:
 
 
 def check_device(device: str, torch_backend: bool = True) -> str:
-    """Validate a `--device` value before any work: "cpu", "cuda" or "cuda:N" with that GPU visible.
-
-    `torch_backend=False` (an onnxruntime bundle) checks the spelling only: the bundle's session checks
-    its CUDA provider, and torch is not imported on that path.
-    """
+    """`device` if this machine has it: "cpu", "cuda" or "cuda:N". Checked before any output or compute
+    exists, so a wrong device never leaves a half-written run behind. `torch_backend=False` (an
+    onnxruntime bundle) checks the spelling only: the bundle's session checks its CUDA provider, and
+    torch is not imported on that path."""
     import re
 
     from ctnodule.errors import ConfigError
 
-    match = re.fullmatch(r"cpu|cuda(?::(\d+))?", device)
-    if match is None:
+    if device == "cpu":
+        return device
+    if not re.fullmatch(r"cuda(:\d+)?", device):
         raise ConfigError(f"--device {device!r}: expected cpu, cuda or cuda:N")
-    if device == "cpu" or not torch_backend:
+    if not torch_backend:
         return device
     import torch
 
-    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    index = int(match.group(1) or 0)
-    if index >= n:
-        raise ConfigError(f"--device {device}: no such CUDA GPU here ({n} visible to PyTorch); use --device cpu")
+    if not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: no CUDA GPU is available on this machine; use --device cpu")
+    index = int(device.split(":")[1]) if ":" in device else 0
+    if index >= torch.cuda.device_count():
+        raise ConfigError(f"--device {device}: this machine has {torch.cuda.device_count()} GPU(s) (cuda:0.."
+                          f"cuda:{torch.cuda.device_count() - 1})")
     return device

@@ -16,11 +16,11 @@ from ctnodule.data.dataset import SliceDataset
 from ctnodule.errors import RunError
 from ctnodule.export.bundle import export_bundle
 from ctnodule.models.descriptors import DESCRIPTOR_NAMES
+from ctnodule.predict.apply import predict_files
 from ctnodule.predict.bundle import METADATA, load_bundle
-from ctnodule.train.api import train
-from ctnodule.train.apply import predict_files
-from ctnodule.train.config import load_preset
-from ctnodule.train.run import load_run
+from ctnodule.predict.run import load_run
+from ctnodule.recipe import load_preset
+from ctnodule.workflow import train_and_report
 
 
 def test_bundle_reproduces_the_torch_run(phantom_default_run, phantom_bundle, phantom):
@@ -94,7 +94,7 @@ def test_a_newer_bundle_format_is_refused(phantom_bundle, tmp_path):
 
 def test_fast_preset_exports_without_a_network(phantom, tmp_path, monkeypatch):
     monkeypatch.setenv("CTNODULE_CACHE", str(tmp_path / "cache"))
-    train(phantom, tmp_path / "fast", load_preset("fast", folds=2), log=lambda m: None)
+    train_and_report(phantom, tmp_path / "fast", load_preset("fast", folds=2), log=lambda m: None)
     bundle = load_bundle(export_bundle(tmp_path / "fast", tmp_path / "bundle"))
     assert bundle.session is None and not (tmp_path / "bundle" / "network.onnx").exists()
     predictor = load_run(tmp_path / "fast")
@@ -112,7 +112,7 @@ def test_export_refuses_an_existing_folder_and_other_heads(phantom_default_run, 
     monkeypatch.setenv("CTNODULE_CACHE", str(tmp_path / "cache"))
     run = tmp_path / "mlp"
     cfg = load_preset("default", backbone="resnet18", weights="none", head="mlp", folds=2, epochs=1, tta=False)
-    train(phantom, run, cfg, log=lambda m: None)
+    train_and_report(phantom, run, cfg, log=lambda m: None)
     with pytest.raises(RunError, match="logistic-regression"):
         export_bundle(run, tmp_path / "b")
     assert not (tmp_path / "b").exists()

@@ -13,17 +13,17 @@ from ctnodule.predict.bundle import apply_head
 
 
 def test_predicting_with_a_bundle_never_imports_torch(phantom_bundle, phantom, tmp_path):
-    code = (
+    code = (  # the whole CLI path: `ctnodule predict BUNDLE DATA`
         "import sys\n"
-        "from ctnodule.train.apply import predict_files\n"
-        f"frame = predict_files({str(phantom_bundle)!r}, [{str(phantom)!r}], {str(tmp_path / 'p.csv')!r})\n"
-        "assert len(frame) > 0\n"
+        "from ctnodule.cli import main\n"
+        f"main(['predict', {str(phantom_bundle)!r}, {str(phantom)!r}, '--out', {str(tmp_path / 'p.csv')!r}])\n"
         "print('torch' in sys.modules)\n"
     )
     src = Path(__file__).resolve().parents[2] / "src"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                           env={"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin"})
     assert done.stdout.strip().splitlines()[-1] == "False"
+    assert (tmp_path / "p.csv").is_file()
 
 
 @pytest.mark.parametrize("n_classes", [2, 5])

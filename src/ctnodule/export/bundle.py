@@ -30,6 +30,7 @@ from torch import nn
 import ctnodule
 from ctnodule.atomic import atomic_dir, write_text
 from ctnodule.errors import RunError
+from ctnodule.models.augment import flip_views
 from ctnodule.predict.bundle import (
     BUNDLE_FORMAT,
     HEAD,
@@ -39,7 +40,7 @@ from ctnodule.predict.bundle import (
     apply_head,
     file_sha256,
 )
-from ctnodule.train.augment import flip_views
+from ctnodule.runfolder import read_metrics
 
 OPSET = 17
 FEATURE_TOLERANCE = 1e-3  # ONNX vs torch features (float32 kernels differ in summation order)
@@ -62,7 +63,7 @@ class PooledViews(nn.Module):
 
 def export_bundle(run_dir: str | Path, out: str | Path, force: bool = False) -> Path:
     """Write the bundle of run `run_dir` to `out` (refused if it exists, unless `force`). Returns `out`."""
-    from ctnodule.train.run import load_run
+    from ctnodule.predict.run import load_run
 
     run_dir = Path(run_dir)
     predictor = load_run(run_dir)
@@ -135,7 +136,7 @@ def metadata(run_dir: Path, predictor, head: dict[str, Any], n_image: int, files
 
     cfg = predictor.fold_model.cfg
     config = predictor.config
-    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    metrics = read_metrics(run_dir)
     scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     size = next((s.get_params().get("size") for s in predictor.pipeline.steps if s.name == "size"), None)
     views = 4 if cfg.tta else 1

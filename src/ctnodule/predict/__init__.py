@@ -1,1 +1,33 @@
-"""predict stage: apply a trained model. `bundle` runs an exported bundle with onnxruntime (no torch)."""
+"""predict stage: a finished run folder applied to new data, with the run's own preprocessing.
+
+Public API::
+
+    from ctnodule.predict import load_run, predict_files
+    p = load_run("runs/voi-5class")
+    slices = p.load_slices(SliceDataset("voi-ds"))           # the run's view, 2.5D stacks where it used them
+    proba = p.predict_proba(slices)                          # (N, C), the run's preprocessing + TTA
+    x = p.prepare(slices)                                    # (N, 3, H, W) float32 [0, 1]: what the CNN sees
+    logits = p.model(x)                                      # nn.Module (binds the sizes/descriptors of x)
+    p.pipeline, p.class_names, p.task, p.view, p.config, p.info
+    predict_files("runs/voi-5class", ["a.nrrd"], "preds.csv", masks=["a-mask.nrrd"])
+
+    b = load_bundle("bundles/voi-5class")                    # an exported bundle (`ctnodule export`): onnxruntime,
+    proba = b.predict_proba(slices)                          # no torch; same probabilities within 1e-4
+    m = open_model("runs/voi-5class or bundles/voi-5class")  # either, by what the folder holds
+
+Names are imported lazily, so `ctnodule --help` does not pay for torch.
+"""
+
+import importlib
+
+_WHERE = {"Predictor": "run", "load_run": "run", "predict_files": "apply", "predict_inputs": "apply",
+          "dataset_slices": "apply", "open_model": "apply", "Bundle": "bundle", "load_bundle": "bundle"}
+
+__all__ = ["Bundle", "Predictor", "dataset_slices", "load_bundle", "load_run", "open_model", "predict_files",
+           "predict_inputs"]
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"ctnodule.predict.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'ctnodule.predict' has no attribute {name!r}")

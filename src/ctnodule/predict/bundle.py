@@ -140,7 +140,7 @@ class Bundle:
 
     def load_slices(self, dataset) -> list[Slice]:
         """A `SliceDataset`'s samples of this model's view, as it was trained on them (2.5D where used)."""
-        from ctnodule.train.inputs import load_slices
+        from ctnodule.preprocess.inputs import load_slices
 
         return load_slices(dataset.view(self.view), self.channels)
 
@@ -255,7 +255,7 @@ def _session(path: Path, threads: int, device: str):
 
 def _read_prepare(bundle: Bundle, dataset, i: int) -> tuple[np.ndarray | None, np.ndarray]:
     from ctnodule.errors import DataError
-    from ctnodule.train.inputs import load_slice
+    from ctnodule.preprocess.inputs import load_slice
 
     s = load_slice(dataset, i, bundle.channels)
     if s.array.dtype.kind == "f" and not np.isfinite(s.array).all():
