@@ -149,7 +149,8 @@ def metadata(run_dir: Path, predictor, head: dict[str, Any], n_image: int, files
         "description": f"Lung-nodule malignancy ({cfg.task}) from a CT nodule slice, its nodule mask and spacing.",
         "model": {"task": cfg.task, "view": cfg.view, "channels": cfg.channels, "preset": cfg.preset,
                   "backbone": cfg.backbone if n_image else None, "weights": config.get("weights_source"),
-                  "head": cfg.head, "head_params": cfg.head_params, "tta_views": views, "network": bool(n_image)},
+                  "head": cfg.head, "head_params": cfg.head_params, "tta_views": views, "network": bool(n_image),
+                  "used_context": bool(config.get("used_context"))},
         "inputs": {
             "slice": {"shape": slice_shape, "dtype": "int16 (or any real type)", "units": "HU",
                       "spacing": "pixel spacing (row_mm, col_mm), required: crops are resampled to mm",

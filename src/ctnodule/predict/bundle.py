@@ -121,6 +121,12 @@ class Bundle:
 
     def predict_proba(self, slices: Sequence[Slice], workers: int | None = None) -> np.ndarray:
         """(N, C) class probabilities of `slices` (HU, with spacing and nodule mask), in the order given."""
+        if self.metadata["model"].get("used_context") and any(s.array.ndim == 2 for s in slices):
+            import warnings
+
+            warnings.warn("this model was trained on 3 neighbouring slices (2.5D); single slices are fed "
+                          "as 3 copies, which it has not seen: expect weaker predictions", UserWarning,
+                          stacklevel=2)
         images, tab = self.prepare_many(slices, workers)
         feats = None if images is None else self.features(images)
         return apply_head(self.head, feats, tab)
@@ -132,6 +138,10 @@ class Bundle:
         from ctnodule.preprocess.parallel import parallel_map
 
         ds = dataset.view(self.view)
+        if len(ds) == 0:
+            from ctnodule.errors import DataError
+
+            raise DataError(f"no {self.view!r}-view samples here; this model needs that view", ds.root)
         read = functools.partial(_read_prepare, self, ds)
         parts = list(parallel_map(read, range(len(ds)), workers=workers, chunksize=32))
         images = None if self.session is None else _stack_images([p[0] for p in parts])
