@@ -4,7 +4,7 @@ input's pixel grid), built on the predict stage."""
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +23,12 @@ from ctnodule.runtime import check_device
 
 def predict_with_heatmaps(run_dir: str | Path, inputs: Sequence[str | Path], out: str | Path,
                           masks: Sequence[str | Path] | None = None, method: str = "gradcam",
-                          device: str = "cpu") -> pd.DataFrame:
+                          spacing: float | None = None, allow: Collection[str] = (),
+                          force: bool = False, device: str = "cpu") -> pd.DataFrame:
     """Predict like `predict_files` and add a heat map per prediction: `<out stem>_heatmaps/<sample>.png`
     (overlay) and `.nrrd` (the map on the input's pixel grid, [0, 1]), named in the CSV's `heatmap` column."""
+    from ctnodule.atomic import check_out_file
+
     if is_bundle(run_dir):
         raise ConfigError(f"{run_dir}: --explain needs the run folder (Grad-CAM differentiates the torch "
                           "network); a bundle predicts only")
@@ -33,7 +36,8 @@ def predict_with_heatmaps(run_dir: str | Path, inputs: Sequence[str | Path], out
     predictor = load_run(run_dir)
     predictor.device = device
     predictor.model.to(device)
-    frame, slices = predict_inputs(predictor, inputs, masks)
+    check_out_file(out, force, "predictions CSV")
+    frame, slices = predict_inputs(predictor, inputs, masks, spacing, allow)
     folder = Path(out).with_name(Path(out).stem + "_heatmaps")
     frame = frame.assign(heatmap=write_heatmaps(predictor, slices, frame["sample_id"].tolist(), method, folder))
     write_csv(Path(out), frame)
