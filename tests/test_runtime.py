@@ -32,5 +32,5 @@ def test_commands_check_the_device_first(command, tmp_path, capsys):
             "explain": [str(tmp_path), "--out", str(tmp_path / "x")]}[command]
     with pytest.raises(SystemExit) as exc:  # the run folder does not exist either: the device is checked first
         main([command, str(tmp_path / "no-run"), *args, "--device", f"cuda:{n}"])
-    assert exc.value.code == 2
+    assert exc.value.code == 3  # a CTNoduleError (cli.py: exit codes)
     assert "--device" in capsys.readouterr().err

@@ -77,7 +77,7 @@ def test_a_missing_or_altered_file_is_refused(phantom_bundle, tmp_path, damage, 
         load_bundle(copy)
     with pytest.raises(SystemExit) as exc:
         main(["predict", str(copy), str(tmp_path), "--out", str(tmp_path / "p.csv")])
-    assert exc.value.code == 2
+    assert exc.value.code == 3  # a CTNoduleError (cli.py: exit codes)
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "re-export" in err and len(err.splitlines()) == 1
 
