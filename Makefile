@@ -41,6 +41,9 @@ bench: setup
 	$(BIN)/python bench/bench_radiomics.py $(SHARED)/lidc-voi runs/bench/voi runs/bench/train/default-binary runs/bench/train/default-multiclass
 	$(BIN)/python bench/bench_cgan.py $(SHARED)/lidc-voi
 	$(BIN)/python bench/bench_gpu.py runs/bench/voi
+	$(BIN)/ctnodule train runs/bench/voi --out runs/bench/infer-default --force
+	$(BIN)/ctnodule train runs/bench/voi --preset fast --out runs/bench/infer-fast --force
+	$(BIN)/python bench/bench_infer.py runs/bench/voi runs/bench/infer-default --fast-run runs/bench/infer-fast --out runs/bench/bundles
 
 lint: setup
 	$(BIN)/ruff check src tests bench

@@ -54,3 +54,31 @@ def phantom(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("phantom") / "phantom"
     import_synthetic(out, patients=40, seed=0, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def phantom_default_run(phantom, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default preset (frozen Lite0 + descriptors + logistic regression) trained on the phantom with 2
+    folds; its frozen features go to a private cache, never the user's."""
+    from ctnodule.recipe import load_preset
+    from ctnodule.workflow import train_and_report
+
+    out = tmp_path_factory.mktemp("runs") / "default"
+    old = os.environ.get("CTNODULE_CACHE")
+    os.environ["CTNODULE_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    try:
+        train_and_report(phantom, out, load_preset("default", folds=2), log=lambda m: None)
+    finally:
+        if old is None:
+            os.environ.pop("CTNODULE_CACHE")
+        else:
+            os.environ["CTNODULE_CACHE"] = old
+    return out
+
+
+@pytest.fixture(scope="session")
+def phantom_bundle(phantom_default_run, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`phantom_default_run` exported as a bundle (`ctnodule export`)."""
+    from ctnodule.export.bundle import export_bundle
+
+    return export_bundle(phantom_default_run, tmp_path_factory.mktemp("bundles") / "default")

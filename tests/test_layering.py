@@ -23,6 +23,7 @@ FLOORS: list[set[str]] = [
     {"balance"},
     {"train"},
     {"predict"},
+    {"export"},
     {"evaluate"},
     {"explain"},
     {"report"},

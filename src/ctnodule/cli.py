@@ -33,7 +33,8 @@ app = typer.Typer(
     add_completion=False,
 )
 
-Run = Annotated[Path, typer.Argument(help="Run folder from `ctnodule train`.")]
+Run = Annotated[Path, typer.Argument(help="Run folder from `ctnodule train`, or a bundle from `ctnodule export` "
+                                          "(runs with onnxruntime, without torch).")]
 Device = Annotated[str | None, typer.Option(help="cpu | cuda | cuda:N (default: the preset's, cpu).")]
 
 
@@ -42,7 +43,8 @@ def train_cmd(
     out: Annotated[Path, typer.Option(help="Run folder to write.")],
     view: Annotated[View, typer.Option(help="Which samples: the full slice or the nodule crop.")] = "nodule",
     task: Annotated[Task, typer.Option(help="binary (1-3 vs 4-5) or multiclass (1..5).")] = "binary",
-    preset: Annotated[str, typer.Option(help="Recipe: 'default' (ours, tuned by patient-grouped CV), 'nodule-cnn' "
+    preset: Annotated[str, typer.Option(help="Recipe: 'default' (ours, tuned by patient-grouped CV), 'fast' (default "
+                                             "without the image network: descriptors only), 'nodule-cnn' "
                                              "(nodule-scale CNN + descriptors) or 'seed' (the original "
                                              "report's).")] = "default",
     preprocess: Annotated[str | None, typer.Option(help="Preprocessing recipe: default | seed | PATH to a recipe "
@@ -101,9 +103,11 @@ def predict_cmd(
                                                          "volume's middle slice), '0-255' (values in 0..255 that "
                                                          "really are HU).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite OUT if it exists.")] = False,
+    device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N (checked before any work).")] = "cpu",
 ) -> None:
     """Predict class probabilities and a malignancy score for each input."""
-    options = {"masks": mask or None, "spacing": spacing, "allow": tuple(allow or ()), "force": force}
+    options = {"masks": mask or None, "spacing": spacing, "allow": tuple(allow or ()), "force": force,
+               "device": device}
     if explain:
         from ctnodule.explain.heatmaps import predict_with_heatmaps
 
@@ -124,11 +128,12 @@ def run_cmd(
     patients: Annotated[int, typer.Option(min=5, help="Phantom patients to generate when no DATA is given.")] = 60,
     seed: Annotated[int, typer.Option(help="Seed for the phantom, splits and training; recorded in every run.")] = 0,
     force: Annotated[bool, typer.Option("--force", help="Replace OUT (only once the new run has finished).")] = False,
+    device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N for training and Grad-CAM (checked first).")] = "cpu",
 ) -> None:
     """The main job: import -> explore -> preprocess -> train every classifier -> explain -> one report."""
     from ctnodule.workflow import run_all
 
-    page = run_all(data, out, folds=folds, patients=patients, seed=seed, force=force, log=typer.echo)
+    page = run_all(data, out, folds=folds, patients=patients, seed=seed, force=force, log=typer.echo, device=device)
     typer.echo(f"open {page}")
 
 
@@ -139,6 +144,7 @@ def _register_commands() -> None:
     from ctnodule.data import commands as data_commands
     from ctnodule.evaluate import commands as evaluate_commands
     from ctnodule.explain import commands as explain_commands
+    from ctnodule.export import commands as export_commands
     from ctnodule.preprocess import commands as preprocess_commands
     from ctnodule.studies import commands as studies_commands
 
@@ -149,6 +155,7 @@ def _register_commands() -> None:
     app.command("predict")(predict_cmd)
     evaluate_commands.register(app)
     explain_commands.register(app)
+    export_commands.register(app)
     studies_commands.register(app)
     app.command("run")(run_cmd)
 

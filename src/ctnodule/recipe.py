@@ -17,7 +17,7 @@ from ctnodule.config import StrictModel
 from ctnodule.errors import ConfigError
 from ctnodule.vocab import LabelMode
 
-PRESETS = ("seed", "default", "nodule-cnn")
+PRESETS = ("seed", "default", "fast", "nodule-cnn")
 #: the shipped preprocessing recipes (`ctnodule/configs/preprocess-NAME-VIEW.yaml`)
 PREPROCESS_RECIPES = ("default", "seed", "nodule_cnn")
 

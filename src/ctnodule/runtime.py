@@ -49,9 +49,11 @@ def tune_malloc() -> dict[str, int]:
     return applied
 
 
-def check_device(device: str) -> str:
+def check_device(device: str, torch_backend: bool = True) -> str:
     """`device` if this machine has it: "cpu", "cuda" or "cuda:N". Checked before any output or compute
-    exists, so a wrong device never leaves a half-written run behind."""
+    exists, so a wrong device never leaves a half-written run behind. `torch_backend=False` (an
+    onnxruntime bundle) checks the spelling only: the bundle's session checks its CUDA provider, and
+    torch is not imported on that path."""
     import re
 
     from ctnodule.errors import ConfigError
@@ -60,6 +62,8 @@ def check_device(device: str) -> str:
         return device
     if not re.fullmatch(r"cuda(:\d+)?", device):
         raise ConfigError(f"--device {device!r}: expected cpu, cuda or cuda:N")
+    if not torch_backend:
+        return device
     import torch
 
     if not torch.cuda.is_available():

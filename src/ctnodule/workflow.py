@@ -50,14 +50,18 @@ def train_and_report(data: str | Path | SliceDataset, out: str | Path, cfg: Trai
 
 
 def run_all(data: str | Path | None, out: str | Path, *, folds: int = 5, patients: int = 60, seed: int = 0,
-            explain_n: int = 24, force: bool = False, log: Callable[[str], None] = print) -> Path:
-    """Run every stage on `data` (None: a freshly generated synthetic phantom) into `out`; returns the index page."""
+            explain_n: int = 24, force: bool = False, log: Callable[[str], None] = print,
+            device: str = "cpu") -> Path:
+    """Run every stage on `data` (None: a freshly generated synthetic phantom) into `out`; returns the index page.
+    `device` (cpu | cuda | cuda:N) runs training and Grad-CAM; it is checked before any work."""
     from ctnodule.data.explore import explore
     from ctnodule.data.importers.synthetic import import_synthetic
     from ctnodule.explain.stage import explain_run
     from ctnodule.preprocess.dataset import preprocess_dataset
     from ctnodule.recipe import load_preset
+    from ctnodule.runtime import check_device
 
+    check_device(device)
     out = Path(out)
     with atomic_dir(out, force=force) as tmp:
         stages: list[dict] = []
@@ -88,7 +92,7 @@ def run_all(data: str | Path | None, out: str | Path, *, folds: int = 5, patient
                 name = f"{view}-{task}"
                 log(f"[4/5] train {name}")
                 t = time.perf_counter()
-                cfg = load_preset("default", view=view, task=task, folds=folds, seed=seed)
+                cfg = load_preset("default", view=view, task=task, folds=folds, seed=seed, device=device)
                 try:
                     train_and_report(dataset, tmp / "runs" / name, cfg, log=log)
                 except CTNoduleError as exc:  # e.g. too few patients of a class for k folds
@@ -102,7 +106,7 @@ def run_all(data: str | Path | None, out: str | Path, *, folds: int = 5, patient
                 if task == "binary":
                     log(f"[5/5] explain {name}")
                     t = time.perf_counter()
-                    explain_run(tmp / "runs" / name, dataset, tmp / "explain" / name, n=explain_n, seed=seed,
+                    explain_run(tmp / "runs" / name, dataset, tmp / "explain" / name, n=explain_n, seed=seed, device=device,
                                 log=log)
                     stages.append(_stage(f"explain {name}", f"explain/{name}/report.html", time.perf_counter() - t))
         page = _index(tmp, data_dir if data is not None else "synthetic phantom (generated)", synthetic,

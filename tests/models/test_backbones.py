@@ -51,3 +51,9 @@ def test_wrong_weights_file_is_a_clear_error(tmp_path):
         create_backbone("resnet18", str(path))
     with pytest.raises(ConfigError, match="no such file"):
         create_backbone("resnet18", str(tmp_path / "missing.pt"))
+
+
+def test_backbone_none_gives_no_image_features():
+    net = create_backbone("none")
+    assert "none" in available_backbones() and net.num_features == 0 and net.pretrained
+    assert net(torch.rand(5, 3, 64, 64)).shape == (5, 0, 1, 1)

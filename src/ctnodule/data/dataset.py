@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,17 +36,23 @@ class SliceDataset:
         for i in range(len(self)):
             yield self[i]
 
+    @functools.cached_property
+    def _rows(self) -> list[dict]:
+        """The manifest rows as dicts, built once: `frame.iloc[i]` per sample cost as much as reading the
+        sample's files (bench/bench_infer.py). The frame is not to be edited after the first indexing."""
+        return self.frame.to_dict("records")
+
     def __getitem__(self, i: int) -> Slice:
-        row = self.frame.iloc[i]
+        row = self._rows[i]
         array, spacing = read_nrrd(self.root / row["path"])
         mask = None
         if _present(row.get("mask_path")):
             mask, _ = read_nrrd(self.root / row["mask_path"])
-        return Slice(array, (spacing[-2], spacing[-1]), row.to_dict(), mask)
+        return Slice(array, (spacing[-2], spacing[-1]), dict(row), mask)
 
     def context(self, i: int) -> np.ndarray | None:
         """The (2k+1, H, W) neighbour stack of sample `i` for 2.5D models, or None if the source had none."""
-        row = self.frame.iloc[i]
+        row = self._rows[i]
         if not _present(row.get("context_path")):
             return None
         return read_nrrd(self.root / row["context_path"])[0]

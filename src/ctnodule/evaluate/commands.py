@@ -13,11 +13,12 @@ def evaluate_cmd(
     data: Annotated[Path, typer.Argument(help="Labelled slice dataset to score the run's final model on.")],
     out: Annotated[Path, typer.Option(help="Folder for metrics.json, predictions.csv, figures, report.html.")],
     force: Annotated[bool, typer.Option("--force", help="Replace OUT if it exists (never a run folder).")] = False,
+    device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N (checked before any work).")] = "cpu",
 ) -> None:
     """Apply a trained run (with its own preprocessing) to another dataset and score it."""
     from ctnodule.evaluate.run import evaluate_run, seen_in_training
 
-    m = evaluate_run(run, data, out, force=force)
+    m = evaluate_run(run, data, out, force=force, device=device)
     seen = m["patients_seen_in_training"]["count"]
     if seen:
         typer.secho(seen_in_training(seen, m["n_patients"]), fg=typer.colors.YELLOW, err=True)

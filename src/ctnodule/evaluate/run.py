@@ -21,7 +21,7 @@ from ctnodule.vocab import task_labels
 
 
 def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n_boot: int = 1000,
-                 force: bool = False) -> dict:
+                 force: bool = False, device: str = "cpu") -> dict:
     """Score the run's final model on another labelled dataset: `out/metrics.json`, predictions.csv,
     figures and report.html. Returns the metrics dictionary.
 
@@ -31,9 +31,12 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n_boot:
     an evaluation on new patients."""
     from ctnodule.atomic import atomic_dir, check_out_dir
     from ctnodule.runfolder import RunPaths, read_training_patients
+    from ctnodule.runtime import check_device
 
+    check_device(device)
     out = Path(out)
     predictor = load_run(run_dir)
+    predictor.device = device
     if RunPaths(out).config.is_file() or out.resolve() == Path(run_dir).resolve():
         raise ConfigError(f"{out}: is a run folder; evaluate writes metrics.json and report.html, which would "
                           "replace the run's own: choose another --out")

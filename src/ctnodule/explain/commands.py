@@ -23,6 +23,7 @@ def explain_cmd(
     target: int | None = typer.Option(None, min=0, help="Class index to explain (default: the predicted one)."),
     tolerance: float = typer.Option(0.0, min=0.0, help="Pointing game: pixels the maximum may miss the nodule by."),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists (only once the new one is complete)."),
+    device: str = typer.Option("cpu", help="cpu | cuda | cuda:N (checked before any work)."),
 ) -> None:
     """Grad-CAM heat maps, how much of each falls on the nodule, and a gallery of correct vs wrong."""
     import json
@@ -30,7 +31,7 @@ def explain_cmd(
     from ctnodule.explain.stage import explain_run
 
     folder = explain_run(run, data, out, method=method, n=n, layer=layer, target=target, tolerance=tolerance,
-                         force=force)
+                         force=force, device=device)
     loc = json.loads((folder / "localization.json").read_text(encoding="utf-8"))
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"
     typer.echo(f"{loc['n']} samples ({loc['n_scored']} with a nodule outline): heat on nodule "

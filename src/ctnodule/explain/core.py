@@ -82,7 +82,7 @@ def explain_batch(predictor: Any, slices: Sequence[Slice], cam: CamExplainer,
     processed = [predictor.pipeline.transform(s) for s in slices]
     # the run's own prediction (its TTA, its SVM) decides the predicted class; the map explains it
     probs = np.asarray(predictor.predict_proba(list(slices)), dtype=np.float64)
-    x = predictor.prepare(list(slices))
+    x = predictor.prepare(list(slices)).to(getattr(predictor, "device", "cpu"))
     maps, _, explained = cam(x, probs.argmax(1) if target is None else target)
     out = []
     for s, p, m, pr, t in zip(slices, processed, maps, probs, explained):

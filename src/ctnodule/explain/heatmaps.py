@@ -12,21 +12,30 @@ import pandas as pd
 
 from ctnodule.data.io import write_nrrd
 from ctnodule.data.slice import Slice
+from ctnodule.errors import ConfigError
 from ctnodule.explain.core import explain_slices
 from ctnodule.explain.overlay import overlay, write_png
 from ctnodule.predict.apply import predict_inputs, write_csv
+from ctnodule.predict.bundle import is_bundle
 from ctnodule.predict.run import Predictor, load_run
+from ctnodule.runtime import check_device
 
 
 def predict_with_heatmaps(run_dir: str | Path, inputs: Sequence[str | Path], out: str | Path,
                           masks: Sequence[str | Path] | None = None, method: str = "gradcam",
                           spacing: float | None = None, allow: Collection[str] = (),
-                          force: bool = False) -> pd.DataFrame:
+                          force: bool = False, device: str = "cpu") -> pd.DataFrame:
     """Predict like `predict_files` and add a heat map per prediction: `<out stem>_heatmaps/<sample>.png`
     (overlay) and `.nrrd` (the map on the input's pixel grid, [0, 1]), named in the CSV's `heatmap` column."""
     from ctnodule.atomic import check_out_file
 
+    if is_bundle(run_dir):
+        raise ConfigError(f"{run_dir}: --explain needs the run folder (Grad-CAM differentiates the torch "
+                          "network); a bundle predicts only")
+    check_device(device)
     predictor = load_run(run_dir)
+    predictor.device = device
+    predictor.model.to(device)
     check_out_file(out, force, "predictions CSV")
     frame, slices = predict_inputs(predictor, inputs, masks, spacing, allow)
     folder = Path(out).with_name(Path(out).stem + "_heatmaps")

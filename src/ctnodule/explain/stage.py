@@ -54,17 +54,22 @@ def select_samples(labels: np.ndarray, n: int | None, seed: int = 0) -> np.ndarr
 def explain_run(run_dir: str | Path, data: str | Path | SliceDataset, out: str | Path, method: str = "gradcam",
                 n: int | None = None, layer: str | None = None, target: int | None = None,
                 tolerance: float = 0.0, seed: int = 0, force: bool = False,
-                log: Callable[[str], None] = print) -> Path:
+                log: Callable[[str], None] = print, device: str = "cpu") -> Path:
     """Explain run `run_dir` on dataset `data` (its samples of the run's view) into folder `out`."""
     from tqdm import tqdm
 
     from ctnodule.predict.run import load_run
     from ctnodule.preprocess.inputs import load_slices
+    from ctnodule.runtime import check_device
+
+    check_device(device)
 
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not force:  # fail before minutes of work, not after
         raise CTNoduleError(f"{out}: output folder exists and is not empty; pass --force to replace it")
     predictor = load_run(run_dir)
+    predictor.device = device
+    predictor.model.to(device)
     dataset = data if isinstance(data, SliceDataset) else SliceDataset(data)
     dataset = dataset.view(predictor.view)
     if len(dataset) == 0:

@@ -70,11 +70,27 @@ class Backbone(nn.Module):
         return self.net.forward_features((x - self.mean) / self.std)
 
 
-def create_backbone(name: str, weights: str | Path = "auto", in_chans: int = 3) -> Backbone:
+class NoImage(nn.Module):
+    """Backbone "none": no image features at all (0 channels), so the head sees only the nodule
+    descriptors. The `fast` preset uses it: inference then needs no network and no preprocessing."""
+
+    name = "none"
+    num_features = 0
+    weights_status = "none (descriptors only: no image network)"
+    pretrained = True  # nothing to train or load: the checkpoint stores the head only
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.new_zeros((x.shape[0], 0, 1, 1))
+
+
+def create_backbone(name: str, weights: str | Path = "auto", in_chans: int = 3) -> Backbone | NoImage:
     """Build backbone `name` with `weights`: "auto" (offline ImageNet weights where we ship them, else
-    random init with a loud warning), "none" (random init, on purpose) or a path to a state-dict file."""
+    random init with a loud warning), "none" (random init, on purpose) or a path to a state-dict file.
+    Backbone "none" is `NoImage` (descriptors-only models)."""
     import timm
 
+    if name == NoImage.name:
+        return NoImage()
     spec = BACKBONES.create(name)
     net = timm.create_model(spec.timm_name, pretrained=False, num_classes=0, global_pool="", in_chans=in_chans)
     mean, std = spec.mean, spec.std
@@ -117,7 +133,7 @@ def create_backbone(name: str, weights: str | Path = "auto", in_chans: int = 3) 
 
 
 def available_backbones() -> list[str]:
-    return BACKBONES.available()
+    return [*BACKBONES.available(), NoImage.name]
 
 
 def _no_weights(name: str, why: str) -> str:

@@ -11,15 +11,20 @@ Public API::
     p.pipeline, p.class_names, p.task, p.view, p.config, p.info
     predict_files("runs/voi-5class", ["a.nrrd"], "preds.csv", masks=["a-mask.nrrd"])
 
+    b = load_bundle("bundles/voi-5class")                    # an exported bundle (`ctnodule export`): onnxruntime,
+    proba = b.predict_proba(slices)                          # no torch; same probabilities within 1e-4
+    m = open_model("runs/voi-5class or bundles/voi-5class")  # either, by what the folder holds
+
 Names are imported lazily, so `ctnodule --help` does not pay for torch.
 """
 
 import importlib
 
 _WHERE = {"Predictor": "run", "load_run": "run", "predict_files": "apply", "predict_inputs": "apply",
-          "dataset_slices": "apply"}
+          "dataset_slices": "apply", "open_model": "apply", "Bundle": "bundle", "load_bundle": "bundle"}
 
-__all__ = ["Predictor", "dataset_slices", "load_run", "predict_files", "predict_inputs"]
+__all__ = ["Bundle", "Predictor", "dataset_slices", "load_bundle", "load_run", "open_model", "predict_files",
+           "predict_inputs"]
 
 
 def __getattr__(name: str):

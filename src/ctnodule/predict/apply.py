@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -18,11 +19,29 @@ from ctnodule.data.dataset import SliceDataset
 from ctnodule.data.manifest import MANIFEST
 from ctnodule.data.slice import Slice
 from ctnodule.errors import DataError
-from ctnodule.predict.run import Predictor, load_run
+from ctnodule.predict.bundle import Bundle, is_bundle, load_bundle
 from ctnodule.preprocess.inputs import load_slices
 
+if TYPE_CHECKING:  # the torch side is imported only when a run folder (not a bundle) is opened
+    from ctnodule.predict.run import Predictor
 
-def dataset_slices(predictor: Predictor, data: str | Path | SliceDataset) -> tuple[SliceDataset, list[Slice]]:
+
+def open_model(path: str | Path, device: str = "cpu") -> Predictor | Bundle:
+    """A run folder (torch `Predictor`) or an exported bundle folder (onnxruntime `Bundle`, no torch) on
+    `device`, which is checked before anything is loaded."""
+    from ctnodule.runtime import check_device
+
+    if is_bundle(path):
+        return load_bundle(path, device=check_device(device, torch_backend=False))
+    from ctnodule.predict.run import load_run
+
+    check_device(device)
+    predictor = load_run(path)
+    predictor.device = device
+    return predictor
+
+
+def dataset_slices(predictor: Predictor | Bundle, data: str | Path | SliceDataset) -> tuple[SliceDataset, list[Slice]]:
     """The run's view of `data`, loaded the way the run was trained (2.5D stacks where it used them)."""
     ds = data if isinstance(data, SliceDataset) else SliceDataset(data)
     ds = ds.view(predictor.view)
@@ -62,7 +81,7 @@ def read_inputs(inputs: Sequence[str | Path], masks: Sequence[str | Path] | None
     return folders, slices
 
 
-def predict_inputs(predictor: Predictor, inputs: Sequence[str | Path],
+def predict_inputs(predictor: Predictor | Bundle, inputs: Sequence[str | Path],
                    masks: Sequence[str | Path] | None = None, spacing: float | None = None,
                    allow: Collection[str] = ()) -> tuple[pd.DataFrame, list[Slice]]:
     """Predict every input: image files (NRRD/NIfTI/DICOM, HU) and/or slice-dataset folders.
@@ -75,10 +94,14 @@ def predict_inputs(predictor: Predictor, inputs: Sequence[str | Path],
     folders, file_slices = read_inputs(inputs, masks, spacing, allow)
     parts, all_slices = [], []
     for folder in folders:
-        ds, slices = dataset_slices(predictor, folder)
+        if isinstance(predictor, Bundle):  # workers read (and check) their own samples: reading is parallel too
+            ds, slices = SliceDataset(folder, validate=False).view(predictor.view), []
+            proba = predictor.predict_dataset(ds)
+        else:
+            ds, slices = dataset_slices(predictor, folder)
+            proba = predictor.predict_proba(slices)
         ids = ds.frame["sample_id"].astype(str).tolist()
-        parts.append(prediction_rows(predictor, predictor.predict_proba(slices), ids, None,
-                                     source=[str(folder)] * len(ds)))
+        parts.append(prediction_rows(predictor, proba, ids, None, source=[str(folder)] * len(ds)))
         all_slices += slices
     if file_slices:
         ids = [s.meta["sample_id"] for s in file_slices]
@@ -90,20 +113,20 @@ def predict_inputs(predictor: Predictor, inputs: Sequence[str | Path],
 
 def predict_files(run_dir: str | Path, inputs: Sequence[str | Path], out: str | Path,
                   masks: Sequence[str | Path] | None = None, spacing: float | None = None,
-                  allow: Collection[str] = (), force: bool = False) -> pd.DataFrame:
-    """`predict_inputs` with the run folder `run_dir`, written to the CSV `out` (an existing file only with
-    `force`, checked before anything is computed); returns the frame.
+                  allow: Collection[str] = (), force: bool = False, device: str = "cpu") -> pd.DataFrame:
+    """`predict_inputs` with the run folder or exported bundle `run_dir` on `device`, written to the CSV `out`
+    (an existing file only with `force`, checked before anything is computed); returns the frame.
     (`ctnodule.explain.heatmaps.predict_with_heatmaps` adds a heat map per prediction.)"""
     from ctnodule.atomic import check_out_file
 
-    predictor = load_run(run_dir)
+    predictor = open_model(run_dir, device)
     check_out_file(out, force, "predictions CSV")
     frame, _ = predict_inputs(predictor, inputs, masks, spacing, allow)
     write_csv(Path(out), frame)
     return frame
 
 
-def prediction_rows(predictor: Predictor, proba: np.ndarray, ids: list[str], y: np.ndarray | None,
+def prediction_rows(predictor: Predictor | Bundle, proba: np.ndarray, ids: list[str], y: np.ndarray | None,
           source: list[str] | None = None) -> pd.DataFrame:
     """sample_id, [source], [y_true], proba_<class>..., predicted (class name), score.
 

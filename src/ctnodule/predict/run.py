@@ -44,6 +44,11 @@ class Predictor:
         self.device = "cpu"
 
     @property
+    def fold_model(self) -> FittedModel:
+        """The trained parts (recipe, pipeline, network, scaler, scikit-learn head), e.g. for export."""
+        return self._fm
+
+    @property
     def model(self) -> Classifier:
         return self._fm.net
 

@@ -20,15 +20,17 @@ from ctnodule.errors import DataError
 def load_slices(dataset: SliceDataset, channels: str) -> list[Slice]:
     """Every sample as a `Slice` in HU: a (3, H, W) neighbour stack where `channels == "context"` and the
     dataset has one, else the (H, W) slice. Mask and manifest row travel along."""
-    out = []
-    for i in range(len(dataset)):
-        s = dataset[i]
-        if channels == "context":
-            stack = dataset.context(i)
-            if stack is not None:
-                s = s.replace(array=middle_three(stack))
-        out.append(s)
-    return out
+    return [load_slice(dataset, i, channels) for i in range(len(dataset))]
+
+
+def load_slice(dataset: SliceDataset, i: int, channels: str) -> Slice:
+    """Sample `i` as `load_slices` gives it (one at a time, e.g. read inside a worker process)."""
+    s = dataset[i]
+    if channels == "context":
+        stack = dataset.context(i)
+        if stack is not None:
+            s = s.replace(array=middle_three(stack))
+    return s
 
 
 def middle_three(stack: np.ndarray) -> np.ndarray:

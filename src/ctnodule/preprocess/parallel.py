@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import multiprocessing as mp
 import os
+import signal
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -29,6 +30,9 @@ def usable_cores() -> int:
 def _init(fn: Callable[[Any], Any]) -> None:
     global _FN
     _FN = fn
+    # the pool ends its workers with SIGTERM; a forked worker must not inherit the CLI's handler, which
+    # turns SIGTERM into KeyboardInterrupt and printed a traceback per worker after every parallel run
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _call(item: Any) -> Any:
