@@ -41,7 +41,7 @@ def parse_triple(text: str, option: str) -> tuple[float, float, float]:
     return values  # type: ignore[return-value]
 
 
-def at_world(volume: Volume, text: str) -> Location:
+def at_world(text: str) -> Location:
     """`--at X,Y,Z` (world mm)."""
     xyz = parse_triple(text, "--at")
     return Location(f"at_{_fmt(xyz)}", xyz)

@@ -2,16 +2,16 @@
 
 `segment_nodule(hu, spacing, seed)` on a (k, j, i) HU array, all sizes in mm via `spacing`:
 1. a box of `roi_mm` around the seed, lightly smoothed (sigma `smooth_mm`) against noise;
-2. foreground = HU above `first_hu`; within `search_mm` of the seed (a click is not exact) the voxel
-   deepest inside the foreground (largest distance to its border) is the nodule's core; no foreground
-   there -> the point is in air (error);
+2. foreground = HU above `first_hu` (lower for a ground-glass seed); within `search_mm` of the seed (a
+   click is not exact) the voxel deep inside the foreground and near the seed is the nodule's core; no
+   foreground there -> the point is in air (error);
 3. the threshold is adapted to that nodule: halfway between its core HU and the lung's (-850 HU), within
    [`min_hu`, `max_hu`], so ground-glass nodules keep their faint rim and solid ones do not swallow it;
-4. vessels and the chest wall touch nodules: a watershed on the inverted distance transform splits the
-   foreground at its narrow necks; regions are merged into the nodule while the neck between them is at
-   least `neck` x the nodule's core radius and the region is not much thicker than the nodule
-   (`max_thicker`: the chest wall is), so lobes join and vessels (thin necks) and wall (thick) do not;
-5. a seed inside dense bone (a large connected region above `bone_hu`) is refused.
+4. the chest wall and mediastinum go by a rolling-ball top hat (an opening with a ball `max_thicker` x the
+   nodule's core radius keeps only what is thicker than the nodule, and that is removed), vessels by an
+   opening with a ball of `neck` x the core radius (thinner structures drop, lobes stay);
+5. refused: a seed inside dense bone (a large connected region above `bone_hu`), and a result smaller
+   than `min_diameter_mm` (equivalent sphere; a vessel cross-section or noise, not a nodule).
 
 Why not a learned segmenter: no weights may be downloaded here, and the VOI masks are what the models
 were trained with; a classical method whose parts are visible is easy to check against them
@@ -26,9 +26,19 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage as ndi
 
+from ctnodule.data.importers.voi import context_indices, decision_slice
+from ctnodule.data.measure import mask_geometry
+from ctnodule.data.slice import Slice
 from ctnodule.errors import DataError
 
 LUNG_HU = -850.0
+#: the LIDC VOI export's crops (what the nodule-view models were trained on): the nodule's in-plane bbox
+#: over all its slices plus ~7 px a side, at least ~44 px a side, nodule centred (measured on the export)
+VOI_MARGIN = 7
+VOI_MIN_SIDE = 44
+#: around the seed: a median between these HU marks ground glass (lung is ~-850, solid tissue > -650)
+GGO_HU = -800.0
+GGO_BALL_MM = 2.5
 PULL = 0.5
 
 
@@ -61,6 +71,7 @@ def segment_nodule(
     max_thicker: float = 1.5,
     bone_hu: float = 250.0,
     bone_mm: float = 35.0,
+    min_diameter_mm: float = 2.0,
 ) -> NoduleMask:
     """Segment the nodule at `seed` ((k, j, i) voxel, may be fractional) in `hu` ((k, j, i) HU array,
     `spacing` (k, j, i) mm). Raises `DataError` when the point is outside the array, in air or in bone."""
@@ -68,7 +79,7 @@ def segment_nodule(
     sp = np.asarray(spacing, float)
     seed = np.asarray(seed, float)
     if seed.shape != (3,) or np.any(np.round(seed) < 0) or np.any(np.round(seed) > np.array(hu.shape) - 1):
-        raise DataError(f"location (voxel k,j,i {np.round(seed, 1).tolist()}) is outside the volume "
+        raise DataError(f"point (voxel k,j,i {np.round(seed, 1).tolist()}) is outside the volume "
                         f"of {hu.shape[0]} slices x {hu.shape[1]} x {hu.shape[2]}")
     half = np.ceil(roi_mm / 2 / sp).astype(int)
     centre = np.round(seed).astype(int)
@@ -81,10 +92,13 @@ def segment_nodule(
     dist_mm = np.sqrt(sum(((grid[a] - local[a]) * sp[a]) ** 2 for a in range(3)))
     near = dist_mm <= search_mm
 
+    seed_hu = float(np.median(roi[dist_mm <= GGO_BALL_MM]))
+    if GGO_HU < seed_hu < first_hu:  # a ground-glass nodule: fainter than `first_hu`, denser than lung
+        first_hu = max(min_hu, (seed_hu + LUNG_HU) / 2)
     fg = roi > first_hu
     depth = ndi.distance_transform_edt(fg, sampling=sp)
     if not (fg & near).any():
-        raise DataError(f"location (voxel k,j,i {np.round(seed, 1).tolist()}) is in air: nothing denser than "
+        raise DataError(f"point (voxel k,j,i {np.round(seed, 1).tolist()}) is in air: nothing denser than "
                         f"{first_hu:g} HU within {search_mm:g} mm; give a point on the nodule")
     core = _core(depth, near, dist_mm)
     _refuse_bone(hu[box], core, sp, bone_hu, bone_mm, seed)
@@ -98,6 +112,11 @@ def segment_nodule(
     depth = ndi.distance_transform_edt(fg, sampling=sp)
     core = _core(depth, near, dist_mm) if (fg & near).any() else core
     mask = _split(fg, depth, core, neck, max_thicker, sp)
+    size = 2.0 * (3.0 * float(mask.sum() * sp.prod()) / (4.0 * np.pi)) ** (1 / 3)
+    if size < min_diameter_mm:
+        raise DataError(f"point (voxel k,j,i {np.round(seed, 1).tolist()}) holds no nodule: the structure there "
+                        f"is {size:.1f} mm across (under {min_diameter_mm:g} mm: a vessel or noise); give a point "
+                        "on the nodule")
     full = np.zeros(hu.shape, bool)
     full[box] = mask
     return NoduleMask(full, tuple(int(c) for c in np.array(core) + lo), threshold, float(depth[core]))
@@ -126,7 +145,7 @@ def _refuse_bone(hu: np.ndarray, core: tuple[int, int, int], sp: np.ndarray, bon
     region = np.argwhere(labels == labels[core])
     extent = (region.max(axis=0) - region.min(axis=0) + 1) * sp
     if extent.max() > bone_mm:
-        raise DataError(f"location (voxel k,j,i {np.round(seed, 1).tolist()}) is in bone: a structure above "
+        raise DataError(f"point (voxel k,j,i {np.round(seed, 1).tolist()}) is in bone: a structure above "
                         f"{bone_hu:g} HU extends {extent.max():.0f} mm from it; give a point on the nodule")
 
 
@@ -160,3 +179,42 @@ def _split(fg: np.ndarray, depth: np.ndarray, core: tuple[int, int, int], neck: 
         return nodule
     grown = ndi.distance_transform_edt(eroded != eroded[core], sampling=sp) <= r + 1e-6
     return grown & nodule
+
+
+def nodule_sample(hu: np.ndarray, spacing: Sequence[float], mask: np.ndarray, *, view: str = "nodule",
+                  context: int = 1) -> Slice:
+    """The sample a model judges, cut from a (k, j, i) volume and its nodule `mask` the way the VOI
+    importer cuts it from a VOI: the slice with the largest mask area, the `context` slices each side
+    (a (2k+1, H, W) stack in HU), and for the `nodule` view an in-plane crop like the VOI export's.
+
+    `meta` carries the mask geometry (`mask_diameter_mm` is the segmented diameter the descriptors use),
+    `slice_index`, `crop_r0/crop_c0` and `mask_volume_mm3`.
+    """
+    sp = np.asarray(spacing, float)
+    mask = np.asarray(mask, bool)
+    areas = mask.sum(axis=(1, 2))
+    if areas.max() == 0:
+        raise DataError("the nodule mask is empty")
+    z = decision_slice(areas)
+    idx = context_indices(z, context, hu.shape[0])
+    r0, c0, r1, c1 = 0, 0, hu.shape[1], hu.shape[2]
+    if view == "nodule":
+        rows, cols = np.nonzero(mask.any(axis=0))
+        r0, r1 = _voi_span(rows.min(), rows.max() + 1, hu.shape[1])
+        c0, c1 = _voi_span(cols.min(), cols.max() + 1, hu.shape[2])
+    stack = np.ascontiguousarray(hu[idx, r0:r1, c0:c1]).astype(np.int16)
+    slice_mask = np.ascontiguousarray(mask[z, r0:r1, c0:c1])
+    spacing2d = (float(sp[1]), float(sp[2]))
+    meta = {**mask_geometry(slice_mask, spacing2d), "slice_index": z, "crop_r0": r0, "crop_c0": c0,
+            "orig_rows": int(hu.shape[1]), "orig_cols": int(hu.shape[2]), "slice_thickness": float(sp[0]),
+            "mask_volume_mm3": round(float(mask.sum() * sp.prod()), 3),
+            "context_replicated": int((np.arange(z - context, z + context + 1) != idx).sum())}
+    return Slice(stack, spacing2d, meta, mask=slice_mask.astype(np.uint8))
+
+
+def _voi_span(lo: int, hi: int, n: int) -> tuple[int, int]:
+    """[lo, hi) grown by VOI_MARGIN a side and to at least VOI_MIN_SIDE, centred, within [0, n)."""
+    side = min(n, max(hi - lo + 2 * VOI_MARGIN, VOI_MIN_SIDE))
+    start = int(round((lo + hi - side) / 2))
+    start = min(max(start, 0), n - side)
+    return start, start + side

@@ -62,18 +62,38 @@ def evaluate_cmd(
 
 def predict_cmd(
     run: Run,
-    inputs: Annotated[list[Path], typer.Argument(help="NRRD/NIfTI/DICOM files in HU, or slice-dataset folders.")],
+    inputs: Annotated[list[Path], typer.Argument(help="A CT volume (DICOM series folder, 3D NIfTI/NRRD) with a "
+                                                      "location, or NRRD/NIfTI/DICOM slices in HU, or "
+                                                      "slice-dataset folders.")],
     out: Annotated[Path, typer.Option(help="CSV to write.")] = Path("predictions.csv"),
-    mask: Annotated[list[Path] | None, typer.Option(help="Nodule mask per image file (gives the size and "
-                                                         "shape to models that use them).")] = None,
+    at: Annotated[list[str] | None, typer.Option("--at", help="Nodule location X,Y,Z in world mm (DICOM/LUNA16 "
+                                                              "patient coordinates); repeatable.")] = None,
+    at_voxel: Annotated[list[str] | None, typer.Option("--at-voxel", help="Nodule location as voxel i,j,k "
+                                                                          "(column, row, slice); repeatable.")] = None,
+    candidates: Annotated[Path | None, typer.Option(help="LUNA16-layout CSV (seriesuid,coordX,coordY,coordZ) "
+                                                         "of nodule locations.")] = None,
+    series: Annotated[str | None, typer.Option("--series", help="SeriesInstanceUID to read when the folder "
+                                                                "holds several series.")] = None,
+    mask: Annotated[list[Path] | None, typer.Option(help="Nodule mask: per image file, or one 3D mask on the "
+                                                         "volume's grid (overrides automatic segmentation).")] = None,
     explain: Annotated[bool, typer.Option("--explain", help="Add a Grad-CAM heat map per prediction "
                                                             "(PNG overlay + NRRD map beside the CSV).")] = False,
     method: Annotated[str, typer.Option(help="CAM method for --explain (gradcam, gradcam++, ...).")] = "gradcam",
 ) -> None:
-    """Predict class probabilities and a malignancy score for each input."""
+    """Predict class probabilities and a malignancy score for each input (or each located nodule)."""
+    from ctnodule.errors import ConfigError
     from ctnodule.train.apply import predict_files
+    from ctnodule.train.predict_ct import check_location_options, is_volume, predict_volume
 
-    frame = predict_files(run, inputs, out, masks=mask or None, explain=method if explain else None)
+    cam = method if explain else None
+    if any(is_volume(p) for p in inputs):
+        if len(inputs) != 1 or (mask and len(mask) != 1):
+            raise ConfigError("give one CT volume per call (and at most one --mask for it)")
+        frame = predict_volume(run, inputs[0], out, at=at or [], at_voxels=at_voxel or [], candidates=candidates,
+                               series_uid=series, mask=mask[0] if mask else None, explain=cam)
+    else:
+        check_location_options(at or [], at_voxel or [], candidates)
+        frame = predict_files(run, inputs, out, masks=mask or None, explain=cam)
     typer.echo(f"{len(frame)} prediction(s) -> {out}")
 
 
