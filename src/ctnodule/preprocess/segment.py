@@ -69,7 +69,7 @@ def segment_nodule(
     max_hu: float = -700.0,
     neck: float = 0.5,
     max_thicker: float = 1.5,
-    bone_hu: float = 250.0,
+    bone_hu: float = 200.0,
     bone_mm: float = 35.0,
     min_diameter_mm: float = 2.0,
 ) -> NoduleMask:
@@ -101,7 +101,7 @@ def segment_nodule(
         raise DataError(f"point (voxel k,j,i {np.round(seed, 1).tolist()}) is in air: nothing denser than "
                         f"{first_hu:g} HU within {search_mm:g} mm; give a point on the nodule")
     core = _core(depth, near, dist_mm)
-    _refuse_bone(hu[box], core, sp, bone_hu, bone_mm, seed)
+    _refuse_bone(roi, [tuple(int(v) for v in np.round(local)), core], sp, bone_hu, bone_mm, seed)
     r0 = max(float(depth[core]), float(sp.min()))
     ball = dist_from(core, roi.shape, sp) <= max(r0 / 2, sp.max())
     core_hu = float(np.median(roi[ball & fg]))
@@ -136,17 +136,21 @@ def _core(depth: np.ndarray, near: np.ndarray, dist_mm: np.ndarray) -> tuple[int
     return tuple(int(v) for v in np.unravel_index(int(np.argmax(score)), depth.shape))
 
 
-def _refuse_bone(hu: np.ndarray, core: tuple[int, int, int], sp: np.ndarray, bone_hu: float, bone_mm: float,
-                 seed: np.ndarray) -> None:
-    """A calcified nodule is dense but small; a rib or vertebra is dense and long."""
-    if hu[core] <= bone_hu:
+def _refuse_bone(roi: np.ndarray, points: Sequence[tuple[int, int, int]], sp: np.ndarray, bone_hu: float,
+                 bone_mm: float, seed: np.ndarray) -> None:
+    """A calcified nodule is dense but small; a rib or vertebra is dense and long: refuse a seed (or the
+    core found from it) inside a dense region longer than `bone_mm`."""
+    dense = roi > bone_hu
+    if not any(dense[p] for p in points):
         return
-    labels, _ = ndi.label(hu > bone_hu)
-    region = np.argwhere(labels == labels[core])
-    extent = (region.max(axis=0) - region.min(axis=0) + 1) * sp
-    if extent.max() > bone_mm:
-        raise DataError(f"point (voxel k,j,i {np.round(seed, 1).tolist()}) is in bone: a structure above "
-                        f"{bone_hu:g} HU extends {extent.max():.0f} mm from it; give a point on the nodule")
+    labels, _ = ndi.label(dense)
+    for p in points:
+        if dense[p]:
+            region = np.argwhere(labels == labels[p])
+            extent = (region.max(axis=0) - region.min(axis=0) + 1) * sp
+            if extent.max() > bone_mm:
+                raise DataError(f"point (voxel k,j,i {np.round(seed, 1).tolist()}) is in bone: a structure above "
+                                f"{bone_hu:g} HU extends {extent.max():.0f} mm from it; give a point on the nodule")
 
 
 def _split(fg: np.ndarray, depth: np.ndarray, core: tuple[int, int, int], neck: float, max_thicker: float,
