@@ -25,9 +25,11 @@ from ctnodule.data.dataset import SliceDataset
 from ctnodule.errors import DataError
 from ctnodule.evaluate.metrics import compute_metrics
 from ctnodule.preprocess.segment import nodule_sample, segment_nodule
-from ctnodule.train.inputs import load_slices
-from ctnodule.train.run import Predictor, RunPaths, load_model
-from ctnodule.train.splits import task_labels
+from ctnodule.models.fitted import FittedModel
+from ctnodule.predict.run import Predictor
+from ctnodule.preprocess.inputs import load_slices
+from ctnodule.runfolder import RunPaths
+from ctnodule.vocab import task_labels
 
 SHARED = Path(__file__).resolve().parents[2] / "shared/data"
 MOVE_MM = 3.0
@@ -69,10 +71,10 @@ def bench_run(run: Path, data: Path, voi: Path) -> None:
     y_all, proba = [], {"given": [], "auto (centre)": [], "auto (moved)": []}
     started, cpu = time.perf_counter(), time.process_time()
     for fold in range(int(config["n_splits"])):
-        split = pd.read_csv(run / "splits" / f"fold-{fold}.csv", dtype={"sample_id": str})
+        split = pd.read_csv(paths.split_file(fold), dtype={"sample_id": str})
         held = set(split.loc[split["split"] == "val", "sample_id"])
         part = ds.subset(np.flatnonzero(ds.frame["sample_id"].isin(held).to_numpy()))
-        fm, _ = load_model(paths.fold_model(fold))
+        fm, _ = FittedModel.load(paths.fold_model(fold))
         predictor = Predictor(run, fm, config, {})
         given = load_slices(part, fm.cfg.channels)
         y_all.append(task_labels(part.frame, fm.cfg.task))

@@ -10,7 +10,8 @@
 4. the chest wall and mediastinum go by a rolling-ball top hat (an opening with a ball `max_thicker` x the
    nodule's core radius keeps only what is thicker than the nodule, and that is removed), vessels by an
    opening with a ball of `neck` x the core radius (thinner structures drop, lobes stay);
-5. refused: a seed inside dense bone (a large connected region above `bone_hu`), and a result smaller
+5. the outline is smoothed in-plane like a drawn contour (`outline_mm`);
+6. refused: a seed inside dense bone (a large connected region above `bone_hu`), and a result smaller
    than `min_diameter_mm` (equivalent sphere; a vessel cross-section or noise, not a nodule).
 
 Why not a learned segmenter: no weights may be downloaded here, and the VOI masks are what the models
@@ -35,6 +36,7 @@ LUNG_HU = -850.0
 #: the LIDC VOI export's crops (what the nodule-view models were trained on): the nodule's in-plane bbox
 #: over all its slices plus ~7 px a side, at least ~44 px a side, nodule centred (measured on the export)
 VOI_MARGIN = 7
+OUTLINE_MM = 0.7
 VOI_MIN_SIDE = 44
 #: around the seed: a median between these HU marks ground glass (lung is ~-850, solid tissue > -650)
 GGO_HU = -800.0
@@ -72,6 +74,7 @@ def segment_nodule(
     bone_hu: float = 200.0,
     bone_mm: float = 35.0,
     min_diameter_mm: float = 2.0,
+    outline_mm: float = OUTLINE_MM,
 ) -> NoduleMask:
     """Segment the nodule at `seed` ((k, j, i) voxel, may be fractional) in `hu` ((k, j, i) HU array,
     `spacing` (k, j, i) mm). Raises `DataError` when the point is outside the array, in air or in bone."""
@@ -112,6 +115,8 @@ def segment_nodule(
     depth = ndi.distance_transform_edt(fg, sampling=sp)
     core = _core(depth, near, dist_mm) if (fg & near).any() else core
     mask = _split(fg, depth, core, neck, max_thicker, sp)
+    if outline_mm > 0:
+        mask = _outline(mask, sp, outline_mm)
     size = 2.0 * (3.0 * float(mask.sum() * sp.prod()) / (4.0 * np.pi)) ** (1 / 3)
     if size < min_diameter_mm:
         raise DataError(f"point (voxel k,j,i {np.round(seed, 1).tolist()}) holds no nodule: the structure there "
@@ -120,6 +125,19 @@ def segment_nodule(
     full = np.zeros(hu.shape, bool)
     full[box] = mask
     return NoduleMask(full, tuple(int(c) for c in np.array(core) + lo), threshold, float(depth[core]))
+
+
+def _outline(mask: np.ndarray, sp: np.ndarray, sigma_mm: float) -> np.ndarray:
+    """A drawn-like outline: each slice's mask blurred in-plane (sigma `sigma_mm`) and cut at one half,
+    holes filled. Readers draw smooth closed contours; a threshold edge is ragged, and the models' shape
+    descriptors (solidity, compactness, extent) were learned on the drawn ones."""
+    if not mask.any():
+        return mask
+    smooth = ndi.gaussian_filter(mask.astype(np.float32), (0.0, sigma_mm / sp[1], sigma_mm / sp[2])) >= 0.5
+    out = np.zeros_like(mask)
+    for k in np.flatnonzero(smooth.any(axis=(1, 2))):
+        out[k] = ndi.binary_fill_holes(smooth[k])
+    return out if out.any() else mask
 
 
 def dist_from(point: Sequence[int], shape: Sequence[int], sp: np.ndarray) -> np.ndarray:

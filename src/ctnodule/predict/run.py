@@ -1,0 +1,113 @@
+"""`load_run(run_dir) -> Predictor`: a finished run folder, ready to apply to new slices.
+
+Everything comes from the run folder (`ctnodule.runfolder`): the recipe, the fitted preprocessing, the final
+model. The `Predictor` is the one place that applies a run's preprocessing to new data.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ctnodule.data.slice import Slice
+from ctnodule.models.fitted import FittedModel
+from ctnodule.models.network import Classifier
+from ctnodule.preprocess.inputs import load_slices
+from ctnodule.runfolder import RunPaths, read_config
+from ctnodule.vocab import class_names
+
+
+class Predictor:
+    """A trained run, ready to apply: `predict_proba(slices)`, `prepare(slices)`, `.model`, ...
+
+    `.model` is the `Classifier` (backbone + head; an svm/logreg run exposes its distilled linear
+    surrogate, whose agreement with the real head is `.info["surrogate_agreement"]`) mapping
+    `prepare(slices)` to logits. When the model
+    also takes the nodule size, `prepare` binds those sizes to `.model` for that batch, so Grad-CAM's
+    one-argument `model(x)` call works; the input tensor is [0, 1] images, normalised inside the model.
+    """
+
+    def __init__(self, run_dir: Path, fold_model: FittedModel, config: dict[str, Any], info: dict[str, Any]):
+        self.run_dir = run_dir
+        self.info = info
+        self._fm = fold_model
+        self.config = config
+        self.task = fold_model.cfg.task
+        self.view = fold_model.cfg.view
+        self.class_names = list(config.get("class_names") or class_names(self.task))
+        self.channels = fold_model.cfg.channels
+        self.device = "cpu"
+
+    @property
+    def model(self) -> Classifier:
+        return self._fm.net
+
+    @property
+    def pipeline(self):
+        return self._fm.pipeline
+
+    def load_slices(self, dataset) -> list[Slice]:
+        """A `SliceDataset`'s samples of this run's view, as the run was trained on them (2.5D stacks
+        where it used them): the input `prepare`/`predict_proba` expect for dataset samples."""
+        return load_slices(dataset.view(self.view), self.channels)
+
+    @property
+    def needs_mask(self) -> bool:
+        """The model reads the nodule's size (and shape, density) from its mask: without one it would
+        only guess, so `prepare`/`predict_proba` refuse such samples."""
+        return self._fm.cfg.tabular != "none"
+
+    def check_masks(self, slices: Sequence[Slice]) -> None:
+        """`DataError` naming the samples a mask-using model cannot judge (no mask, or no diameter for
+        a size-only model)."""
+        from ctnodule.errors import DataError
+        from ctnodule.models.descriptors import diameter_mm
+
+        if not self.needs_mask:
+            return
+        full = self._fm.cfg.tabular == "descriptors"
+        missing = [str(s.meta.get("sample_id", f"#{i}")) for i, s in enumerate(slices)
+                   if (full and (s.mask is None or not np.any(s.mask))) or not np.isfinite(diameter_mm(s))]
+        if missing:
+            raise DataError(f"this model uses the nodule's {self._fm.cfg.tabular} measured from its mask, and "
+                            f"{len(missing)} sample(s) have no mask ({', '.join(missing[:3])}"
+                            f"{', ...' if len(missing) > 3 else ''}); give --mask, or a CT volume with --at, "
+                            "--at-voxel or --candidates so the nodule is segmented")
+
+    def prepare(self, slices: Sequence[Slice]) -> torch.Tensor:
+        """Preprocessed (N, 3, H, W) float32 images in [0, 1] — exactly what the network sees."""
+        self.check_masks(slices)
+        x = torch.from_numpy(self._fm.images(self._channels(slices)))
+        extra = self._fm.extra(slices)
+        self.model.bind_extra(None if extra is None else torch.from_numpy(extra))
+        return x
+
+    def predict_proba(self, slices: Sequence[Slice]) -> np.ndarray:
+        """(N, C) class probabilities (with the run's TTA), in the order given."""
+        self.check_masks(slices)
+        slices = self._channels(slices)
+        return self._fm.proba_from(self._fm.images(slices), self._fm.extra(slices), self.device)
+
+    def _channels(self, slices: Sequence[Slice]) -> list[Slice]:
+        """A 2.5D model given single slices (e.g. one DICOM file) sees the slice repeated: warned once."""
+        slices = list(slices)
+        if self._fm.cfg.channels == "context" and any(s.array.ndim == 2 for s in slices) and \
+                self.config.get("used_context", False):
+            warnings.warn("this model was trained on 3 neighbouring slices (2.5D); single slices are fed "
+                          "as 3 copies, which it has not seen: expect weaker predictions", UserWarning,
+                          stacklevel=3)
+        return slices
+
+
+def load_run(run_dir: str | Path) -> Predictor:
+    """Open a finished run folder for prediction; errors name what is missing or incompatible."""
+    paths = RunPaths(Path(run_dir))
+    config = read_config(paths.root)
+    fitted, blob = FittedModel.load(paths.model)
+    info = {k: blob[k] for k in ("surrogate_agreement",) if k in blob}
+    return Predictor(paths.root, fitted, config, info)

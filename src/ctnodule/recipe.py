@@ -1,0 +1,118 @@
+"""`TrainConfig`: everything that decides a training run, with the `seed` and `default` presets as YAML.
+
+A preset (`src/ctnodule/configs/{seed,default}.yaml`) sets the recipe; CLI options override single fields
+(`None` = keep the preset's value). The resolved config, plus what actually happened (weights loaded,
+seed, versions), is written to the run's `config.yaml`, so a run can be rebuilt and audited.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any, Literal
+
+import pydantic
+import yaml
+
+from ctnodule.config import StrictModel
+from ctnodule.errors import ConfigError
+
+PRESETS = ("seed", "default")
+
+
+class AugmentConfig(StrictModel):
+    """Random affine + flips on [0, 1] tensors (see `train/augment.py`). `mode`: when to apply them."""
+
+    mode: Literal["online", "offline", "none"] = "online"
+    rotation: float = 30.0  # degrees, uniform in +-rotation
+    shear: float = 0.2  # shear factor, uniform in +-shear
+    zoom: float = 0.2  # scale uniform in [1 - zoom, 1 + zoom]
+    hflip: bool = True
+    vflip: bool = True
+    offline_copies: int = 4  # offline mode: augmented copies added per training sample, drawn once
+
+
+class TrainConfig(StrictModel):
+    """One training recipe. Field defaults are the `default` preset's fallbacks."""
+
+    preset: str = "default"
+    view: Literal["full", "nodule"] = "nodule"
+    task: Literal["binary", "multiclass"] = "binary"
+    # a shipped preprocessing recipe ("default", "seed": configs/preprocess-NAME-VIEW.yaml) or a recipe YAML path
+    preprocess: str = "default"
+    backbone: str = "efficientnet_lite0"
+    weights: str = "auto"
+    head: str = "mlp"
+    head_params: dict[str, Any] = pydantic.Field(default_factory=dict)
+    freeze_backbone: bool = False  # True: features once (cached), only the head trains
+    channels: Literal["grey", "context"] = "context"  # context = 3 neighbouring slices (2.5D) when present
+    # tabular features concatenated to the image features: none | size (log equivalent diameter from mask x
+    # spacing) | descriptors (size, shape, HU density, rim; see models/descriptors.py)
+    tabular: Literal["none", "size", "descriptors"] = "size"
+    optimizer: Literal["adam", "adamw"] = "adamw"
+    lr: float = 1e-3
+    backbone_lr: float | None = None  # fine-tuning: backbone lr (None = lr)
+    weight_decay: float = 1e-4
+    l1: float = 0.0
+    batch_size: int = 64
+    epochs: int = 30
+    patience: int = 10  # early stopping on validation loss; best weights restored
+    lr_patience: int = 5
+    lr_factor: float = 0.3
+    label_smoothing: float = 0.0
+    augment: AugmentConfig = pydantic.Field(default_factory=AugmentConfig)
+    tta: bool = False  # average the prediction over flips at validation/inference
+    imbalance: str = "none"
+    imbalance_params: dict[str, Any] = pydantic.Field(default_factory=dict)
+    folds: int = 5
+    holdout: float | None = None  # e.g. 0.2: one patient-grouped 80/20 split instead of k-fold CV
+    val_fraction: float = 0.15  # share of each training fold's patients held out for early stopping
+    seed: int = 0
+    device: str = "cpu"
+    workers: int = 0  # DataLoader workers (0: the main process; tensors are in memory anyway)
+
+    @pydantic.field_validator("lr", "weight_decay", "l1", "label_smoothing")
+    @classmethod
+    def _non_negative(cls, v: float) -> float:
+        if v < 0:
+            raise ValueError("must be >= 0")
+        return v
+
+    @pydantic.model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        if self.head in ("svm", "logreg") and not self.freeze_backbone:
+            raise ValueError(f"head {self.head!r} is fitted by scikit-learn on cached features: set "
+                             "freeze_backbone: true")
+        if self.holdout is not None and not 0.0 < self.holdout < 1.0:
+            raise ValueError(f"holdout must be a fraction in (0, 1), got {self.holdout}")
+        if self.preprocess not in ("default", "seed") and not self.preprocess.endswith((".yaml", ".yml")):
+            raise ValueError(f"preprocess must be 'default', 'seed' or a recipe .yaml file, got {self.preprocess!r}")
+        if self.folds < 2:
+            raise ValueError(f"folds must be >= 2, got {self.folds}")
+        return self
+
+
+def load_preset(name: str, **overrides: Any) -> TrainConfig:
+    """The preset `name` with `overrides` (None values ignored) applied; errors name the bad field."""
+    if name not in PRESETS:
+        import difflib
+
+        close = difflib.get_close_matches(name, PRESETS, n=1)
+        raise ConfigError(f"unknown preset {name!r}" + (f"; did you mean {close[0]!r}?" if close else "")
+                          + f" Available: {', '.join(PRESETS)}")
+    text = resources.files("ctnodule").joinpath("configs", f"{name}.yaml").read_text(encoding="utf-8")
+    data = yaml.safe_load(text) or {}
+    data["preset"] = name
+    if overrides.get("head") not in (None, data.get("head")) and overrides.get("head_params") is None:
+        data.pop("head_params", None)  # the preset's head parameters belong to the preset's head
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key == "augment" and isinstance(value, str):
+            data.setdefault("augment", {})["mode"] = value
+        else:
+            data[key] = value
+    try:
+        return TrainConfig.model_validate(data)
+    except pydantic.ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"train config ({name} preset + options): {problems}") from exc

@@ -1,0 +1,136 @@
+"""Every balancer on one fast frozen-feature path, images balanced BEFORE features are taken.
+
+The training engine (`ctnodule.train.fold`) also balances a frozen-backbone recipe's training images
+before taking features, but each engine run costs minutes. Here, per patient-grouped fold:
+default nodule preprocessing fitted on the training fold -> the balancer on the training IMAGES (or, for
+`smote_embed`, on their features) -> frozen ImageNet EfficientNet-Lite0 pooled features of real and
+generated images -> a standardised linear softmax head trained with the balancer's loss (so `weights`,
+`focal` and `logit_adjusted` act) -> probabilities of the held-out patients. Image features only: a
+generated image has no mask, hence no measured size, so these numbers sit below the engine's recipes.
+
+The same splits (stratified by the 5-class label, grouped by patient) serve both tasks, so one cGAN per
+fold, trained on that fold's training images with their 5-class labels, serves both: the binary task's
+malignant top-up is drawn from classes 4 and 5 in their training proportions. Nothing generated or fitted
+ever sees a validation patient; `check_no_synthetic_in_validation` runs on every fold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ctnodule.errors import DataError
+from ctnodule.studies.balancing import ALL, fold_scores
+
+
+def feature_path_benchmark(ds, methods: Sequence[str] = ALL, tasks: Sequence[str] = ("binary", "multiclass"),
+                           folds: int = 5, seed: int = 0, cgan_params: dict | None = None,
+                           log: Callable[[str], None] = print) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(per-fold scores, out-of-fold predictions) for every task x method on dataset `ds` (nodule view)."""
+    from ctnodule.balance import resolve
+    from ctnodule.balance.cgan import ConditionalGAN
+    from ctnodule.balance.quality import FeatureExtractor
+    from ctnodule.data.splits import patient_kfold
+    from ctnodule.preprocess import Pipeline, PreprocessConfig
+    from ctnodule.vocab import task_labels
+
+    slices, frame = list(ds), ds.frame
+    y5 = task_labels(frame, "multiclass")
+    fx, cache = FeatureExtractor(), {}
+    oof: list[pd.DataFrame] = []
+    for k, (tr, va) in enumerate(patient_kfold(frame, "multiclass", folds, seed)):
+        pipe = Pipeline.from_config(PreprocessConfig.default("nodule")).fit([slices[i] for i in tr])
+        images = np.stack([pipe.transform(s).array for s in slices])[:, None].astype(np.float32)
+        feats = _cached(fx, images, cache)
+        gan = None
+        if "cgan" in methods:
+            gan = ConditionalGAN(seed=seed + k, **(cgan_params or {})).fit(images[tr], y5[tr])
+            log(f"fold {k}: cGAN trained on {len(tr)} training images in {gan.fit_seconds_:.0f} s")
+        for task in tasks:
+            y = task_labels(frame, task)
+            for method in methods:
+                if method == "cgan":
+                    X2, y2, synthetic, idx = _cgan_topup(gan, images[tr], y[tr], y5[tr], task, seed + k)
+                else:
+                    b = resolve(method)
+                    X2, y2, synthetic = b.resample(feats[tr] if method == "smote_embed" else images[tr], y[tr],
+                                                   seed=seed + k)
+                    idx, loss_b = b.sample_indices_, b
+                check_no_synthetic_in_validation(idx, synthetic, tr, va)
+                f_train = np.empty((len(y2), feats.shape[1]))
+                f_train[~synthetic] = feats[tr][idx[~synthetic]]
+                if synthetic.any():
+                    f_train[synthetic] = X2[synthetic] if X2.ndim == 2 else fx(X2[synthetic])
+                criterion = (resolve("none") if method == "cgan" else loss_b).loss(y2, int(y.max()) + 1)
+                proba = linear_head(f_train, y2, feats[va], criterion, int(y.max()) + 1, seed)
+                part = pd.DataFrame({"sample_id": frame["sample_id"].to_numpy()[va], "task": task, "method": method,
+                                     "patient_id": frame["patient_id"].to_numpy()[va], "fold": k, "y_true": y[va]})
+                for c in range(proba.shape[1]):
+                    part[f"proba_{c}"] = proba[:, c]
+                oof.append(part)
+            log(f"fold {k} {task}: {len(methods)} methods scored")
+    oof_all = pd.concat(oof, ignore_index=True)
+    rows = []
+    for (task, method), part in oof_all.groupby(["task", "method"], sort=False):
+        minority = int(np.argmin(np.bincount(task_labels(frame, task))))
+        rows += fold_scores(part.dropna(axis=1, how="all"), task, method, minority=minority)
+    return pd.DataFrame(rows), oof_all
+
+
+def check_no_synthetic_in_validation(sample_indices: np.ndarray, synthetic: np.ndarray, train_idx: np.ndarray,
+                                     val_idx: np.ndarray) -> None:
+    """Every resampled training row is a training-fold row or a generated one; none is a validation row."""
+    real_rows = np.asarray(train_idx)[sample_indices[~synthetic]]
+    if np.intersect1d(real_rows, val_idx).size or (sample_indices[synthetic] != -1).any():
+        raise DataError("a validation sample reached the resampled training set; this is a bug, please report it")
+
+
+def linear_head(X: np.ndarray, y: np.ndarray, X_val: np.ndarray, criterion: torch.nn.Module, n_classes: int,
+                seed: int, epochs: int = 300, weight_decay: float = 1e-2) -> np.ndarray:
+    """Standardised features -> one linear layer, full-batch Adam with the balancer's loss; val probabilities."""
+    mu, sd = X.mean(0), X.std(0) + 1e-6
+    xt = torch.from_numpy(((X - mu) / sd).astype(np.float32))
+    yt = torch.from_numpy(y.astype(np.int64))
+    torch.manual_seed(seed)
+    layer = torch.nn.Linear(X.shape[1], n_classes)
+    opt = torch.optim.Adam(layer.parameters(), lr=1e-3, weight_decay=weight_decay)
+    for _ in range(epochs):
+        opt.zero_grad()
+        criterion(layer(xt), yt).backward()
+        opt.step()
+    with torch.no_grad():
+        return layer(torch.from_numpy(((X_val - mu) / sd).astype(np.float32))).softmax(1).numpy()
+
+
+def _cgan_topup(gan, images: np.ndarray, y: np.ndarray, y5: np.ndarray, task: str, seed: int):
+    """Training images + cGAN samples topping every task class up to the majority count."""
+    counts = np.bincount(y)
+    need5 = np.zeros(gan.n_classes_, dtype=np.int64)
+    if task == "multiclass":
+        need5[: len(counts)] = counts.max() - counts
+    else:  # binary: spread each class's deficit over its 5-class members in their training proportions
+        for label, members in ((0, [0, 1, 2]), (1, [3, 4])):
+            deficit = counts.max() - counts[label]
+            share = np.bincount(y5, minlength=5)[members].astype(float)
+            alloc = np.floor(deficit * share / share.sum()).astype(int)
+            alloc[np.argmax(share)] += deficit - alloc.sum()
+            need5[members] = alloc
+    fake, fake5 = gan.sample(need5, seed=seed + 1)
+    fake_y = (fake5 >= 3).astype(np.int64) if task == "binary" else fake5
+    X2 = np.concatenate([images, fake])
+    y2 = np.concatenate([y, fake_y])
+    synthetic = np.arange(len(y2)) >= len(y)
+    return X2, y2, synthetic, np.where(synthetic, -1, np.arange(len(y2)))
+
+
+def _cached(fx, images: np.ndarray, cache: dict) -> np.ndarray:
+    """Features of all images; the default pipeline learns nothing that changes pixels, so folds share them."""
+    import hashlib
+
+    key = hashlib.sha256(images.tobytes()).hexdigest()
+    if key not in cache:
+        cache[key] = fx(images)
+    return cache[key]
