@@ -35,11 +35,20 @@ def is_volume(path: str | Path) -> bool:
     path = Path(path)
     if path.is_dir():
         return not (path / MANIFEST).is_file()
-    if path.name.lower().endswith((".nii", ".nii.gz", ".nrrd")):
-        from ctnodule.data.io import read_nifti, read_nrrd
+    if not path.is_file():
+        return False  # the slice readers say what is missing
+    name = path.name.lower()
+    try:
+        if name.endswith((".nii", ".nii.gz")):
+            import nibabel as nib
 
-        reader = read_nrrd if path.name.lower().endswith(".nrrd") else read_nifti
-        return reader(path)[0].ndim == 3
+            return len(nib.load(str(path)).shape) == 3  # the header only
+        if name.endswith(".nrrd"):
+            import nrrd
+
+            return int(nrrd.read_header(str(path))["dimension"]) == 3
+    except Exception as exc:  # nibabel/pynrrd raise many types for a broken header
+        raise DataError(f"not a readable image ({exc})", path) from exc
     return False
 
 
@@ -115,12 +124,12 @@ def _given_masks(volume: Volume, path: str | Path, locations: list[Location]) ->
             world = tuple(float(v) for v in volume.to_world((i, j, k)))
             out.append((f"mask{lab}", world, NoduleMask(piece, (int(k), int(j), int(i)), float("nan"), float("nan"))))
         return out
+    near = ndi.distance_transform_edt(labels == 0, sampling=np.asarray(volume.spacing)[::-1],
+                                      return_distances=False, return_indices=True)
     for loc in locations:
         i, j, k = np.round(volume.to_voxel(loc.world)).astype(int)
         if not volume.contains((i, j, k)):
             raise DataError(f"location {loc.name} ({_xyz(loc.world)} mm) is outside the volume", volume.source)
-        near = ndi.distance_transform_edt(labels == 0, sampling=np.asarray(volume.spacing)[::-1],
-                                          return_distances=False, return_indices=True)
         lab = labels[tuple(int(near[a][k, j, i]) for a in range(3))]
         out.append((loc.name, loc.world, NoduleMask(labels == lab, (k, j, i), float("nan"), float("nan"))))
     return out
