@@ -33,6 +33,9 @@ bench: setup
 	$(BIN)/python bench/bench_startup.py
 	$(BIN)/ctnodule import voi $(SHARED)/lidc-voi runs/bench/voi --force
 	$(BIN)/python bench/bench_train.py --data runs/bench/voi --out runs/bench/train
+	$(BIN)/python bench/bench_segment.py $(SHARED)
+	$(BIN)/python bench/bench_auto_masks.py runs/bench/train/default-binary runs/bench/train/default-multiclass --voi $(SHARED)/lidc-voi
+	$(BIN)/python bench/bench_predict_ct.py runs/bench/train/default-binary
 	$(BIN)/python bench/bench_cgan.py $(SHARED)/lidc-voi
 	$(BIN)/python bench/bench_gpu.py runs/bench/voi
 
