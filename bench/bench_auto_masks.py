@@ -24,10 +24,10 @@ import yaml
 from ctnodule.data.dataset import SliceDataset
 from ctnodule.errors import DataError
 from ctnodule.evaluate.metrics import compute_metrics
-from ctnodule.preprocess.segment import nodule_sample, segment_nodule
 from ctnodule.models.fitted import FittedModel
 from ctnodule.predict.run import Predictor
 from ctnodule.preprocess.inputs import load_slices
+from ctnodule.preprocess.segment import nodule_sample, segment_nodule
 from ctnodule.runfolder import RunPaths
 from ctnodule.vocab import task_labels
 

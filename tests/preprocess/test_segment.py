@@ -58,7 +58,7 @@ def test_refuses_points_outside_in_air_and_in_bone(phantom_ct):
 
 def test_nodule_sample_matches_the_voi_importers_cut(phantom_ct):
     _, cases = phantom_ct
-    spec, hu, truth, seed = cases[2]
+    spec, hu, _, seed = cases[2]
     mask = segment_nodule(hu, SP, seed).mask
     s = nodule_sample(hu, SP, mask)
     areas = mask.sum(axis=(1, 2))

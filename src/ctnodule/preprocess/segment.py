@@ -237,6 +237,6 @@ def nodule_sample(hu: np.ndarray, spacing: Sequence[float], mask: np.ndarray, *,
 def _voi_span(lo: int, hi: int, n: int) -> tuple[int, int]:
     """[lo, hi) grown by VOI_MARGIN a side and to at least VOI_MIN_SIDE, centred, within [0, n)."""
     side = min(n, max(hi - lo + 2 * VOI_MARGIN, VOI_MIN_SIDE))
-    start = int(round((lo + hi - side) / 2))
+    start = int(lo + hi - side) // 2
     start = min(max(start, 0), n - side)
     return start, start + side

@@ -18,7 +18,6 @@ from ctnodule.data.series import scan_headers
 from ctnodule.data.volume import AIR_HU
 
 
-
 @dataclasses.dataclass
 class Series:
     folder: Path
