@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from ctnodule.atomic import atomic_dir, atomic_path, write_text
@@ -31,3 +33,20 @@ def test_dir_refuses_to_overwrite_without_force_and_replaces_only_on_success(tmp
         (tmp / "y").write_text("3")
     assert sorted(p.name for p in out.iterdir()) == ["y"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_unwritable_places_are_one_line_config_errors(tmp_path):
+    """A file where a folder is expected, or a folder nobody may write (here /proc, read-only even for
+    root): a `ConfigError` naming the path, not an OSError traceback, and nothing left behind."""
+    from ctnodule.errors import ConfigError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for target in (blocker / "out", Path("/proc/ctnodule-out")):
+        with pytest.raises(ConfigError, match="cannot write here"), atomic_dir(target):
+            pass
+        with pytest.raises(ConfigError, match="cannot write here"):
+            write_text(target / "a.txt", "x")
+    with pytest.raises(ConfigError, match="is a file"), atomic_dir(blocker):
+        pass
+    assert blocker.read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == ["file"]

@@ -29,11 +29,20 @@ HEADLINE = ("n", "roc_auc", "accuracy", "balanced_accuracy", "f1_macro", "qwk", 
 def train_and_report(data: str | Path | SliceDataset, out: str | Path, cfg: TrainConfig, resume: bool = False,
                      force: bool = False, log: Callable[[str], None] = print) -> Path:
     """Train `cfg` on `data` into the run folder `out`, score it (metrics.json) and write its model card:
-    the three stages `ctnodule train` runs. Returns the run folder."""
+    the three stages `ctnodule train` runs. Returns the run folder.
+
+    With `force` an existing run is replaced only when the new one is complete, model card included: the
+    three stages write into a temporary sibling folder that is renamed into place at the end."""
     from ctnodule.evaluate.summary import score_run
     from ctnodule.report.model_card import write_model_card
-    from ctnodule.train.api import train
+    from ctnodule.train.api import check_before_training, train
 
+    out = Path(out)
+    if force and out.is_dir() and any(out.iterdir()):
+        check_before_training(data, out, cfg, resume, force, log=lambda m: None)  # before the temp folder
+        with atomic_dir(out, force=True) as tmp:
+            train_and_report(data, tmp, cfg, log=log)
+        return out
     run = train(data, out, cfg, resume=resume, force=force, log=log)
     score_run(run, data.root if isinstance(data, SliceDataset) else data)
     write_model_card(run)

@@ -114,7 +114,7 @@ def test_bad_locations_are_one_clear_error_and_write_nothing(mask_run, ct, tmp_p
     with pytest.raises(SystemExit) as info:
         main(["predict", str(mask_run), str(folder), f"--at={at.format(z=centres[0][2])}",
               "--out", str(tmp_path / "p.csv")])
-    assert info.value.code == 2
+    assert info.value.code == 3  # bad data
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []

@@ -12,11 +12,15 @@ def evaluate_cmd(
     run: Annotated[Path, typer.Argument(help="Run folder from `ctnodule train`.")],
     data: Annotated[Path, typer.Argument(help="Labelled slice dataset to score the run's final model on.")],
     out: Annotated[Path, typer.Option(help="Folder for metrics.json, predictions.csv, figures, report.html.")],
+    force: Annotated[bool, typer.Option("--force", help="Replace OUT if it exists (never a run folder).")] = False,
 ) -> None:
     """Apply a trained run (with its own preprocessing) to another dataset and score it."""
-    from ctnodule.evaluate.run import evaluate_run
+    from ctnodule.evaluate.run import evaluate_run, seen_in_training
 
-    m = evaluate_run(run, data, out)
+    m = evaluate_run(run, data, out, force=force)
+    seen = m["patients_seen_in_training"]["count"]
+    if seen:
+        typer.secho(seen_in_training(seen, m["n_patients"]), fg=typer.colors.YELLOW, err=True)
     typer.echo(f"n={m['n']} accuracy={m['accuracy']:.3f} roc_auc={m['roc_auc']:.3f}"
                + (f" qwk={m['qwk']:.3f}" if "qwk" in m else "") + f" -> {out / 'metrics.json'}")
 

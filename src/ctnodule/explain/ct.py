@@ -23,10 +23,14 @@ from ctnodule.predict.volume import predict_volume
 
 def predict_ct(run_dir: str | Path, source: str | Path, out: str | Path, *, at: Sequence[str] = (),
                at_voxels: Sequence[str] = (), candidates: str | Path | None = None, series_uid: str | None = None,
-               mask: str | Path | None = None, method: str | None = None) -> pd.DataFrame:
+               mask: str | Path | None = None, method: str | None = None, force: bool = False) -> pd.DataFrame:
     """Predict the located nodules of one CT volume; writes `out` (CSV, `png` column) and
-    `<out stem>_nodules/<nodule>.png`. `method` (e.g. "gradcam") adds the heat map to each PNG."""
+    `<out stem>_nodules/<nodule>.png`. `method` (e.g. "gradcam") adds the heat map to each PNG; an existing
+    `out` is replaced only with `force` (checked before anything is computed)."""
+    from ctnodule.atomic import check_out_file
+
     predictor = load_run(run_dir)
+    check_out_file(out, force, "predictions CSV")
     frame, slices = predict_volume(predictor, source, at=at, at_voxels=at_voxels, candidates=candidates,
                                    series_uid=series_uid, mask=mask)
     maps = list(explain_slices(predictor, slices, method)) if method else [None] * len(slices)
