@@ -39,6 +39,9 @@ bench: setup
 	$(BIN)/python bench/bench_train.py --data runs/bench/voi --out runs/bench/train
 	$(BIN)/python bench/bench_readers.py runs/bench/voi runs/bench/train/default-binary runs/bench/train/default-multiclass
 	$(BIN)/python bench/bench_radiomics.py $(SHARED)/lidc-voi runs/bench/voi runs/bench/train/default-binary runs/bench/train/default-multiclass
+	$(BIN)/python bench/bench_segment.py $(SHARED)
+	$(BIN)/python bench/bench_auto_masks.py runs/bench/train/default-binary runs/bench/train/default-multiclass --voi $(SHARED)/lidc-voi
+	$(BIN)/python bench/bench_predict_ct.py runs/bench/train/default-binary
 	$(BIN)/python bench/bench_cgan.py $(SHARED)/lidc-voi
 	$(BIN)/python bench/bench_gpu.py runs/bench/voi
 	$(BIN)/ctnodule train runs/bench/voi --out runs/bench/infer-default --force

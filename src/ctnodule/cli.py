@@ -90,10 +90,20 @@ def train_cmd(
 
 def predict_cmd(
     run: Run,
-    inputs: Annotated[list[Path], typer.Argument(help="NRRD/NIfTI/DICOM files in HU, or slice-dataset folders.")],
+    inputs: Annotated[list[Path], typer.Argument(help="A CT volume (DICOM series folder, 3D NIfTI/NRRD) with "
+                                                      "nodule locations, or NRRD/NIfTI/DICOM slices in HU, or "
+                                                      "slice-dataset folders.")],
     out: Annotated[Path, typer.Option(help="CSV to write.")] = Path("predictions.csv"),
-    mask: Annotated[list[Path] | None, typer.Option(help="Nodule mask per image file (gives the size and "
-                                                         "shape to models that use them).")] = None,
+    at: Annotated[list[str] | None, typer.Option("--at", help="Nodule location X,Y,Z in world mm (DICOM/LUNA16 "
+                                                              "patient coordinates); repeatable.")] = None,
+    at_voxel: Annotated[list[str] | None, typer.Option("--at-voxel", help="Nodule location as voxel i,j,k "
+                                                                          "(column, row, slice); repeatable.")] = None,
+    candidates: Annotated[Path | None, typer.Option(help="LUNA16-layout CSV (seriesuid,coordX,coordY,coordZ) of "
+                                                         "nodule locations.")] = None,
+    series: Annotated[str | None, typer.Option("--series", help="SeriesInstanceUID to read when the folder holds "
+                                                                "several series.")] = None,
+    mask: Annotated[list[Path] | None, typer.Option(help="Nodule mask: one per image file, or one 3D mask on the "
+                                                         "volume's grid (replaces automatic segmentation).")] = None,
     explain: Annotated[bool, typer.Option("--explain", help="Add a Grad-CAM heat map per prediction "
                                                             "(PNG overlay + NRRD map beside the CSV).")] = False,
     method: Annotated[str, typer.Option(help="CAM method for --explain (gradcam, gradcam++, ...).")] = "gradcam",
@@ -105,17 +115,32 @@ def predict_cmd(
     force: Annotated[bool, typer.Option("--force", help="Overwrite OUT if it exists.")] = False,
     device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N (checked before any work).")] = "cpu",
 ) -> None:
-    """Predict class probabilities and a malignancy score for each input."""
-    options = {"masks": mask or None, "spacing": spacing, "allow": tuple(allow or ()), "force": force,
-               "device": device}
-    if explain:
-        from ctnodule.explain.heatmaps import predict_with_heatmaps
+    """Predict class probabilities and a malignancy score for each input, or for each nodule of a CT
+    volume (segmented automatically from its location unless --mask is given)."""
+    from ctnodule.errors import ConfigError
+    from ctnodule.predict.volume import check_location_options, is_volume
 
-        frame = predict_with_heatmaps(run, inputs, out, method=method, **options)
+    located = bool(at or at_voxel or candidates)
+    if any(is_volume(p) for p in inputs) and (located or "volume" not in (allow or ())):
+        from ctnodule.explain.ct import predict_ct
+
+        if len(inputs) != 1 or (mask and len(mask) != 1):
+            raise ConfigError("give one CT volume per call (and at most one --mask, on its grid)")
+        frame = predict_ct(run, inputs[0], out, at=at or [], at_voxels=at_voxel or [], candidates=candidates,
+                           series_uid=series, mask=mask[0] if mask else None, method=method if explain else None,
+                           force=force, device=device)
     else:
-        from ctnodule.predict.apply import predict_files
+        check_location_options(at or [], at_voxel or [], candidates)
+        options = {"masks": mask or None, "spacing": spacing, "allow": tuple(allow or ()), "force": force,
+                   "device": device}
+        if explain:
+            from ctnodule.explain.heatmaps import predict_with_heatmaps
 
-        frame = predict_files(run, inputs, out, **options)
+            frame = predict_with_heatmaps(run, inputs, out, method=method, **options)
+        else:
+            from ctnodule.predict.apply import predict_files
+
+            frame = predict_files(run, inputs, out, **options)
     typer.echo(f"{len(frame)} prediction(s) -> {out}")
 
 

@@ -234,3 +234,17 @@ def _vessels(rng: np.random.Generator, body: tuple[float, float]) -> list[tuple[
             radii = np.linspace(rng.uniform(2.0, 4.0), 0.6, len(t))
             out.append((points, radii))
     return out
+
+
+def render_volume(patient: PhantomPatient, z0: float, n_slices: int, thickness: float
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """A (k, 512, 512) HU volume of slices z0, z0 + thickness, ... and a label volume (0 = background,
+    n = the n-th nodule's mask). In world mm (LPS, origin at voxel (-256, -256) x spacing of slice 0) a
+    nodule centred at (row_mm, col_mm, z) lies at (x, y, z) = (col_mm, row_mm, z)."""
+    hu = np.empty((n_slices, SIZE, SIZE), np.int16)
+    labels = np.zeros((n_slices, SIZE, SIZE), np.uint8)
+    for k in range(n_slices):
+        hu[k], masks = patient.render(z0 + k * thickness, thickness)
+        for n, mask in enumerate(masks, start=1):
+            labels[k][mask] = n
+    return hu, labels

@@ -10,6 +10,7 @@ Public API::
     logits = p.model(x)                                      # nn.Module (binds the sizes/descriptors of x)
     p.pipeline, p.class_names, p.task, p.view, p.config, p.info
     predict_files("runs/voi-5class", ["a.nrrd"], "preds.csv", masks=["a-mask.nrrd"])
+    rows, slices = predict_volume(p, "ct/series-folder", at=["56.2,86.3,-115.9"])  # segments the nodule
 
     b = load_bundle("bundles/voi-5class")                    # an exported bundle (`ctnodule export`): onnxruntime,
     proba = b.predict_proba(slices)                          # no torch; same probabilities within 1e-4
@@ -21,10 +22,11 @@ Names are imported lazily, so `ctnodule --help` does not pay for torch.
 import importlib
 
 _WHERE = {"Predictor": "run", "load_run": "run", "predict_files": "apply", "predict_inputs": "apply",
-          "dataset_slices": "apply", "open_model": "apply", "Bundle": "bundle", "load_bundle": "bundle"}
+          "dataset_slices": "apply", "open_model": "apply", "Bundle": "bundle", "load_bundle": "bundle",
+          "predict_volume": "volume", "is_volume": "volume"}
 
-__all__ = ["Bundle", "Predictor", "dataset_slices", "load_bundle", "load_run", "open_model", "predict_files",
-           "predict_inputs"]
+__all__ = ["Bundle", "Predictor", "dataset_slices", "is_volume", "load_bundle", "load_run", "open_model",
+           "predict_files", "predict_inputs", "predict_volume"]
 
 
 def __getattr__(name: str):

@@ -61,8 +61,32 @@ class Predictor:
         where it used them): the input `prepare`/`predict_proba` expect for dataset samples."""
         return load_slices(dataset.view(self.view), self.channels)
 
+    @property
+    def needs_mask(self) -> bool:
+        """The model reads the nodule's size (and shape, density) from its mask: without one it would
+        only guess, so `prepare`/`predict_proba` refuse such samples."""
+        return self._fm.cfg.tabular != "none"
+
+    def check_masks(self, slices: Sequence[Slice]) -> None:
+        """`DataError` naming the samples a mask-using model cannot judge (no mask, or no diameter for
+        a size-only model)."""
+        from ctnodule.errors import DataError
+        from ctnodule.models.descriptors import diameter_mm
+
+        if not self.needs_mask:
+            return
+        full = self._fm.cfg.tabular == "descriptors"
+        missing = [str(s.meta.get("sample_id", f"#{i}")) for i, s in enumerate(slices)
+                   if (full and (s.mask is None or not np.any(s.mask))) or not np.isfinite(diameter_mm(s))]
+        if missing:
+            raise DataError(f"this model uses the nodule's {self._fm.cfg.tabular} measured from its mask, and "
+                            f"{len(missing)} sample(s) have no mask ({', '.join(missing[:3])}"
+                            f"{', ...' if len(missing) > 3 else ''}); give --mask, or a CT volume with --at, "
+                            "--at-voxel or --candidates so the nodule is segmented")
+
     def prepare(self, slices: Sequence[Slice]) -> torch.Tensor:
         """Preprocessed (N, 3, H, W) float32 images in [0, 1] — exactly what the network sees."""
+        self.check_masks(slices)
         x = torch.from_numpy(self._fm.images(self._channels(slices)))
         extra = self._fm.extra(slices)
         self.model.bind_extra(None if extra is None else torch.from_numpy(extra))
@@ -70,6 +94,7 @@ class Predictor:
 
     def predict_proba(self, slices: Sequence[Slice]) -> np.ndarray:
         """(N, C) class probabilities (with the run's TTA), in the order given."""
+        self.check_masks(slices)
         slices = self._channels(slices)
         return self._fm.proba_from(self._fm.images(slices), self._fm.extra(slices), self.device)
 

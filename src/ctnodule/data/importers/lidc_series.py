@@ -14,14 +14,8 @@ import numpy as np
 
 from ctnodule.data.importers.base import Skips
 from ctnodule.data.io import read_dicom_slice
-
-#: HU floor: pixels outside the scanner's circular field of view carry a padding value (-2048 or -3024 HU
-#: after rescaling in LIDC), not a measurement; as air they no longer dominate windowing or the
-#: Laplacian-variance noise measure (explore showed padded scans ~20x "noisier" than unpadded ones)
-AIR_HU = -1024
-
-_TAGS = ["ImagePositionPatient", "SeriesInstanceUID", "StudyInstanceUID", "PatientID", "PixelSpacing",
-         "Rows", "Columns", "SliceThickness", "ImageOrientationPatient"]
+from ctnodule.data.series import scan_headers
+from ctnodule.data.volume import AIR_HU
 
 
 @dataclasses.dataclass
@@ -80,24 +74,17 @@ def find_series(src: Path, skips: Skips) -> list[Series]:
 
 
 def _read_folder(folder: Path, skips: Skips) -> list[Series]:
-    import pydicom
-
-    groups: dict[str, list[tuple[float, Path, object]]] = {}
-    for path in sorted(folder.glob("*.dcm")):
-        try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_TAGS)
-            z = float(ds.ImagePositionPatient[2])
-        except Exception as exc:  # noqa: BLE001  pydicom raises many types; one bad file must not stop the import
-            skips.add(path, f"unreadable DICOM header or no ImagePositionPatient ({type(exc).__name__})")
-            continue
-        orient = [round(float(v)) for v in getattr(ds, "ImageOrientationPatient", [1, 0, 0, 0, 1, 0])]
-        if orient != [1, 0, 0, 0, 1, 0]:
-            skips.add(path, f"not an axial slice in standard orientation (ImageOrientationPatient {orient})")
-            continue
-        groups.setdefault(str(ds.SeriesInstanceUID), []).append((z, path, ds))
     out = []
-    for uid, items in groups.items():
-        items.sort(key=lambda t: t[0])
+    for uid, headers in scan_headers(folder, skips.add).items():
+        items = []
+        for h in headers:
+            orient = [round(float(v)) for v in h.orientation]
+            if orient != [1, 0, 0, 0, 1, 0]:
+                skips.add(h.path, f"not an axial slice in standard orientation (ImageOrientationPatient {orient})")
+                continue
+            items.append((float(h.position[2]), h.path, h.ds))
+        if not items:
+            continue
         zs = np.array([t[0] for t in items])
         dup = np.r_[False, np.diff(zs) < 1e-3]
         for z, path, _ in (t for t, d in zip(items, dup) if d):

@@ -145,11 +145,8 @@ def _add_nodule(writer, row, image_path: Path, mask_path: Path, k: int, radiomic
     areas = (mask > 0).sum(axis=(0, 1))
     if areas.max() == 0:
         raise DataError("empty mask")
-    marked = np.nonzero(areas)[0]
-    middle = (marked[0] + marked[-1]) / 2
-    best = np.flatnonzero(areas == areas.max())
-    z = int(best[np.argmin(np.abs(best - middle))])
-    idx = np.clip(np.arange(z - k, z + k + 1), 0, image.shape[2] - 1)
+    z = decision_slice(areas)
+    idx = context_indices(z, k, image.shape[2])
     # nibabel (x, y, z) -> (z, row = y, col = x)
     stack = np.ascontiguousarray(np.transpose(image[:, :, idx], (2, 1, 0))).astype(np.int16)
     slice_mask = np.ascontiguousarray((mask[:, :, z] > 0).T)
@@ -175,6 +172,21 @@ def _add_nodule(writer, row, image_path: Path, mask_path: Path, k: int, radiomic
     writer.add(stack[k], spacing, sample_id=sample_id(row.patient_id, row.nodule_id, "nodule"),
                patient_id=row.patient_id, nodule_id=row.nodule_id, view="nodule",
                malignancy=int(row.Malignancy_value), source="lidc-voi", context=stack, mask=slice_mask, **extra)
+
+
+def decision_slice(areas: np.ndarray) -> int:
+    """The slice a nodule is judged on, from its mask area per slice: the largest area, ties broken
+    towards the middle of the marked slices (shared with `ctnodule.preprocess.segment`, so a sample
+    cut from a whole CT matches the training samples)."""
+    marked = np.nonzero(areas)[0]
+    middle = (marked[0] + marked[-1]) / 2
+    best = np.flatnonzero(areas == areas.max())
+    return int(best[np.argmin(np.abs(best - middle))])
+
+
+def context_indices(z: int, k: int, n: int) -> np.ndarray:
+    """Slice indices z-k..z+k of a volume with `n` slices; past its edge the edge slice repeats."""
+    return np.clip(np.arange(z - k, z + k + 1), 0, n - 1)
 
 
 def _world_z(path: Path, z: int) -> float:

@@ -1,0 +1,117 @@
+"""Out-of-fold AUC of a trained run when its held-out VOIs get automatic masks instead of the given ones.
+
+No retraining: each fold's checkpoint (`RUN/checkpoints/fold-K.pt`) predicts its held-out patients
+(`RUN/splits/fold-K.csv`, split == val) three ways: with the given consensus masks (as in training;
+this reproduces the run's OOF AUC), with `segment_nodule` masks seeded at the given mask's centroid, and
+seeded up to 3 mm off it (seeded RNG). With automatic masks the sample is cut from the VOI exactly as the
+importer cuts it (`nodule_sample(view="full")` on the VOI: the slice with the largest mask area, its
+neighbours), so only the mask, and the decision slice it picks, change. Pooled OOF AUC per way.
+
+Run: python bench/bench_auto_masks.py RUN [RUN ...] [--voi path/to/lidc-voi] [--data path/to/imported/voi]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from ctnodule.data.dataset import SliceDataset
+from ctnodule.errors import DataError
+from ctnodule.evaluate.metrics import compute_metrics
+from ctnodule.models.fitted import FittedModel
+from ctnodule.predict.run import Predictor
+from ctnodule.preprocess.inputs import load_slices
+from ctnodule.preprocess.segment import nodule_sample, segment_nodule
+from ctnodule.runfolder import RunPaths
+from ctnodule.vocab import task_labels
+
+SHARED = Path(__file__).resolve().parents[2] / "shared/data"
+MOVE_MM = 3.0
+
+
+def auto_slices(frame: pd.DataFrame, voi: Path, given: list, seeded: str, rng: np.random.Generator) -> list:
+    """Each row's sample rebuilt from its VOI with an automatic mask (the given sample where refused)."""
+    import nibabel as nib
+
+    out, refused = [], 0
+    for (_, row), fallback in zip(frame.iterrows(), given):
+        name = f"{row['patient_id']}_R_{row['nodule_id']}.nii.gz"
+        img = nib.load(voi / "image" / name)
+        hu = np.transpose(np.asarray(img.dataobj), (2, 1, 0))
+        truth = np.transpose(np.asarray(nib.load(voi / "nodule_mask" / name).dataobj) > 0, (2, 1, 0))
+        sp = np.asarray(img.header.get_zooms()[:3], float)[::-1]
+        seed = np.argwhere(truth).mean(axis=0)
+        if seeded == "moved":
+            v = rng.standard_normal(3)
+            seed = seed + v / np.linalg.norm(v) * MOVE_MM * rng.uniform() ** (1 / 3) / sp
+        try:
+            mask = segment_nodule(hu, sp, seed).mask
+        except DataError:
+            refused += 1
+            out.append(fallback)
+            continue
+        s = nodule_sample(hu, sp, mask, view="full")
+        out.append(s.replace(meta={**s.meta, "sample_id": row["sample_id"]}))
+    if refused:
+        print(f"  ({seeded}: {refused} point(s) refused by the segmenter; their given-mask sample is used)")
+    return out
+
+
+def bench_run(run: Path, data: Path, voi: Path) -> None:
+    paths = RunPaths(run)
+    config = yaml.safe_load(paths.config.read_text(encoding="utf-8"))
+    ds = SliceDataset(data).view(config["view"])
+    rng = np.random.default_rng(0)
+    y_all, proba = [], {"given": [], "auto (centre)": [], "auto (moved)": []}
+    started, cpu = time.perf_counter(), time.process_time()
+    for fold in range(int(config["n_splits"])):
+        split = pd.read_csv(paths.split_file(fold), dtype={"sample_id": str})
+        held = set(split.loc[split["split"] == "val", "sample_id"])
+        part = ds.subset(np.flatnonzero(ds.frame["sample_id"].isin(held).to_numpy()))
+        fm, _ = FittedModel.load(paths.fold_model(fold))
+        predictor = Predictor(run, fm, config, {})
+        given = load_slices(part, fm.cfg.channels)
+        y_all.append(task_labels(part.frame, fm.cfg.task))
+        proba["given"].append(predictor.predict_proba(given))
+        for way, seeded in (("auto (centre)", "centre"), ("auto (moved)", "moved")):
+            slices = auto_slices(part.frame, voi, given, seeded, rng)
+            if fm.cfg.channels != "context":
+                slices = [s.replace(array=s.array[s.array.shape[0] // 2]) if s.array.ndim == 3 else s for s in slices]
+            proba[way].append(predictor.predict_proba(slices))
+    y = np.concatenate(y_all)
+    print(f"{run.name} ({config['task']}, {config['backbone']}/{config['head']}, tabular {config['tabular']}): "
+          f"{len(y)} held-out VOIs, {time.perf_counter() - started:.0f} s wall, "
+          f"{time.process_time() - cpu:.0f} s CPU")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        aucs = {way: compute_metrics(y, np.concatenate(p), config["task"])["roc_auc"] for way, p in proba.items()}
+    recorded = yaml.safe_load(paths.metrics.read_text()).get("roc_auc") if paths.metrics.is_file() else None
+    print(f"  pooled OOF AUC recorded by the run: {recorded:.4f}" if recorded is not None else "")
+    for way, auc in aucs.items():
+        delta = "" if way == "given" else f"  (delta {auc - aucs['given']:+.4f})"
+        print(f"  {way:15s} AUC {auc:.4f}{delta}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("--voi", type=Path, default=SHARED / "lidc-voi")
+    parser.add_argument("--data", type=Path, help="the imported VOI dataset the runs were trained on "
+                                                  "(default: each run's config `data`)")
+    args = parser.parse_args()
+    if not args.voi.is_dir():
+        print(f"skip: {args.voi} not found")
+        return
+    for run in args.runs:
+        config = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+        bench_run(run, args.data or Path(config["data"]), args.voi)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""Predict on a whole CT: a DICOM series folder or a NIfTI/NRRD volume plus where the nodules are.
+
+Locations: `--at X,Y,Z` (world mm, LPS: the DICOM patient frame and LUNA16's), `--at-voxel i,j,k`
+(column, row, slice), `--candidates CSV` (LUNA16 layout, many nodules), or `--mask M` (a 3D nodule mask
+on the volume's grid: each connected piece is a nodule, or the piece at each given location). Without a
+mask each location is segmented automatically (`ctnodule.preprocess.segment`); the sample is then cut
+the way training samples were, so the run's own preprocessing, channels (2.5D) and TTA apply.
+
+Nothing is written here: `predict_volume` returns the rows and the samples, so a bad input (a point
+outside the volume, in air or bone, a broken series) is one `DataError` before any file exists.
+`ctnodule.explain.ct.predict_ct` adds the CSV and one PNG per nodule (contour; Grad-CAM with --explain).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ctnodule.data.locations import Location, at_voxel, at_world, read_candidates
+from ctnodule.data.slice import Slice
+from ctnodule.data.volume import Volume, read_volume
+from ctnodule.errors import ConfigError, DataError
+from ctnodule.predict.apply import prediction_rows
+from ctnodule.predict.run import Predictor
+from ctnodule.preprocess.segment import NoduleMask, nodule_sample, segment_nodule
+
+
+def is_volume(path: str | Path) -> bool:
+    """A DICOM series folder or a 3D NIfTI/NRRD file (not a slice dataset folder)."""
+    from ctnodule.data.manifest import MANIFEST
+
+    path = Path(path)
+    if path.is_dir():
+        return not (path / MANIFEST).is_file()
+    if not path.is_file():
+        return False  # the slice readers say what is missing
+    name = path.name.lower()
+    try:
+        if name.endswith((".nii", ".nii.gz")):
+            import nibabel as nib
+
+            return len(nib.load(str(path)).shape) == 3  # the header only
+        if name.endswith(".nrrd"):
+            import nrrd
+
+            return int(nrrd.read_header(str(path))["dimension"]) == 3
+    except Exception as exc:  # nibabel/pynrrd raise many types for a broken header
+        raise DataError(f"not a readable image ({exc})", path) from exc
+    return False
+
+
+def predict_volume(
+    predictor: Predictor,
+    source: str | Path,
+    *,
+    at: Sequence[str] = (),
+    at_voxels: Sequence[str] = (),
+    candidates: str | Path | None = None,
+    series_uid: str | None = None,
+    mask: str | Path | None = None,
+) -> tuple[pd.DataFrame, list[Slice]]:
+    """Every located nodule of one CT volume: one row each (where, how it was segmented, its segmented
+    diameter, the prediction) and the samples the model judged (with their 2D masks)."""
+    volume = read_volume(source, series_uid)
+    if not volume.axial:
+        raise DataError("the slices are not axial; the models were trained on axial slices", source)
+    locations = [at_world(t) for t in at] + [at_voxel(volume, t) for t in at_voxels]
+    if candidates is not None:
+        locations += read_candidates(candidates, series_uid or volume.series_uid or None)
+    sp = np.asarray(volume.spacing, float)[::-1]  # (k, j, i) mm
+    nodules = _given_masks(volume, mask, locations) if mask is not None else _segmented(volume, locations)
+    if not nodules:
+        raise DataError("no nodule location given: pass --at X,Y,Z (world mm), --at-voxel i,j,k, "
+                        "--candidates CSV or --mask", source)
+    slices = []
+    for name, _, found in nodules:
+        s = nodule_sample(volume.hu, sp, found.mask, view=predictor.view)
+        array = s.array if predictor.channels == "context" else s.array[s.array.shape[0] // 2]
+        slices.append(s.replace(array=array, meta={**s.meta, "sample_id": name}))
+    proba = predictor.predict_proba(slices)
+    return _table(predictor, proba, volume, nodules, slices, mask is not None), slices
+
+
+def _segmented(volume: Volume, locations: list[Location]) -> list[tuple[str, tuple, NoduleMask]]:
+    """Each location checked against the volume and segmented; errors name the location."""
+    sp = np.asarray(volume.spacing, float)[::-1]
+    out = []
+    for loc in locations:
+        ijk = volume.to_voxel(loc.world)
+        if not volume.contains(ijk):
+            lo, hi = volume.world_bounds()
+            raise DataError(f"location {loc.name} ({_xyz(loc.world)} mm, voxel i,j,k {_xyz(ijk)}) is outside the "
+                            f"volume, which spans x {lo[0]:.1f}..{hi[0]:.1f}, y {lo[1]:.1f}..{hi[1]:.1f}, "
+                            f"z {lo[2]:.1f}..{hi[2]:.1f} mm; world coordinates are LPS (DICOM), use --at-voxel "
+                            "for array indices", volume.source)
+        try:
+            found = segment_nodule(volume.hu, sp, ijk[::-1])
+        except DataError as exc:
+            raise DataError(f"location {loc.name} ({_xyz(loc.world)} mm): {exc}", volume.source) from exc
+        out.append((loc.name, loc.world, found))
+    return out
+
+
+def _given_masks(volume: Volume, path: str | Path, locations: list[Location]) -> list[tuple[str, tuple, NoduleMask]]:
+    """`--mask`: the nodule(s) of a 3D mask on the volume's grid (the piece at each location, or every
+    connected piece when no location is given)."""
+    from scipy import ndimage as ndi
+
+    given = read_volume(path)
+    if given.hu.shape != volume.hu.shape:
+        raise DataError(f"mask shape {given.shape_ijk} (i, j, k) differs from the volume's {volume.shape_ijk}; "
+                        "the mask must be on the volume's grid", path)
+    labels, n = ndi.label(given.hu > 0)
+    if n == 0:
+        raise DataError("the mask is empty", path)
+    out = []
+    if not locations:
+        for lab in range(1, n + 1):
+            piece = labels == lab
+            k, j, i = np.argwhere(piece).mean(axis=0)
+            world = tuple(float(v) for v in volume.to_world((i, j, k)))
+            out.append((f"mask{lab}", world, NoduleMask(piece, (int(k), int(j), int(i)), float("nan"), float("nan"))))
+        return out
+    near = ndi.distance_transform_edt(labels == 0, sampling=np.asarray(volume.spacing)[::-1],
+                                      return_distances=False, return_indices=True)
+    for loc in locations:
+        i, j, k = np.round(volume.to_voxel(loc.world)).astype(int)
+        if not volume.contains((i, j, k)):
+            raise DataError(f"location {loc.name} ({_xyz(loc.world)} mm) is outside the volume", volume.source)
+        lab = labels[tuple(int(near[a][k, j, i]) for a in range(3))]
+        out.append((loc.name, loc.world, NoduleMask(labels == lab, (k, j, i), float("nan"), float("nan"))))
+    return out
+
+
+def _table(predictor: Predictor, proba: np.ndarray, volume: Volume, nodules: list, slices: list[Slice],
+           given: bool) -> pd.DataFrame:
+    """One row per nodule: where it is, how it was segmented and measured, then the prediction."""
+    info = []
+    for (name, world, found), s in zip(nodules, slices):
+        i, j, k = volume.to_voxel(world)
+        info.append({"x_mm": round(world[0], 2), "y_mm": round(world[1], 2), "z_mm": round(world[2], 2),
+                     "i": round(float(i), 1), "j": round(float(j), 1), "k": round(float(k), 1),
+                     "mask": "given" if given else "auto", "slice_index": s.meta["slice_index"],
+                     "diameter_mm": s.meta["mask_diameter_mm"], "volume_mm3": s.meta["mask_volume_mm3"]})
+    head = pd.DataFrame({"source": str(volume.source), "series_uid": volume.series_uid}, index=range(len(slices)))
+    rows = prediction_rows(predictor, proba, [n[0] for n in nodules], None)
+    return pd.concat([rows[["sample_id"]], head, pd.DataFrame(info), rows.drop(columns="sample_id")], axis=1)
+
+
+def _xyz(values: Sequence[float]) -> str:
+    return ",".join(f"{float(v):.1f}" for v in values)
+
+
+def check_location_options(at: Sequence[str], at_voxels: Sequence[str], candidates: object) -> None:
+    """Location options only make sense with a volume input."""
+    if at or at_voxels or candidates is not None:
+        raise ConfigError("--at, --at-voxel and --candidates need a CT volume input (a DICOM series folder or a "
+                          "3D NIfTI/NRRD file)")

@@ -1,0 +1,78 @@
+"""Automatic nodule segmentation on phantom volumes: agreement with the drawn nodule, refusals, the sample."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ctnodule.data.phantom import PhantomPatient, place_nodules, render_volume
+from ctnodule.errors import DataError
+from ctnodule.preprocess.segment import nodule_sample, segment_nodule
+
+THICKNESS = 1.25
+
+
+@pytest.fixture(scope="module")
+def phantom_ct():
+    """Slices around one nodule of each malignancy score 2, 4, 5 (solid, lobulated, spiculated)."""
+    rng = np.random.default_rng(3)
+    patient = PhantomPatient(rng, 0.7, [])
+    patient.nodules = place_nodules(rng, patient, [2, 4, 5])
+    cases = []
+    for n, spec in enumerate(patient.nodules, start=1):
+        z0 = spec.centre[2] - 12 * THICKNESS
+        hu, labels = render_volume(patient, z0, 25, THICKNESS)
+        seed = np.array([12.0, spec.centre[0] / 0.7 + 256, spec.centre[1] / 0.7 + 256])  # (k, j, i)
+        cases.append((spec, hu, labels == n, seed))
+    return patient, cases
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2 * float((a & b).sum()) / float(a.sum() + b.sum())
+
+
+SP = (THICKNESS, 0.7, 0.7)
+
+
+def test_segments_the_drawn_nodule_from_its_centre_and_from_an_inexact_click(phantom_ct):
+    _, cases = phantom_ct
+    rng = np.random.default_rng(0)
+    for spec, hu, truth, seed in cases:
+        assert _dice(segment_nodule(hu, SP, seed).mask, truth) > 0.75, spec
+        v = rng.standard_normal(3)
+        off = v / np.linalg.norm(v) * 2.0 / np.array(SP)  # 2 mm off in a random direction
+        assert _dice(segment_nodule(hu, SP, seed + off).mask, truth) > 0.7, spec
+
+
+def test_refuses_points_outside_in_air_and_in_bone(phantom_ct):
+    patient, cases = phantom_ct
+    _, hu, _, _ = cases[0]
+    with pytest.raises(DataError, match="outside the volume"):
+        segment_nodule(hu, SP, (12, 256, 600))
+    with pytest.raises(DataError, match="in air"):
+        segment_nodule(hu, SP, (12, 5, 5))  # outside the body
+    spine_row = 0.62 * patient.body[0] / 0.7 + 256  # the vertebral body's centre (marrow ~250, cortex 700 HU)
+    with pytest.raises(DataError, match="in bone"):
+        segment_nodule(hu, SP, (12, spine_row + 13 / 0.7, 256))  # on the cortex
+
+
+def test_nodule_sample_matches_the_voi_importers_cut(phantom_ct):
+    _, cases = phantom_ct
+    spec, hu, _, seed = cases[2]
+    mask = segment_nodule(hu, SP, seed).mask
+    s = nodule_sample(hu, SP, mask)
+    areas = mask.sum(axis=(1, 2))
+    z = s.meta["slice_index"]
+    assert areas[z] == areas.max()
+    assert s.array.shape[0] == 3 and s.array.dtype == np.int16 and min(s.array.shape[1:]) >= 44
+    r0, c0 = s.meta["crop_r0"], s.meta["crop_c0"]
+    h, w = s.array.shape[1:]
+    assert np.array_equal(s.array[1], hu[z, r0:r0 + h, c0:c0 + w])
+    assert np.array_equal(s.array[0], hu[z - 1, r0:r0 + h, c0:c0 + w])
+    assert s.mask.sum() == areas[z]  # the whole nodule section is inside the crop
+    assert s.meta["mask_diameter_mm"] == pytest.approx(2 * np.sqrt(areas[z] * 0.49 / np.pi), abs=1e-3)
+    assert s.meta["mask_diameter_mm"] == pytest.approx(spec.diameter_mm, rel=0.35)
+    full = nodule_sample(hu, SP, mask, view="full")
+    assert full.array.shape == (3, 512, 512)
+    with pytest.raises(DataError, match="empty"):
+        nodule_sample(hu, SP, np.zeros_like(mask))
