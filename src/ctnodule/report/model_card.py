@@ -82,6 +82,7 @@ def write_model_card(run_dir: str | Path) -> Path:
     _split_block(page, cfg, splits)
     _recipe_block(page, cfg, run)
     _metrics_block(page, metrics, task, names)
+    _thresholds_block(page, metrics.get("thresholds"))
     _figures_block(page, run, y, proba, names)
     return page.save(run / REPORT_FILE)
 
@@ -170,6 +171,26 @@ def _metrics_block(page: HtmlReport, metrics: dict, task: str, names: list[str])
     if per_class:
         table = pd.DataFrame([{"class": c, **v} for c, v in per_class.items()])
         page.table(table.map(lambda v: _fmt(v) if not isinstance(v, str) else v), caption="Per class")
+
+
+def _thresholds_block(page: HtmlReport, thresholds: dict | None) -> None:
+    """The decision-threshold table of a binary run (see `ctnodule.evaluate.thresholds`)."""
+    from ctnodule.evaluate.thresholds import RULE_NAMES, STATS
+
+    if not thresholds:
+        return
+    page.heading("Decision thresholds")
+    rows = []
+    for rule, label in RULE_NAMES.items():
+        row = thresholds[rule]
+        rows.append({"rule": label, "threshold (final model)": _fmt(row["threshold_all"]),
+                     "thresholds per fold": ", ".join(_fmt(t) for t in row["threshold_per_fold"]),
+                     **{stat: f"{_fmt(row[stat])} [{_fmt(row['ci'][stat][0])}, {_fmt(row['ci'][stat][1])}]"
+                        for stat in STATS}})
+    page.table(pd.DataFrame(rows), caption="Calling a nodule malignant when P(malignant) >= threshold. Each "
+               "fold's threshold is chosen on the other folds' out-of-fold predictions and applied to that "
+               "held-out fold; the pooled calls are scored (95 % patient-bootstrap CIs, thresholds fixed). "
+               "The final model's threshold is the rule applied to all out-of-fold predictions.")
 
 
 def _figures_block(page: HtmlReport, run: Path, y: np.ndarray, proba: np.ndarray, names: list[str]) -> None:
