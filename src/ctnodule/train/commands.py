@@ -30,6 +30,8 @@ def train_cmd(
                                                      "(DANGER: weak on LIDC-sized data).")] = None,
     imbalance: Annotated[str | None, typer.Option(help="none, weights, oversample, undersample, smote, "
                                                        "smote_embed, cgan, focal, logit_adjusted.")] = None,
+    calibration: Annotated[str | None, typer.Option(help="svm/logreg heads: none | platt | isotonic, fitted on "
+                                                         "patient-grouped inner folds of each training fold.")] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Maximum epochs (default: the preset's).")] = None,
     device: Annotated[str | None, typer.Option(help="cpu | cuda | cuda:N")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (splits, init, augmentation); recorded.")] = None,
@@ -42,7 +44,7 @@ def train_cmd(
 
     cfg = load_preset(preset, view=view, task=task, backbone=backbone, head=head, freeze_backbone=freeze,
                       tabular=tabular, folds=folds, holdout=holdout, weights=weights, imbalance=imbalance,
-                      epochs=epochs, device=device, seed=seed)
+                      calibration=calibration, epochs=epochs, device=device, seed=seed)
     run = train(data, out, cfg, resume=resume, force=force, log=typer.echo)
     typer.echo(f"model card: {run / 'report.html'}")
 

@@ -20,6 +20,7 @@ import torch
 from ctnodule.data.slice import Slice
 from ctnodule.errors import ConfigError, DataError
 from ctnodule.models.backbones import create_backbone
+from ctnodule.models.calibration import fit_calibrated
 from ctnodule.models.descriptors import TabularScaler, tabular_features
 from ctnodule.models.heads import SklearnHead, create_head, is_sklearn_head
 from ctnodule.models.network import Classifier
@@ -117,8 +118,13 @@ def train_fold(cfg: TrainConfig, slices: Sequence[Slice], frame: pd.DataFrame, y
             else:
                 Xb, yb, _ = balancer.resample(sk_all[rows], yt, seed=_resample_seed(cfg, fold))
             w = balancer.class_weights(yb, n_classes)  # `weights`: the loss weighting, as sample weights
-            sk_head = create_head(cfg.head, 0, n_classes, seed=cfg.seed, **cfg.head_params).fit(
-                Xb, yb, n_extra, sample_weight=None if w is None else np.asarray(w)[yb])
+            sk_head = create_head(cfg.head, 0, n_classes, seed=cfg.seed, **cfg.head_params)
+            sw = None if w is None else np.asarray(w)[yb]
+            if cfg.calibration == "none":
+                sk_head.fit(Xb, yb, n_extra, sample_weight=sw)
+            else:  # Xb are the rows `rows` (resampling balancers are refused by the config)
+                groups = frame["patient_id"].astype(str).to_numpy()[rows]
+                fit_calibrated(sk_head, Xb, yb, n_extra, groups, cfg.calibration, sw, seed=cfg.seed + fold + 1)
             head = sk_head.surrogate(sk_all[rows], n_classes, n_extra)
             model = FoldModel(cfg, pipeline, Classifier(backbone, head), scaler, sk_head,
                               {"surrogate_agreement": _agreement(head, feats, extra, sk_head, sk_all, rows)})
