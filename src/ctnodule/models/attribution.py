@@ -28,11 +28,15 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ctnodule.errors import ConfigError
 from ctnodule.models.calibration import split_calibrated
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 IMAGE = "image"
 CORRELATED = 0.8
@@ -200,6 +204,25 @@ def _kernel_shap(final, calibrators, z: np.ndarray, columns: np.ndarray, groups:
     return Attribution(groups, values, base, output, target, space, "kernel shap")
 
 
+def to_frame(attr: Attribution) -> "pd.DataFrame":
+    """One row per prediction: target, base, output, space, method, `contrib:<member|member...>` per group."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"target": attr.target, "base": attr.base, "output": attr.output, "space": attr.space,
+                          "method": attr.method})
+    for g, members in enumerate(attr.groups):
+        frame["contrib:" + "|".join(members)] = attr.values[:, g]
+    return frame
+
+
+def from_frame(frame: "pd.DataFrame") -> Attribution:
+    """The `Attribution` a `to_frame` table holds (extra columns are ignored)."""
+    cols = [c for c in frame.columns if c.startswith("contrib:")]
+    return Attribution([c[len("contrib:"):].split("|") for c in cols], frame[cols].to_numpy(float),
+                       frame["base"].to_numpy(float), frame["output"].to_numpy(float), frame["target"].to_numpy(int),
+                       str(frame["space"].iloc[0]), str(frame["method"].iloc[0]))
+
+
 def reasons(attr: Attribution, raw: np.ndarray, tabular: Sequence[str], class_names: Sequence[str],
             top: int = 3) -> list[str]:
     """Per prediction, its `top` groups by |contribution| in words, e.g.
@@ -225,4 +248,6 @@ def reasons(attr: Attribution, raw: np.ndarray, tabular: Sequence[str], class_na
 def _direction(value: float, target: int, class_names: Sequence[str]) -> str:
     if len(class_names) == 2:
         return f"toward {class_names[1] if value >= 0 else class_names[0]}"
-    return f"{'toward' if value >= 0 else 'away from'} {class_names[target]}"
+    name = class_names[target]
+    name = f"rating {name}" if str(name).isdigit() else name
+    return f"{'toward' if value >= 0 else 'away from'} {name}"

@@ -84,6 +84,7 @@ def write_model_card(run_dir: str | Path) -> Path:
     _metrics_block(page, metrics, task, names)
     _thresholds_block(page, metrics.get("thresholds"))
     _figures_block(page, run, y, proba, names)
+    _attribution_block(page, run, names)
     return page.save(run / REPORT_FILE)
 
 
@@ -204,6 +205,29 @@ def _figures_block(page: HtmlReport, run: Path, y: np.ndarray, proba: np.ndarray
     history = run / "history.csv"
     if history.is_file():
         page.figure(plots.learning_curves_figure(pd.read_csv(history)), "learning_curves", "Learning curves")
+
+
+def _attribution_block(page: HtmlReport, run: Path, names: list[str]) -> None:
+    """The global view of the final model's attributions (`attributions.csv`, scikit-learn heads only)."""
+    from ctnodule.explain.attribution_figures import dependence_figure, importance_figure
+    from ctnodule.models.attribution import from_frame
+
+    path = run / "attributions.csv"
+    if not path.is_file():
+        return
+    table = pd.read_csv(path, dtype={"sample_id": str})
+    attr = from_frame(table)
+    page.heading("What the model relies on")
+    page.paragraph(f"Attributions of the final model on its {len(table)} training nodules ({attr.method}), in "
+                   f"units of the {attr.space}, relative to the model's output for the training-mean nodule; "
+                   "per nodule they add up to its output. The image principal components count as one group, and "
+                   "descriptors correlated at |Spearman rho| >= 0.8 on the training data share one group, so "
+                   "twin measurements do not split their credit. `ctnodule predict` lists each nodule's top "
+                   "reasons; `ctnodule explain` draws a waterfall per nodule.")
+    page.figure(importance_figure(attr), "attribution_importance", "Mean |contribution| per feature group")
+    if any("log_diameter" in g for g in attr.groups):
+        page.figure(dependence_figure(attr, table["diameter_mm"].to_numpy(float), table["y_true"].to_numpy(int),
+                                      names), "attribution_size", "Contribution of nodule size against diameter")
 
 
 def _read_splits(run: Path) -> list[pd.DataFrame]:

@@ -20,8 +20,9 @@ import torch
 from ctnodule.data.slice import Slice
 from ctnodule.errors import ConfigError, DataError
 from ctnodule.models.backbones import create_backbone
+from ctnodule.models.attribution import feature_groups
 from ctnodule.models.calibration import fit_calibrated
-from ctnodule.models.descriptors import TabularScaler, tabular_features
+from ctnodule.models.descriptors import TabularScaler, feature_names, tabular_features
 from ctnodule.models.heads import SklearnHead, create_head, is_sklearn_head
 from ctnodule.models.network import Classifier
 from ctnodule.train.config import TrainConfig
@@ -52,6 +53,12 @@ class FoldModel:
 
     def predict_proba(self, slices: Sequence[Slice], device: str = "cpu") -> np.ndarray:
         return self.proba_from(self.images(slices), self.extra(slices), device)
+
+    def head_inputs(self, slices: Sequence[Slice], device: str = "cpu", use_cache: bool = False) -> np.ndarray:
+        """The rows a scikit-learn head reads: TTA-averaged pooled image features | standardised descriptors."""
+        feats = extract_features(self.images(slices), self.net.backbone, pooled=True, tta=self.cfg.tta,
+                                 device=device, use_cache=use_cache)
+        return _sklearn_matrix(feats, self.extra(slices))
 
     def proba_from(self, images: np.ndarray, extra: np.ndarray | None, device: str = "cpu",
                    use_cache: bool = False) -> np.ndarray:
@@ -126,8 +133,10 @@ def train_fold(cfg: TrainConfig, slices: Sequence[Slice], frame: pd.DataFrame, y
                 groups = frame["patient_id"].astype(str).to_numpy()[rows]
                 fit_calibrated(sk_head, Xb, yb, n_extra, groups, cfg.calibration, sw, seed=cfg.seed + fold + 1)
             head = sk_head.surrogate(sk_all[rows], n_classes, n_extra)
-            model = FoldModel(cfg, pipeline, Classifier(backbone, head), scaler, sk_head,
-                              {"surrogate_agreement": _agreement(head, feats, extra, sk_head, sk_all, rows)})
+            info = {"surrogate_agreement": _agreement(head, feats, extra, sk_head, sk_all, rows)}
+            if extra is not None:  # which descriptors share credit in attributions: their training correlation
+                info["feature_groups"] = feature_groups(extra[rows], feature_names(cfg.tabular))
+            model = FoldModel(cfg, pipeline, Classifier(backbone, head), scaler, sk_head, info)
             proba = None if predict_idx is None else sk_head.predict_proba(sk_all[predict_idx], n_classes)
             return model, [], proba
         head = create_head(cfg.head, backbone.num_features, n_classes, n_extra, **cfg.head_params)

@@ -8,6 +8,7 @@ Layout (stable names; predict/evaluate/explain need nothing outside the folder):
     RUN/history.csv              epoch, fold, train_loss, val_loss, train_acc, val_acc, lr (fold -1 = final)
     RUN/oof_predictions.csv      sample_id, patient_id, fold, y_true, proba_0..proba_{C-1}
     RUN/metrics.json             pooled out-of-fold metrics, CIs, baselines, per-fold metrics
+    RUN/attributions.csv         the final model's attributions on its training nodules (scikit-learn heads)
     RUN/model.pt                 the final model (trained on all data, same recipe as each fold)
     RUN/checkpoints/fold-K.pt    each fold's model + its validation predictions (resume skips done folds)
     RUN/checkpoints/*.last.pt    the per-epoch training state (resume continues mid-fold)
@@ -51,6 +52,7 @@ class RunPaths:
     history = property(lambda self: self.root / "history.csv")
     oof = property(lambda self: self.root / "oof_predictions.csv")
     metrics = property(lambda self: self.root / "metrics.json")
+    attributions = property(lambda self: self.root / "attributions.csv")
     model = property(lambda self: self.root / "model.pt")
     report = property(lambda self: self.root / "report.html")
     figures = property(lambda self: self.root / "figures")
@@ -122,7 +124,8 @@ def load_model(path: Path) -> tuple[FoldModel, dict[str, Any]]:
     net.eval()
     pipeline = Pipeline.from_config(PreprocessConfig.model_validate(blob["pipeline"]))
     scaler = None if blob["scaler"] is None else TabularScaler.from_state(blob["scaler"])
-    return FoldModel(cfg, pipeline, net, scaler, blob["sk_head"]), blob
+    info = {k: blob[k] for k in ("surrogate_agreement", "feature_groups") if k in blob}
+    return FoldModel(cfg, pipeline, net, scaler, blob["sk_head"], info), blob
 
 
 class Predictor:
@@ -173,6 +176,24 @@ class Predictor:
         slices = self._channels(slices)
         return self._fm.proba_from(self._fm.images(slices), self._fm.extra(slices), self.device)
 
+    def attribute(self, slices: Sequence[Slice], top: int = 3):
+        """(Attribution, one line of top reasons per slice, measured descriptors (N, D)) of the run's
+        scikit-learn head; see `ctnodule.models.attribution`. Runs trained before attributions existed have
+        no descriptor groups stored: each descriptor is then its own group."""
+        from ctnodule.errors import RunError
+        from ctnodule.models.attribution import attribute, reasons
+        from ctnodule.models.descriptors import feature_names, tabular_features
+
+        if self._fm.sk_head is None:
+            raise RunError(f"{self.run_dir}: attributions need a scikit-learn head (logreg, svm); this run's head "
+                           f"is {self._fm.cfg.head!r}")
+        slices = self._channels(slices)
+        names = feature_names(self._fm.cfg.tabular)
+        attr = attribute(self._fm.sk_head, self._fm.head_inputs(slices, self.device), names,
+                         self.info.get("feature_groups"))
+        raw = tabular_features(slices, self._fm.cfg.tabular)
+        return attr, reasons(attr, raw, names, self.class_names, top), raw
+
     def _channels(self, slices: Sequence[Slice]) -> list[Slice]:
         """A 2.5D model given single slices (e.g. one DICOM file) sees the slice repeated: warned once."""
         slices = list(slices)
@@ -199,8 +220,7 @@ def load_run(run_dir: str | Path) -> Predictor:
         raise RunError(f"{paths.root}: run folder format {version}, this ctnodule reads format "
                        f"{ctnodule.FORMAT_VERSION}; use the matching ctnodule version or retrain")
     fold_model, blob = load_model(paths.model)
-    info = {k: blob[k] for k in ("surrogate_agreement",) if k in blob}
-    return Predictor(paths.root, fold_model, config, info)
+    return Predictor(paths.root, fold_model, config, fold_model.info)
 
 
 def class_names_for(task: str) -> list[str]:
