@@ -73,9 +73,13 @@ def predict_files(run_dir: str | Path, inputs: Sequence[str | Path], out: str | 
     """Predict every input: image files (NRRD/NIfTI/DICOM, HU) and/or slice-dataset folders.
 
     `masks` (one per image file, same order) give the nodule size to models that use it; a dataset brings
-    its own masks/diameters. `explain` (a CAM method name, e.g. "gradcam") adds a heat map per prediction:
+    its own masks/diameters. A run with a scikit-learn head (the default) adds a `reasons` column: the top 3
+    feature groups behind each answer with their signed contribution (`ctnodule.models.attribution`).
+    `explain` (a CAM method name, e.g. "gradcam") adds a heat map per prediction:
     `<out stem>_heatmaps/<sample>.png` (overlay) and `.nrrd` (the map on the input's pixel grid, [0, 1]),
-    named in the CSV's `heatmap` column. Writes `out` (CSV) and returns it as a frame.
+    named in the CSV's `heatmap` column, and for those runs a waterfall figure per prediction
+    (`<out stem>_heatmaps/waterfalls/<sample>.png`, the `waterfall` column). Writes `out` (CSV) and returns
+    it as a frame.
     """
     from ctnodule.data.io import read_slice
 
@@ -90,6 +94,7 @@ def predict_files(run_dir: str | Path, inputs: Sequence[str | Path], out: str | 
         ds, slices = dataset_slices(predictor, folder)
         ids = ds.frame["sample_id"].astype(str).tolist()
         rows = _rows(predictor, predictor.predict_proba(slices), ids, None, source=[str(folder)] * len(ds))
+        rows = _with_reasons(rows, predictor, slices, ids, explain is not None, maps_dir)
         parts.append(_with_heatmaps(rows, predictor, slices, ids, explain, maps_dir))
     if files:
         slices = []
@@ -105,6 +110,7 @@ def predict_files(run_dir: str | Path, inputs: Sequence[str | Path], out: str | 
             slices.append(s)
         ids = [p.name for p in files]
         rows = _rows(predictor, predictor.predict_proba(slices), ids, None, source=[str(p) for p in files])
+        rows = _with_reasons(rows, predictor, slices, ids, explain is not None, maps_dir)
         parts.append(_with_heatmaps(rows, predictor, slices, ids, explain, maps_dir))
     if not parts:
         raise DataError("no inputs given: pass image files (NRRD/NIfTI/DICOM) or slice-dataset folders")
@@ -131,6 +137,19 @@ def _rows(predictor: Predictor, proba: np.ndarray, ids: list[str], y: np.ndarray
     frame["predicted"] = [names[i] for i in proba.argmax(1)]
     frame["score"] = proba[:, 1] if predictor.task == "binary" else proba @ np.arange(1, len(names) + 1)
     return frame
+
+
+def _with_reasons(rows: pd.DataFrame, predictor: Predictor, slices: Sequence[Slice], ids: list[str], draw: bool,
+                  folder: Path) -> pd.DataFrame:
+    """The top reasons per prediction (scikit-learn heads) and, when `draw`, a waterfall figure each."""
+    if not predictor.has_sklearn_head:
+        return rows
+    if not draw:
+        return rows.assign(reasons=predictor.attribute(slices)[1])
+    from ctnodule.explain.why import attribution_outputs
+
+    _, words, pngs = attribution_outputs(predictor, slices, ids, folder)
+    return rows.assign(reasons=words, waterfall=[str(folder / p) for p in pngs])
 
 
 def _with_heatmaps(rows: pd.DataFrame, predictor: Predictor, slices: Sequence[Slice], ids: list[str],

@@ -154,6 +154,11 @@ class Predictor:
         return self._fm.net
 
     @property
+    def has_sklearn_head(self) -> bool:
+        """True when a scikit-learn head decides (attributions available via `attribute`)."""
+        return self._fm.sk_head is not None
+
+    @property
     def pipeline(self):
         return self._fm.pipeline
 
@@ -175,6 +180,17 @@ class Predictor:
         """(N, C) class probabilities (with the run's TTA), in the order given."""
         slices = self._channels(slices)
         return self._fm.proba_from(self._fm.images(slices), self._fm.extra(slices), self.device)
+
+    def image_forward(self, s: Slice, target: int):
+        """f(images (N, 3, H, W) in [0, 1]) -> (N,) P(`target`) with `s`'s descriptors held as measured: the
+        model as occlusion and deletion tests perturb it (pixels only), through its real head and TTA."""
+        extra = self._fm.extra(self._channels([s]))
+
+        def forward(images: np.ndarray) -> np.ndarray:
+            rows = None if extra is None else np.repeat(extra, len(images), axis=0)
+            return self._fm.proba_from(np.asarray(images, dtype=np.float32), rows, self.device)[:, target]
+
+        return forward
 
     def attribute(self, slices: Sequence[Slice], top: int = 3):
         """(Attribution, one line of top reasons per slice, measured descriptors (N, D)) of the run's
