@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ctnodule.data.splits import patient_kfold
 from ctnodule.evaluate.baselines import majority_baseline, size_baseline
 from ctnodule.evaluate.bootstrap import bootstrap_ci
 from ctnodule.evaluate.metrics import compute_metrics
-from ctnodule.train.splits import patient_kfold, task_labels
+from ctnodule.vocab import task_labels
 
 ROOT = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[2] / "shared/data/lidc-voi"
 

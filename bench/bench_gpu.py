@@ -46,9 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("CTNODULE_CACHE", str(tmp / "cache"))  # feature cache somewhere writable
 
     from ctnodule.data.dataset import SliceDataset
-    from ctnodule.train.api import train
-    from ctnodule.train.config import load_preset
-    from ctnodule.train.run import load_run
+    from ctnodule.predict.run import load_run
+    from ctnodule.recipe import load_preset
+    from ctnodule.workflow import train_and_report
 
     dev = args.device
     print(f"python {platform.python_version()}  torch {torch.__version__}  device {dev}", flush=True)
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     if dev.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
-    train(args.data, run_dir, cfg, force=True, log=lambda m: print(f"  [train] {m}", flush=True))
+    train_and_report(args.data, run_dir, cfg, force=True, log=lambda m: print(f"  [train] {m}", flush=True))
     train_s = time.perf_counter() - t0
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
     n_epochs = 0

@@ -32,14 +32,15 @@ def _fmt(metrics: dict, key: str) -> str:
 
 def main() -> None:
     from ctnodule.data.dataset import SliceDataset
+    from ctnodule.data.splits import patient_kfold
     from ctnodule.errors import ConfigError
+    from ctnodule.predict.run import load_run
+    from ctnodule.preprocess.inputs import load_slices
+    from ctnodule.recipe import load_preset
     from ctnodule.runtime import tune_malloc
-    from ctnodule.train.api import train
-    from ctnodule.train.config import load_preset
     from ctnodule.train.fold import train_fold
-    from ctnodule.train.inputs import load_slices
-    from ctnodule.train.run import load_run
-    from ctnodule.train.splits import patient_kfold, task_labels
+    from ctnodule.vocab import task_labels
+    from ctnodule.workflow import train_and_report
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default="runs/bench/voi", help="a VOI slice dataset (ctnodule import voi ...)")
@@ -58,7 +59,7 @@ def main() -> None:
         run = out / f"default-{task}"
         if not (run / "metrics.json").is_file():
             t0 = time.perf_counter()
-            train(ds, run, load_preset("default", task=task), force=True, **quiet)
+            train_and_report(ds, run, load_preset("default", task=task), force=True, **quiet)
             default_seconds[task] = time.perf_counter() - t0
         m = json.loads((run / "metrics.json").read_text())
         default_seconds.setdefault(task, m.get("train_seconds", float("nan")))

@@ -30,3 +30,14 @@ def test_unknown_option_is_a_usage_error(capsys):
         main(["run", "--no-such-option"])
     assert info.value.code == 2
     assert "no-such-option" in capsys.readouterr().err
+
+
+def test_the_cli_starts_without_torch_or_pandas():
+    """`ctnodule --help` must stay fast (bench/bench_startup.py times it): listing commands loads no heavy library."""
+    import subprocess
+    import sys
+
+    code = ("import sys, ctnodule.cli; print(sorted(m for m in ('torch', 'pandas', 'scipy', 'sklearn', 'cv2', "
+            "'matplotlib', 'timm') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -1,8 +1,10 @@
-"""The `ctnodule` command line: a thin typer app.
+"""The `ctnodule` command line: a thin typer app, the top floor of the house.
 
-Each stage module exposes `register(app)`, adding its commands; a command parses its options, calls one
-public stage function and prints. `CTNoduleError`s are printed as one line and exit with code 2; any other
-exception is a bug and keeps its traceback.
+Each stage module exposes `register(app)`, adding its own commands; the commands that chain several stages
+live here: `train` (train -> score -> model card), `predict` (predict, + explain with --explain) and `run`
+(every stage). A command parses its options, calls public stage functions and prints. `CTNoduleError`s
+are printed as one line and exit with code 2; any other exception is a bug and keeps its traceback.
+Stage modules are imported inside the commands, so `ctnodule --help` never pays for torch.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Annotated
 import typer
 
 from ctnodule.errors import CTNoduleError
+from ctnodule.vocab import Head, Imbalance, Task, View
 
 app = typer.Typer(
     name="ctnodule",
@@ -23,22 +26,74 @@ app = typer.Typer(
     add_completion=False,
 )
 
-
-def _register_commands() -> None:
-    from ctnodule.balance import commands as balance_commands
-    from ctnodule.data import commands as data_commands
-    from ctnodule.explain import commands as explain_commands
-    from ctnodule.preprocess import commands as preprocess_commands
-    from ctnodule.train import commands as train_commands
-
-    for module in (data_commands, explain_commands, preprocess_commands, train_commands, balance_commands):
-        module.register(app)
+Run = Annotated[Path, typer.Argument(help="Run folder from `ctnodule train`.")]
+Device = Annotated[str | None, typer.Option(help="cpu | cuda | cuda:N (default: the preset's, cpu).")]
 
 
-_register_commands()
+def train_cmd(
+    data: Annotated[Path, typer.Argument(help="Slice dataset folder (manifest.csv).")],
+    out: Annotated[Path, typer.Option(help="Run folder to write.")],
+    view: Annotated[View, typer.Option(help="Which samples: the full slice or the nodule crop.")] = "nodule",
+    task: Annotated[Task, typer.Option(help="binary (1-3 vs 4-5) or multiclass (1..5).")] = "binary",
+    preset: Annotated[str, typer.Option(help="Recipe: 'default' (ours, tuned by patient-grouped CV) or 'seed' "
+                                             "(the original report's).")] = "default",
+    preprocess: Annotated[str | None, typer.Option(help="Preprocessing recipe: default | seed | PATH to a recipe "
+                                                        "YAML (e.g. an edited configs/preprocess-*.yaml).")] = None,
+    backbone: Annotated[str | None, typer.Option(help="timm backbone name (default: the preset's).")] = None,
+    head: Annotated[Head | None, typer.Option(help="Classifier head (svm/logreg need --frozen).")] = None,
+    freeze: Annotated[bool | None, typer.Option("--frozen/--finetune",
+                                                help="Frozen backbone (cached features) or fine-tune it.")] = None,
+    tabular: Annotated[str | None, typer.Option(help="Tabular inputs: none | size | descriptors.")] = None,
+    folds: Annotated[int | None, typer.Option(min=2, help="k of patient-grouped k-fold CV (default 5).")] = None,
+    holdout: Annotated[float | None, typer.Option(help="Instead of CV: one patient-grouped split with this share "
+                                                       "held out (e.g. 0.2).")] = None,
+    weights: Annotated[str | None, typer.Option(help="auto | none | PATH to a state dict. 'none' = random init "
+                                                     "(DANGER: weak on LIDC-sized data).")] = None,
+    imbalance: Annotated[Imbalance | None, typer.Option(help="Class-imbalance method.")] = None,
+    calibration: Annotated[str | None, typer.Option(help="svm/logreg heads: none | platt | isotonic, fitted on "
+                                                         "patient-grouped inner folds of each training fold.")] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Maximum epochs (default: the preset's).")] = None,
+    device: Device = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (splits, init, augmentation); recorded.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing run folder.")] = False,
+) -> None:
+    """Train a classifier with patient-grouped CV and write a self-contained run folder + model card."""
+    from ctnodule.recipe import load_preset
+    from ctnodule.runtime import check_device
+    from ctnodule.workflow import train_and_report
+
+    if device is not None:
+        check_device(device)
+    cfg = load_preset(preset, view=view, task=task, backbone=backbone, head=head, freeze_backbone=freeze,
+                      tabular=tabular, folds=folds, holdout=holdout, weights=weights, imbalance=imbalance,
+                      calibration=calibration, epochs=epochs, device=device, seed=seed, preprocess=preprocess)
+    run = train_and_report(data, out, cfg, resume=resume, force=force, log=typer.echo)
+    typer.echo(f"model card: {run / 'report.html'}")
 
 
-@app.command("run")
+def predict_cmd(
+    run: Run,
+    inputs: Annotated[list[Path], typer.Argument(help="NRRD/NIfTI/DICOM files in HU, or slice-dataset folders.")],
+    out: Annotated[Path, typer.Option(help="CSV to write.")] = Path("predictions.csv"),
+    mask: Annotated[list[Path] | None, typer.Option(help="Nodule mask per image file (gives the size and "
+                                                         "shape to models that use them).")] = None,
+    explain: Annotated[bool, typer.Option("--explain", help="Add a Grad-CAM heat map per prediction "
+                                                            "(PNG overlay + NRRD map beside the CSV).")] = False,
+    method: Annotated[str, typer.Option(help="CAM method for --explain (gradcam, gradcam++, ...).")] = "gradcam",
+) -> None:
+    """Predict class probabilities and a malignancy score for each input."""
+    if explain:
+        from ctnodule.explain.heatmaps import predict_with_heatmaps
+
+        frame = predict_with_heatmaps(run, inputs, out, masks=mask or None, method=method)
+    else:
+        from ctnodule.predict.apply import predict_files
+
+        frame = predict_files(run, inputs, out, masks=mask or None)
+    typer.echo(f"{len(frame)} prediction(s) -> {out}")
+
+
 def run_cmd(
     data: Annotated[Path | None, typer.Argument(help="Slice dataset folder; default: a generated synthetic "
                                                      "phantom.")] = None,
@@ -54,6 +109,30 @@ def run_cmd(
 
     page = run_all(data, out, folds=folds, patients=patients, seed=seed, force=force, log=typer.echo)
     typer.echo(f"open {page}")
+
+
+def _register_commands() -> None:
+    """Commands in pipeline order (what `--help` lists): import, explore, preprocess, synthesize, train,
+    predict, evaluate, explain, the studies, run."""
+    from ctnodule.balance import commands as balance_commands
+    from ctnodule.data import commands as data_commands
+    from ctnodule.evaluate import commands as evaluate_commands
+    from ctnodule.explain import commands as explain_commands
+    from ctnodule.preprocess import commands as preprocess_commands
+    from ctnodule.studies import commands as studies_commands
+
+    data_commands.register(app)
+    preprocess_commands.register(app)
+    balance_commands.register(app)
+    app.command("train")(train_cmd)
+    app.command("predict")(predict_cmd)
+    evaluate_commands.register(app)
+    explain_commands.register(app)
+    studies_commands.register(app)
+    app.command("run")(run_cmd)
+
+
+_register_commands()
 
 
 def main(argv: list[str] | None = None) -> None:

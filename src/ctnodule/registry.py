@@ -7,6 +7,7 @@ unknown name is a `ConfigError` that suggests the closest registered names.
 from __future__ import annotations
 
 import difflib
+import importlib
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -18,9 +19,19 @@ T = TypeVar("T")
 class Registry(Generic[T]):
     """A named collection of factories of one kind (e.g. "backbone")."""
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, modules: tuple[str, ...] = ()):
+        """`modules`: the modules whose import registers the built-in factories; they are imported on the
+        first look-up, so importing a stage (e.g. for `ctnodule --help`) does not pay for their
+        dependencies."""
         self.kind = kind
+        self._modules = modules
         self._factories: dict[str, Callable[..., T]] = {}
+
+    def _load(self) -> None:
+        if self._modules:
+            modules, self._modules = self._modules, ()
+            for module in modules:
+                importlib.import_module(module)
 
     def register(self, name: str | None = None) -> Callable[[Callable[..., T]], Callable[..., T]]:
         """Decorator: register `factory` under `name` (default: its `__name__`)."""
@@ -36,6 +47,7 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> Callable[..., T]:
         """The factory registered as `name`; an unknown name lists close matches."""
+        self._load()
         try:
             return self._factories[name]
         except KeyError:
@@ -51,7 +63,9 @@ class Registry(Generic[T]):
         return self.get(name)(**{k: v for k, v in params.items() if v is not None})
 
     def available(self) -> list[str]:
+        self._load()
         return sorted(self._factories)
 
     def __contains__(self, name: object) -> bool:
+        self._load()
         return name in self._factories

@@ -47,3 +47,25 @@ def tune_malloc() -> dict[str, int]:
         if mallopt(ctypes.c_int(param), ctypes.c_int(value)) == 1:
             applied[env] = value
     return applied
+
+
+def check_device(device: str) -> str:
+    """`device` if this machine has it: "cpu", "cuda" or "cuda:N". Checked before any output or compute
+    exists, so a wrong device never leaves a half-written run behind."""
+    import re
+
+    from ctnodule.errors import ConfigError
+
+    if device == "cpu":
+        return device
+    if not re.fullmatch(r"cuda(:\d+)?", device):
+        raise ConfigError(f"--device {device!r}: expected cpu, cuda or cuda:N")
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: no CUDA GPU is available on this machine; use --device cpu")
+    index = int(device.split(":")[1]) if ":" in device else 0
+    if index >= torch.cuda.device_count():
+        raise ConfigError(f"--device {device}: this machine has {torch.cuda.device_count()} GPU(s) (cuda:0.."
+                          f"cuda:{torch.cuda.device_count() - 1})")
+    return device

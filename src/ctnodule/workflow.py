@@ -9,7 +9,6 @@ the index page can be traced to the run folder that produced it.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,10 +18,26 @@ import pandas as pd
 from ctnodule.atomic import atomic_dir
 from ctnodule.data.dataset import SliceDataset
 from ctnodule.errors import CTNoduleError
-from ctnodule.report.html import HtmlReport
+from ctnodule.pages import HtmlReport
+from ctnodule.recipe import TrainConfig
+from ctnodule.runfolder import read_metrics
+from ctnodule.vocab import TASKS
 
-TASKS = ("binary", "multiclass")
 HEADLINE = ("n", "roc_auc", "accuracy", "balanced_accuracy", "f1_macro", "qwk", "within_one")
+
+
+def train_and_report(data: str | Path | SliceDataset, out: str | Path, cfg: TrainConfig, resume: bool = False,
+                     force: bool = False, log: Callable[[str], None] = print) -> Path:
+    """Train `cfg` on `data` into the run folder `out`, score it (metrics.json) and write its model card:
+    the three stages `ctnodule train` runs. Returns the run folder."""
+    from ctnodule.evaluate.summary import score_run
+    from ctnodule.report.model_card import write_model_card
+    from ctnodule.train.api import train
+
+    run = train(data, out, cfg, resume=resume, force=force, log=log)
+    score_run(run, data.root if isinstance(data, SliceDataset) else data)
+    write_model_card(run)
+    return run
 
 
 def run_all(data: str | Path | None, out: str | Path, *, folds: int = 5, patients: int = 60, seed: int = 0,
@@ -32,8 +47,7 @@ def run_all(data: str | Path | None, out: str | Path, *, folds: int = 5, patient
     from ctnodule.data.importers.synthetic import import_synthetic
     from ctnodule.explain.stage import explain_run
     from ctnodule.preprocess.dataset import preprocess_dataset
-    from ctnodule.train.api import train
-    from ctnodule.train.config import load_preset
+    from ctnodule.recipe import load_preset
 
     out = Path(out)
     with atomic_dir(out, force=force) as tmp:
@@ -67,12 +81,12 @@ def run_all(data: str | Path | None, out: str | Path, *, folds: int = 5, patient
                 t = time.perf_counter()
                 cfg = load_preset("default", view=view, task=task, folds=folds, seed=seed)
                 try:
-                    train(dataset, tmp / "runs" / name, cfg, log=log)
+                    train_and_report(dataset, tmp / "runs" / name, cfg, log=log)
                 except CTNoduleError as exc:  # e.g. too few patients of a class for k folds
                     log(f"  skipped {name}: {exc}")
                     stages.append(_stage(f"train {name}", None, time.perf_counter() - t, f"skipped: {exc}"))
                     continue
-                metrics = json.loads((tmp / "runs" / name / "metrics.json").read_text())
+                metrics = read_metrics(tmp / "runs" / name)
                 results.append({"classifier": name, **{k: metrics.get(k) for k in HEADLINE},
                                 "size baseline AUC": metrics.get("baselines", {}).get("size", {}).get("roc_auc")})
                 stages.append(_stage(f"train {name}", f"runs/{name}/report.html", time.perf_counter() - t))

@@ -8,8 +8,9 @@ import pytest
 
 from ctnodule.data import SliceDataset
 from ctnodule.data.io import write_nrrd
-from ctnodule.data.manifest import MANIFEST, binary_label, read_manifest, write_manifest
+from ctnodule.data.manifest import MANIFEST, read_manifest, write_manifest
 from ctnodule.errors import DataError
+from ctnodule.vocab import binary_label
 
 
 def _dataset(root, n=3, **overrides):

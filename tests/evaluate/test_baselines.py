@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from ctnodule.data.io import write_nrrd
+from ctnodule.data.splits import patient_holdout, patient_kfold
 from ctnodule.errors import DataError
 from ctnodule.evaluate.baselines import evaluate_baselines, majority_baseline, nodule_size_mm, size_baseline
-from ctnodule.train.splits import patient_holdout, patient_kfold
 
 
 def synthetic_frame(n_patients: int = 60, seed: int = 0) -> pd.DataFrame:

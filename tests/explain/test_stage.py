@@ -18,8 +18,8 @@ from ctnodule.explain import cam_mass_in_mask, explain_run, explain_slices
 def run(phantom, tmp_path_factory):
     """A real (if tiny) run on half the phantom's patients: frozen EfficientNet-Lite0 features, MLP head,
     2 folds, 1 epoch (the explained samples come from the whole phantom)."""
-    from ctnodule.train.api import train
-    from ctnodule.train.config import load_preset
+    from ctnodule.recipe import load_preset
+    from ctnodule.workflow import train_and_report as train
 
     ds = SliceDataset(phantom)
     patients = sorted(ds.frame["patient_id"].unique())[::2]
@@ -37,7 +37,7 @@ def explained(run, phantom, tmp_path_factory):
 
 
 def test_writes_scores_pngs_and_gallery(explained, run, phantom):
-    from ctnodule.train.run import load_run
+    from ctnodule.predict.run import load_run
 
     loc = json.loads((explained / "localization.json").read_text())
     per = loc["per_sample"]
@@ -56,7 +56,7 @@ def test_writes_scores_pngs_and_gallery(explained, run, phantom):
     ds = SliceDataset(phantom).view("nodule")
     rows = ds.frame.reset_index(drop=True)
     idx = [int(np.flatnonzero(rows["sample_id"] == r["sample_id"])[0]) for r in per]
-    from ctnodule.train.inputs import load_slices
+    from ctnodule.preprocess.inputs import load_slices
 
     probs = predictor.predict_proba(load_slices(ds.subset(idx), predictor.config["channels"]))
     assert [r["pred"] for r in per] == probs.argmax(1).tolist()
@@ -74,8 +74,8 @@ def test_refuses_to_overwrite_without_force(explained, run, phantom):
 
 
 def test_explain_slices_maps_on_each_input_grid(run, phantom):
-    from ctnodule.train.inputs import load_slices
-    from ctnodule.train.run import load_run
+    from ctnodule.predict.run import load_run
+    from ctnodule.preprocess.inputs import load_slices
 
     predictor = load_run(run)
     ds = SliceDataset(phantom).view("nodule")

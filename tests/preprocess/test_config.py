@@ -32,10 +32,13 @@ def test_misspelt_key_and_unknown_view_are_config_errors(tmp_path):
         PreprocessConfig.default("axial")
 
 
-@pytest.mark.parametrize("recipe", ["default", "seed"])
-@pytest.mark.parametrize("view", ["nodule", "full"])
-def test_shipped_presets_match_the_recipes(recipe, view):
-    from importlib.resources import files
-
-    path = files("ctnodule") / "configs" / f"preprocess-{recipe}-{view}.yaml"
-    assert load_yaml(PreprocessConfig, path) == getattr(PreprocessConfig, recipe)(view)
+def test_a_recipe_file_is_a_recipe_and_must_match_the_view(tmp_path):
+    edited = PreprocessConfig.default("nodule").model_copy(deep=True)
+    edited.steps[1].params["gamma"] = 1.0
+    path = save_yaml(edited, tmp_path / "mine.yaml")
+    assert PreprocessConfig.resolve(str(path), "nodule") == edited
+    assert PreprocessConfig.resolve("seed", "full") == PreprocessConfig.seed("full")
+    with pytest.raises(ConfigError, match="'nodule' view"):
+        PreprocessConfig.resolve(str(path), "full")
+    with pytest.raises(ConfigError, match="not found"):
+        PreprocessConfig.resolve(str(tmp_path / "missing.yaml"), "nodule")

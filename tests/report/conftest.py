@@ -14,9 +14,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from ctnodule.evaluate.summary import OOF_FILE, evaluate_oof
-from ctnodule.report.model_card import write_metrics
-from ctnodule.train.splits import N_CLASSES, patient_holdout, patient_kfold, save_splits, task_labels
+from ctnodule.data.splits import patient_holdout, patient_kfold, save_splits
+from ctnodule.evaluate.summary import evaluate_oof
+from ctnodule.runfolder import RunPaths, write_metrics
+from ctnodule.vocab import N_CLASSES, task_labels
 
 
 def generated_frame(n_patients: int = 90, seed: int = 0) -> pd.DataFrame:
@@ -73,7 +74,7 @@ def write_run(run: Path, task: str, weights_source: str, folds: int = 3, epochs:
     save_splits(run, frame, splits)
     pd.DataFrame(history).to_csv(run / "history.csv", index=False)
     oof_frame = pd.concat(oof, ignore_index=True)
-    oof_frame.to_csv(run / OOF_FILE, index=False)
+    oof_frame.to_csv(RunPaths(run).oof, index=False)
     metrics = evaluate_oof(oof_frame, task, frame, splits, n_boot=300, seed=seed)
     write_metrics(run, metrics)
     return metrics

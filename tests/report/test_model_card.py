@@ -9,7 +9,8 @@ import pytest
 
 from ctnodule.errors import RunError
 from ctnodule.evaluate.metrics import metric_keys
-from ctnodule.report.model_card import read_metrics, weights_warning, write_metrics, write_model_card
+from ctnodule.report.model_card import weights_warning, write_model_card
+from ctnodule.runfolder import read_metrics, write_metrics
 
 
 def strict_json(text: str) -> dict:

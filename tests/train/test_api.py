@@ -17,10 +17,13 @@ import yaml
 
 from ctnodule.data.dataset import SliceDataset
 from ctnodule.errors import DataError, RunError
-from ctnodule.train.api import train
-from ctnodule.train.apply import evaluate_run, predict_files
-from ctnodule.train.config import load_preset
-from ctnodule.train.run import RunPaths, load_run
+from ctnodule.evaluate.run import evaluate_run
+from ctnodule.explain.heatmaps import predict_with_heatmaps
+from ctnodule.predict.apply import predict_files
+from ctnodule.predict.run import load_run
+from ctnodule.recipe import load_preset
+from ctnodule.runfolder import RunPaths
+from ctnodule.workflow import train_and_report as train
 
 QUIET = {"log": lambda m: None}
 
@@ -93,8 +96,8 @@ def test_predict_explain_adds_a_heat_map_per_prediction(frozen_run, phantom, tmp
     ds = SliceDataset(phantom).view("nodule")
     rows = ds.frame.iloc[:2]
     files = [phantom / p for p in rows["path"]]
-    out = predict_files(frozen_run, files, tmp_path / "p.csv", masks=[phantom / p for p in rows["mask_path"]],
-                        explain="gradcam")
+    out = predict_with_heatmaps(frozen_run, files, tmp_path / "p.csv", masks=[phantom / p for p in rows["mask_path"]],
+                                method="gradcam")
     assert out["heatmap"].tolist() == [str(tmp_path / "p_heatmaps" / f"{f.name}.png") for f in files]
     for f, png in zip(files, out["heatmap"]):
         cam, _ = read_nrrd(png[: -len(".png")] + ".nrrd")

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ctnodule.errors import RunError
-from ctnodule.train.config import load_preset
+from ctnodule.recipe import load_preset
 from ctnodule.train.engine import Batches, fit, predict_logits
 
 

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 from ctnodule.data.dataset import SliceDataset
+from ctnodule.recipe import load_preset
+from ctnodule.runfolder import RunPaths
 from ctnodule.train.api import train
-from ctnodule.train.config import load_preset
-from ctnodule.train.run import RunPaths
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # random-init backbone, SMOTE's lowered k on the phantom
@@ -18,7 +18,7 @@ from ctnodule.train.run import RunPaths
                                             ("cgan", {"epochs": 1, "width": 4, "batch_size": 16})])
 @pytest.mark.parametrize("head", ["logreg", "linear"])
 def test_image_balancer_in_frozen_preset(phantom, tmp_path, monkeypatch, method, params, head):
-    import ctnodule.train.fold as fold_mod
+    import ctnodule.train.strategies as fold_mod
 
     calls = []
     real = fold_mod.extract_features

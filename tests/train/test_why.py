@@ -12,16 +12,17 @@ import pytest
 
 from ctnodule.data.dataset import SliceDataset
 from ctnodule.errors import ConfigError
-from ctnodule.train.api import train
-from ctnodule.train.apply import predict_files
-from ctnodule.train.config import load_preset
-from ctnodule.train.run import load_run
+from ctnodule.explain.heatmaps import predict_with_heatmaps
+from ctnodule.predict.apply import predict_files
+from ctnodule.predict.run import load_run
+from ctnodule.recipe import load_preset
+from ctnodule.workflow import train_and_report
 
 
 @pytest.fixture(scope="module")
 def platt_run(phantom, tmp_path_factory) -> Path:
     cfg = load_preset("default", folds=2, tta=False, calibration="platt")
-    return train(phantom, tmp_path_factory.mktemp("runs") / "platt", cfg, log=lambda m: None)
+    return train_and_report(phantom, tmp_path_factory.mktemp("runs") / "platt", cfg, log=lambda m: None)
 
 
 def test_calibrated_run_writes_attributions_thresholds_and_card(platt_run):
@@ -47,7 +48,7 @@ def test_predict_gives_reasons_that_match_the_attributions(platt_run, phantom, t
     out = predict_files(platt_run, files, tmp_path / "p.csv", masks=masks)
     assert out["reasons"].str.count(";").eq(2).all()  # top 3 reasons
     assert out["reasons"].str.contains("toward").all()
-    explained = predict_files(platt_run, files, tmp_path / "q.csv", masks=masks, explain="gradcam")
+    explained = predict_with_heatmaps(platt_run, files, tmp_path / "q.csv", masks=masks)
     assert explained["reasons"].tolist() == out["reasons"].tolist()
     assert all(Path(p).is_file() for p in explained["waterfall"])
     predictor = load_run(platt_run)

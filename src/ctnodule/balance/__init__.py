@@ -10,21 +10,34 @@ Every balancer resamples and/or chooses the loss; see `base.Balancer` for the co
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from ctnodule.balance import generative, losses, sampling, smote, weights  # noqa: F401  (registers balancers)
-from ctnodule.balance.base import BALANCERS, Balancer
-from ctnodule.balance.weights import balanced_class_weights, class_weight_table
+if TYPE_CHECKING:
+    from ctnodule.balance.base import Balancer
+
+_WHERE = {"Balancer": "base", "balanced_class_weights": "weights", "class_weight_table": "weights"}
 
 
 def resolve(name: str, **params: Any) -> Balancer:
     """Build the balancer registered as `name`; an unknown name suggests close matches."""
+    from ctnodule.balance.base import BALANCERS
+
     return BALANCERS.create(name, **params)
 
 
 def available() -> list[str]:
     """Names of all registered balancers."""
+    from ctnodule.balance.base import BALANCERS
+
     return BALANCERS.available()
+
+
+def __getattr__(name: str):
+    """Names are imported on first use, so `ctnodule --help` does not load torch."""
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"ctnodule.balance.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'ctnodule.balance' has no attribute {name!r}")
 
 
 __all__ = ["Balancer", "available", "balanced_class_weights", "class_weight_table", "resolve"]

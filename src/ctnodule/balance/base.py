@@ -17,7 +17,8 @@ import torch
 from ctnodule.errors import ConfigError
 from ctnodule.registry import Registry
 
-BALANCERS: Registry[Balancer] = Registry("balancer")
+BALANCERS: Registry[Balancer] = Registry("balancer", tuple(f"ctnodule.balance.{m}" for m in (
+    "generative", "losses", "sampling", "smote", "weights")))
 
 
 class Balancer:

@@ -28,9 +28,9 @@ def synthesize(data: str | Path, out: str | Path, per_class: int, view: str = "n
                log: Callable[[str], None] = print) -> dict:
     """Train the cGAN on `data` and write `per_class` synthetic samples per class to `out`; returns a summary."""
     from ctnodule.data.dataset import SliceDataset
-    from ctnodule.data.manifest import CLASS_NAMES
     from ctnodule.data.writer import open_dataset
     from ctnodule.preprocess import Pipeline, PreprocessConfig
+    from ctnodule.vocab import CLASS_NAMES
 
     if view != "nodule":
         raise ConfigError(f"synthesize: --view {view!r} is not supported; the cGAN draws 64 x 64 nodule crops "
@@ -74,7 +74,7 @@ def _report(folder: Path, real: np.ndarray, y: np.ndarray, fake: np.ndarray, fak
 
     from ctnodule.balance.figures import class_grid, real_vs_synthetic
     from ctnodule.balance.quality import FeatureExtractor, fid, kid
-    from ctnodule.report import HtmlReport
+    from ctnodule.pages import HtmlReport
 
     fx = FeatureExtractor()
     f_real, f_fake = fx(real), fx(fake)

@@ -35,7 +35,7 @@ def class_weight_table(y_multiclass: np.ndarray, y_binary: np.ndarray) -> pd.Dat
 
     `y_multiclass` holds malignancy classes 0..4 (scores 1..5), `y_binary` 0 = benign, 1 = malignant.
     """
-    from ctnodule.data.manifest import CLASS_NAMES
+    from ctnodule.vocab import CLASS_NAMES
 
     rows = []
     for task, y, n_classes in (("multiclass", y_multiclass, 5), ("binary", y_binary, 2)):

@@ -23,7 +23,7 @@ from ctnodule.data.explore_stats import (
 )
 from ctnodule.data.manifest import read_manifest
 from ctnodule.errors import ConfigError
-from ctnodule.report.html import HtmlReport
+from ctnodule.pages import HtmlReport
 
 PAGE = "report.html"
 

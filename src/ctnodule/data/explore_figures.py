@@ -9,7 +9,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ctnodule.data.io import read_nrrd
-from ctnodule.data.manifest import CLASS_NAMES
+from ctnodule.vocab import CLASS_NAMES
 
 #: lung window (level -600, width 1500 HU), the usual way to look at nodules
 LUNG_WINDOW = (-1350.0, 150.0)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ctnodule.data.io import read_nrrd
-from ctnodule.data.manifest import CLASS_NAMES
+from ctnodule.vocab import CLASS_NAMES
 
 PERCENTILES = tuple(range(99, 89, -1))
 

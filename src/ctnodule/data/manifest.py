@@ -15,9 +15,9 @@ import pandas as pd
 
 from ctnodule.atomic import atomic_path
 from ctnodule.errors import DataError
+from ctnodule.vocab import VIEWS
 
 MANIFEST = "manifest.csv"
-VIEWS = ("full", "nodule")
 
 REQUIRED = ("sample_id", "patient_id", "nodule_id", "view", "path", "malignancy", "label_binary", "source")
 
@@ -39,17 +39,6 @@ OPTIONAL = {
     "slice_z": "z position of the slice, mm (patient coordinates)",
     "synthetic": "1 for generated data (phantom, GAN), 0 for real scans",
 }
-
-CLASS_NAMES = {
-    "multiclass": ["1", "2", "3", "4", "5"],
-    "binary": ["benign (1-3)", "malignant (4-5)"],
-}
-
-
-def binary_label(malignancy: int) -> int:
-    """LIDC convention: 1-3 benign (0), 4-5 malignant (1)."""
-    return int(malignancy >= 4)
-
 
 def read_manifest(root: str | Path) -> pd.DataFrame:
     """Read and validate `root/manifest.csv` (schema only; `validate_files` checks the arrays)."""

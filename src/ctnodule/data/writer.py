@@ -18,7 +18,8 @@ import pandas as pd
 
 from ctnodule.atomic import atomic_dir
 from ctnodule.data.io import write_nrrd
-from ctnodule.data.manifest import binary_label, write_manifest
+from ctnodule.data.manifest import write_manifest
+from ctnodule.vocab import binary_label
 
 
 class DatasetWriter:

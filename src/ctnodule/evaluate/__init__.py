@@ -6,5 +6,5 @@
 - `summary.evaluate_oof(oof, task, frame, splits, ...)` -> the whole `metrics.json` of a run
 - `plots.*_figure(...)` -> matplotlib Figures for the model card
 
-Splits live in `ctnodule.train.splits`; the model card and benchmark tables in `ctnodule.report`.
+Splits live in `ctnodule.data.splits`; the model card and benchmark tables in `ctnodule.report`.
 """

@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ctnodule.data.splits import Split
 from ctnodule.errors import DataError
 from ctnodule.evaluate.metrics import compute_metrics
-from ctnodule.train.splits import N_CLASSES, Split, task_labels
+from ctnodule.vocab import N_CLASSES, task_labels
 
 #: smallest size used in log(size): a zero-area mask (a reader's point mark) must not become -inf
 MIN_SIZE_MM = 0.5

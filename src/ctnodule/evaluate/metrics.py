@@ -15,7 +15,7 @@ is not the error calling it a 1 is); accuracy alone hides that. Macro precision/
 classes present in y_true or predicted (scikit-learn's rule). ROC-AUC is malignant-vs-benign for the binary
 task and the macro mean of one-vs-rest AUCs for 5 classes; a class absent from `y_true` (small folds)
 has no AUC, so the mean is over the present classes and a `UserWarning` says which were left out.
-Undefined values are NaN, never an exception; `ctnodule.report.model_card.write_metrics` stores them as null.
+Undefined values are NaN, never an exception; `ctnodule.runfolder.write_metrics` stores them as null.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import numpy as np
 
 from ctnodule.errors import DataError
 from ctnodule.evaluate.calibration import CALIBRATION_KEYS, calibration_metrics
+from ctnodule.vocab import class_names
 
 SCALAR_KEYS = ("n", "accuracy", "balanced_accuracy", "precision_macro", "recall_macro", "f1_macro", "roc_auc",
                *CALIBRATION_KEYS)
@@ -35,18 +36,6 @@ ORDINAL_KEYS = ("qwk", "within_one")
 def metric_keys(task: str) -> tuple[str, ...]:
     """The scalar keys `compute_metrics` returns for `task` (per_class aside)."""
     return SCALAR_KEYS + (ORDINAL_KEYS if task == "multiclass" else ())
-
-
-def class_names(task: str) -> list[str]:
-    """Human names of the classes of `task`, in index order."""
-    from ctnodule.data.manifest import CLASS_NAMES
-    from ctnodule.train.splits import TASKS
-
-    if task not in TASKS:
-        from ctnodule.errors import ConfigError
-
-        raise ConfigError(f"unknown task {task!r}; expected one of {TASKS}")
-    return CLASS_NAMES[task]
 
 
 def check_inputs(y_true: np.ndarray, proba: np.ndarray, task: str) -> tuple[np.ndarray, np.ndarray]:

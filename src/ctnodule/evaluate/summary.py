@@ -21,12 +21,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ctnodule.data.splits import Split
 from ctnodule.errors import DataError
 from ctnodule.evaluate.bootstrap import bootstrap_ci
 from ctnodule.evaluate.metrics import compute_metrics
-from ctnodule.train.splits import N_CLASSES, Split
-
-OOF_FILE = "oof_predictions.csv"
+from ctnodule.vocab import N_CLASSES
 
 
 def oof_arrays(oof: pd.DataFrame, task: str) -> tuple[np.ndarray, np.ndarray]:
@@ -38,14 +37,6 @@ def oof_arrays(oof: pd.DataFrame, task: str) -> tuple[np.ndarray, np.ndarray]:
     if oof.empty:
         raise DataError("out-of-fold predictions are empty")
     return oof["y_true"].to_numpy(dtype=int), oof[columns].to_numpy(dtype=float)
-
-
-def read_oof(run_dir: str | Path) -> pd.DataFrame:
-    """`run_dir/oof_predictions.csv` with ids as strings."""
-    path = Path(run_dir) / OOF_FILE
-    if not path.is_file():
-        raise DataError(f"no {OOF_FILE}; the run did not finish writing its predictions", path)
-    return pd.read_csv(path, dtype={"sample_id": str, "patient_id": str})
 
 
 def evaluate_oof(
@@ -83,3 +74,23 @@ def evaluate_oof(
 
 def _scalars(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if k != "per_class"}
+
+
+def score_run(run_dir: str | Path, data: str | Path | None = None, n_boot: int = 1000) -> dict:
+    """Score a trained run from its folder: `metrics.json` from `oof_predictions.csv`, with the baselines on
+    the run's own split files. `data` defaults to the dataset recorded in config.yaml."""
+    from ctnodule.data.dataset import SliceDataset
+    from ctnodule.data.splits import load_splits
+    from ctnodule.runfolder import read_config, read_oof, write_metrics
+
+    config = read_config(run_dir)
+    dataset = SliceDataset(data if data is not None else config["data"]).view(config["view"])
+    splits = load_splits(run_dir, dataset.frame)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        metrics = evaluate_oof(read_oof(run_dir), config["task"], dataset.frame, splits, dataset.root,
+                               n_boot=n_boot, seed=config.get("seed", 0))
+    if "train_seconds" in config:
+        metrics["train_seconds"] = config["train_seconds"]
+    write_metrics(run_dir, metrics)
+    return metrics

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ctnodule.report.html import HtmlReport
+from ctnodule.pages import HtmlReport
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:

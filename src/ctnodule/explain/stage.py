@@ -64,8 +64,8 @@ def explain_run(run_dir: str | Path, data: str | Path | SliceDataset, out: str |
     """Explain run `run_dir` on dataset `data` (its samples of the run's view) into folder `out`."""
     from tqdm import tqdm
 
-    from ctnodule.train.inputs import load_slices
-    from ctnodule.train.run import load_run
+    from ctnodule.predict.run import load_run
+    from ctnodule.preprocess.inputs import load_slices
 
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not force:  # fail before minutes of work, not after

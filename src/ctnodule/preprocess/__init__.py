@@ -9,18 +9,18 @@ Public API::
     pipe.save("pipeline.yaml"); Pipeline.load("pipeline.yaml").hash
 """
 
-from ctnodule.preprocess import clahe, gamma, lungmask, noise, resize, window  # noqa: F401  (register)
-from ctnodule.preprocess.base import LUNG_MASK, STEPS, NotFittedError, Step, create_step
-from ctnodule.preprocess.config import PreprocessConfig, StepSpec
-from ctnodule.preprocess.pipeline import Pipeline
+import importlib
+
+_WHERE = {"LUNG_MASK": "base", "STEPS": "base", "NotFittedError": "base", "Step": "base", "create_step": "base",
+          "PreprocessConfig": "config", "StepSpec": "config", "Pipeline": "pipeline",
+          "preprocess_dataset": "dataset"}
 
 __all__ = ["LUNG_MASK", "STEPS", "NotFittedError", "Pipeline", "PreprocessConfig", "Step", "StepSpec",
            "create_step", "preprocess_dataset"]
 
 
-def __getattr__(name: str):  # the dataset function pulls in matplotlib/pandas IO: import it lazily
-    if name == "preprocess_dataset":
-        from ctnodule.preprocess.dataset import preprocess_dataset
-
-        return preprocess_dataset
-    raise AttributeError(name)
+def __getattr__(name: str):
+    """Names are imported on first use, so `ctnodule --help` does not load SciPy/scikit-image/OpenCV."""
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"ctnodule.preprocess.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'ctnodule.preprocess' has no attribute {name!r}")

@@ -20,7 +20,8 @@ from ctnodule.errors import ConfigError, DataError
 from ctnodule.registry import Registry
 
 #: Preprocessing steps by name: `STEPS.create("window", level=-600, width=1500)`.
-STEPS: Registry[Step] = Registry("preprocessing step")
+STEPS: Registry[Step] = Registry("preprocessing step", tuple(f"ctnodule.preprocess.{m}" for m in (
+    "clahe", "gamma", "lungmask", "noise", "resize", "window")))
 
 #: meta key of the lung mask (uint8, same (H, W) as the slice) set by `lung_mask` and carried along.
 LUNG_MASK = "lung_mask"

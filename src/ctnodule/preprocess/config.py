@@ -1,25 +1,27 @@
 """`PreprocessConfig`: a view's preprocessing as an ordered list of `{name, params}` steps.
 
 The same model is the user's YAML config (`params` only) and the saved `pipeline.yaml` (each step also
-carries `state`, what `fit` learned, and the file carries the pipeline `hash`). Two recipes per view:
-`seed(view)` is the original report's (stretch every nodule crop to the learned majority size) and
-`default(view)` is ours (resample nodule crops to 0.7 mm/px and crop/pad 64 x 64 around the nodule, so
-physical size survives).
+carries `state`, what `fit` learned, and the file carries the pipeline `hash`). Two shipped recipes per
+view, as YAML files in `ctnodule/configs/` (the only place they are written down): `seed` is the original
+report's (stretch every nodule crop to the learned majority size) and `default` is ours (resample nodule
+crops to 0.7 mm/px and crop/pad 64 x 64 around the nodule, so physical size survives).
 """
 
 from __future__ import annotations
 
+from importlib import resources
 from typing import Any, Literal
 
 import pydantic
+import yaml
 
 from ctnodule.config import StrictModel
 from ctnodule.errors import ConfigError
 
 View = Literal["full", "nodule"]
 
-#: The lung window every view starts from (HU level / width).
-LUNG_WINDOW = {"level": -600.0, "width": 1500.0}
+#: The shipped recipes, one YAML file per recipe and view in `ctnodule/configs/`.
+RECIPES = ("default", "seed")
 
 
 class StepSpec(StrictModel):
@@ -41,29 +43,37 @@ class PreprocessConfig(StrictModel):
     def default(cls, view: str) -> PreprocessConfig:
         """Our recipe: the seed's intensity steps, then physical-scale size standardisation for nodules
         (resample to 0.7 mm/px, crop/pad 64 x 64 around the nodule mask)."""
-        return cls._build(view, {"mode": "resample", "size": [64, 64], "spacing_mm": 0.7, "centre": "mask"})
+        return cls.named("default", view)
 
     @classmethod
     def seed(cls, view: str) -> PreprocessConfig:
         """The seed report's recipe: the same intensity steps, then stretch every nodule crop to the
         standard size learned from the training data (mean of the majority shapes)."""
-        return cls._build(view, {"mode": "resize", "size": None, "aspect": "stretch"})
+        return cls.named("seed", view)
 
     @classmethod
-    def _build(cls, view: str, nodule_size: dict[str, Any]) -> PreprocessConfig:
-        """Intensity steps on the native pixels (CLAHE and the noise measure see the real image, not
-        padding), size standardisation last, padding with 0 = "no data". Full slices get the lung mask
-        on HU first and lose their background after CLAHE, and stay 512 x 512."""
+    def named(cls, name: str, view: str) -> PreprocessConfig:
+        """A shipped recipe, `configs/preprocess-{name}-{view}.yaml`: those files ARE the recipes (copy one,
+        edit it, pass it with `--config`/`--preprocess`)."""
         _check_view(view)
-        steps: list[tuple[str, dict[str, Any]]] = [("lung_mask", {"closing_mm": 20.0})] if view == "full" else []
-        steps += [("window", dict(LUNG_WINDOW)), ("gamma", {"gamma": 1.35}),
-                  ("clahe", {"clip_limit": 2.5, "tiles": [8, 8]})]
-        if view == "full":
-            steps.append(("mask_background", {}))
-        steps.append(("noise", {"percentile": 98.0}))
-        size = nodule_size if view == "nodule" else {"mode": "resize", "size": [512, 512], "aspect": "pad"}
-        steps.append(("size", {**size, "fill": 0.0}))
-        return cls(view=view, steps=[StepSpec(name=n, params=p) for n, p in steps])
+        if name not in RECIPES:
+            raise ConfigError(f"unknown preprocessing recipe {name!r}; use one of {RECIPES} or a YAML file")
+        text = resources.files("ctnodule").joinpath("configs", f"preprocess-{name}-{view}.yaml").read_text("utf-8")
+        return cls.model_validate(yaml.safe_load(text))
+
+    @classmethod
+    def resolve(cls, recipe: str, view: str) -> PreprocessConfig:
+        """`recipe` = a shipped recipe's name ("default", "seed") or the path of a recipe YAML file, whose
+        view must be `view`."""
+        if recipe in RECIPES:
+            return cls.named(recipe, view)
+        from ctnodule.config import load_yaml
+
+        cfg = load_yaml(cls, recipe)
+        if cfg.view != view:
+            raise ConfigError(f"{recipe}: a recipe for the {cfg.view!r} view, but this model is trained on the "
+                              f"{view!r} view")
+        return cfg
 
 
 def _check_view(view: str) -> None:

@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 
 from ctnodule.data.dataset import SliceDataset
+from ctnodule.pages import HtmlReport
 from ctnodule.preprocess.base import LUNG_MASK, centre_plane
 from ctnodule.preprocess.pipeline import Pipeline
-from ctnodule.report.html import HtmlReport
 
 N_SHOW = 8
 

@@ -1,5 +1,1 @@
-"""HTML reports: self-contained pages of headings, tables and PNG figures."""
-
-from ctnodule.report.html import HtmlReport
-
-__all__ = ["HtmlReport"]
+"""report stage: the model card (`report.html` of a run folder), written from the files the run left there."""

@@ -17,7 +17,6 @@ a from-scratch CNN on 800 nodules is a different claim from a fine-tuned ImageNe
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -26,46 +25,23 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from ctnodule.atomic import write_text
 from ctnodule.errors import RunError
-from ctnodule.evaluate.metrics import class_names, metric_keys
-from ctnodule.report.html import HtmlReport
+from ctnodule.evaluate.metrics import metric_keys
+from ctnodule.pages import HtmlReport
+from ctnodule.runfolder import RunPaths, read_metrics, read_oof
+from ctnodule.vocab import class_names
 
-METRICS_FILE = "metrics.json"
-REPORT_FILE = "report.html"
 RANDOM_WEIGHTS = {"", "none", "random", "scratch", "null"}
-
-
-def write_metrics(run_dir_or_dir: str | Path, metrics: dict) -> Path:
-    """Write `metrics` as `<dir>/metrics.json` (or to the given *.json path) atomically.
-
-    NaN/inf become null (valid JSON for every reader), numpy scalars plain numbers, tuples lists.
-    """
-    path = Path(run_dir_or_dir)
-    if path.suffix != ".json":
-        path = path / METRICS_FILE
-    return write_text(path, json.dumps(_jsonable(metrics), indent=2, allow_nan=False) + "\n")
-
-
-def read_metrics(run_dir: str | Path) -> dict:
-    """`run_dir/metrics.json` as written by `write_metrics` (nulls stay None)."""
-    path = Path(run_dir) / METRICS_FILE
-    if not path.is_file():
-        raise RunError(f"{path}: no metrics.json; the run did not finish (write it with write_metrics)")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise RunError(f"{path}: corrupt metrics.json ({exc})") from exc
 
 
 def write_model_card(run_dir: str | Path) -> Path:
     """Write `run_dir/report.html` (data, split, recipe, metrics with CIs beside the baselines, figures)."""
-    from ctnodule.evaluate.summary import oof_arrays, read_oof
+    from ctnodule.evaluate.summary import oof_arrays
 
     run = Path(run_dir)
     if not run.is_dir():
         raise RunError(f"{run}: run folder not found")
-    cfg = _read_yaml(run / "config.yaml") or {}
+    cfg = _read_yaml(RunPaths(run).config) or {}
     metrics = read_metrics(run)
     oof = read_oof(run)
     task = str(_find(cfg, "task") or ("multiclass" if "qwk" in metrics else "binary"))
@@ -85,7 +61,7 @@ def write_model_card(run_dir: str | Path) -> Path:
     _thresholds_block(page, metrics.get("thresholds"))
     _figures_block(page, run, y, proba, names)
     _attribution_block(page, run, names)
-    return page.save(run / REPORT_FILE)
+    return page.save(RunPaths(run).report)
 
 
 def weights_warning(cfg: dict) -> str | None:
@@ -146,7 +122,7 @@ def _recipe_block(page: HtmlReport, cfg: dict, run: Path) -> None:
     rows = [(k, v) for k, v in rows if v is not None or k in ("backbone", "head", "preset", "seed", "weights")]
     rows.append(("weights loaded", source if source is not None else "not recorded"))
     page.table(pd.DataFrame([(k, "" if v is None else str(v)) for k, v in rows], columns=["setting", "value"]))
-    pipeline = _read_yaml(run / "pipeline.yaml")
+    pipeline = _read_yaml(RunPaths(run).pipeline)
     page.paragraph("Preprocessing: " + (_pipeline_summary(pipeline) if pipeline else "no pipeline.yaml recorded"))
 
 
@@ -202,7 +178,7 @@ def _figures_block(page: HtmlReport, run: Path, y: np.ndarray, proba: np.ndarray
                 "Out-of-fold confusion matrix (rows: truth; counts and row-normalised recall)")
     page.figure(plots.roc_figure(y, proba, names), "roc", "Out-of-fold ROC")
     page.figure(plots.calibration_figure(y, proba, names), "calibration", "Reliability diagram")
-    history = run / "history.csv"
+    history = RunPaths(run).history
     if history.is_file():
         page.figure(plots.learning_curves_figure(pd.read_csv(history)), "learning_curves", "Learning curves")
 
@@ -212,7 +188,7 @@ def _attribution_block(page: HtmlReport, run: Path, names: list[str]) -> None:
     from ctnodule.explain.attribution_figures import dependence_figure, importance_figure
     from ctnodule.models.attribution import from_frame
 
-    path = run / "attributions.csv"
+    path = RunPaths(run).attributions
     if not path.is_file():
         return
     table = pd.read_csv(path, dtype={"sample_id": str})
@@ -231,8 +207,7 @@ def _attribution_block(page: HtmlReport, run: Path, names: list[str]) -> None:
 
 
 def _read_splits(run: Path) -> list[pd.DataFrame]:
-    files = sorted((run / "splits").glob("fold-*.csv"), key=lambda p: int(p.stem.split("-")[1]))
-    return [pd.read_csv(f, dtype=str) for f in files]
+    return [pd.read_csv(f, dtype=str) for f in RunPaths(run).split_files()]
 
 
 def _read_yaml(path: Path) -> Any:
@@ -279,19 +254,3 @@ def _fmt(value: Any, key: str = "") -> str:
     if key == "n" or isinstance(value, (int, np.integer)):
         return str(int(value))
     return f"{float(value):.3f}"
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, Path):
-        return str(value)
-    return value

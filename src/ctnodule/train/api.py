@@ -2,9 +2,10 @@
 
 Steps: split by patient (k-fold CV or holdout; split files saved first), train each fold with the same
 recipe (`fold.train_fold`) and predict its validation patients (out-of-fold predictions), refit the
-recipe on all data as the final model, then score (metrics.json with bootstrap CIs and the majority /
-size baselines on the same splits) and write the model card. Every finished fold is checkpointed with
-its predictions, so `resume=True` redoes only what is missing.
+recipe on all data as the final model. Every finished fold is checkpointed with its predictions, so
+`resume=True` redoes only what is missing. Scoring the run (`ctnodule.evaluate.summary.score_run`) and its
+model card (`ctnodule.report.model_card.write_model_card`) are later stages that read the folder;
+`ctnodule.workflow.train_and_report` chains the three.
 """
 
 from __future__ import annotations
@@ -21,21 +22,23 @@ import pandas as pd
 import yaml
 
 import ctnodule
-from ctnodule.atomic import atomic_path, write_text
+from ctnodule.atomic import atomic_path
 from ctnodule.data.dataset import SliceDataset
 from ctnodule.errors import ConfigError, DataError, RunError
-from ctnodule.train.config import TrainConfig
+from ctnodule.models.fitted import FittedModel
+from ctnodule.preprocess.inputs import load_slices
+from ctnodule.recipe import TrainConfig
+from ctnodule.runfolder import RunPaths, read_checkpoint, read_config, write_config
 from ctnodule.train.engine import distributed
-from ctnodule.train.fold import N_CLASSES, train_fold
-from ctnodule.train.inputs import load_slices
-from ctnodule.train.run import RunPaths, class_names_for, load_model, save_model
+from ctnodule.train.fold import train_fold
+from ctnodule.vocab import N_CLASSES, class_names, task_labels
 
 
 def train(data: str | Path | SliceDataset, out: str | Path, cfg: TrainConfig, resume: bool = False,
           force: bool = False, log: Callable[[str], None] = print) -> Path:
     """Train `cfg` on dataset `data` into run folder `out`; returns `out`."""
+    from ctnodule.data.splits import patient_holdout, patient_kfold, save_splits
     from ctnodule.runtime import tune_malloc
-    from ctnodule.train.splits import patient_holdout, patient_kfold, save_splits, task_labels
 
     tune_malloc()
     paths = RunPaths(Path(out))
@@ -54,7 +57,7 @@ def train(data: str | Path | SliceDataset, out: str | Path, cfg: TrainConfig, re
     if n_patients < 2:
         raise DataError(f"the {cfg.view}-view samples come from one patient only: patient-grouped evaluation "
                         "needs at least 2 patients (k-fold CV at least k); add patients", dataset.root)
-    missing = [class_names_for(cfg.task)[c] for c in range(N_CLASSES[cfg.task]) if not (y == c).any()]
+    missing = [class_names(cfg.task)[c] for c in range(N_CLASSES[cfg.task]) if not (y == c).any()]
     if missing:
         hint = "add data, or use --task binary" if cfg.task == "multiclass" else "add data"
         raise DataError(f"no {cfg.view}-view samples of class {missing} for the {cfg.task} task: a model cannot "
@@ -98,7 +101,7 @@ def train(data: str | Path | SliceDataset, out: str | Path, cfg: TrainConfig, re
     if len(hist_frame):  # scikit-learn heads fit in one step: no epochs, no history.csv
         with atomic_path(paths.history) as tmp:
             hist_frame.to_csv(tmp, index=False)
-    _score(paths, cfg, oof, frame, splits, dataset.root, hist_frame, train_seconds)
+    write_config(paths.root, {**read_config(paths.root), "train_seconds": round(train_seconds, 1)})
     log(f"run written to {paths.root} ({train_seconds:.0f} s)")
     return paths.root
 
@@ -107,7 +110,7 @@ def _fold(paths: RunPaths, cfg: TrainConfig, slices, frame: pd.DataFrame, y: np.
           va: np.ndarray, k: int, resume: bool, log) -> tuple[pd.DataFrame, list[dict]]:
     """Out-of-fold predictions of fold k (and its history), from its checkpoint when resuming."""
     if resume and paths.fold_model(k).is_file():
-        _, blob = load_model(paths.fold_model(k))
+        blob = read_checkpoint(paths.fold_model(k))
         log(f"fold {k}: done earlier, reusing its checkpoint")
         return blob["oof"], blob["history"]
     log(f"fold {k}: training on {len(tr)} samples, validating on {len(va)}")
@@ -119,20 +122,20 @@ def _fold(paths: RunPaths, cfg: TrainConfig, slices, frame: pd.DataFrame, y: np.
     for c in range(proba.shape[1]):
         part[f"proba_{c}"] = proba[:, c]
     if distributed()[0] == 0:
-        save_model(paths.fold_model(k), model, {"oof": part, "history": hist})
+        model.save(paths.fold_model(k), {"oof": part, "history": hist})
         paths.fold_state(k).unlink(missing_ok=True)
     return part, hist
 
 
 def _final(paths: RunPaths, cfg: TrainConfig, slices, frame, y, resume: bool, log):
     if resume and paths.model.is_file():
-        model, blob = load_model(paths.model)
+        model, blob = FittedModel.load(paths.model)
         return model, blob["history"]
     log(f"final model: training on all {len(frame)} samples")
     model, hist, _ = train_fold(cfg, slices, frame, y, np.arange(len(frame)), -1, paths.fold_state(-1), resume,
                                 log)
     if distributed()[0] == 0:
-        save_model(paths.model, model, {"history": hist, **model.info})
+        model.save(paths.model, {"history": hist, **model.info})
         paths.fold_state(-1).unlink(missing_ok=True)
     return model, hist
 
@@ -153,19 +156,6 @@ def _write_attributions(paths: RunPaths, model, slices, frame: pd.DataFrame, y: 
         table.to_csv(tmp, index=False)
 
 
-def _score(paths: RunPaths, cfg: TrainConfig, oof: pd.DataFrame, frame: pd.DataFrame, splits, root: Path,
-           history: pd.DataFrame, seconds: float) -> None:
-    from ctnodule.evaluate.summary import evaluate_oof
-    from ctnodule.report.model_card import write_metrics, write_model_card
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        metrics = evaluate_oof(oof, cfg.task, frame, splits, root, n_boot=1000, seed=cfg.seed)
-    metrics["train_seconds"] = round(seconds, 1)
-    write_metrics(paths.root, metrics)
-    write_model_card(paths.root)
-
-
 def _weights_status(cfg: TrainConfig) -> str:
     from ctnodule.models.backbones import create_backbone
 
@@ -180,14 +170,14 @@ def _write_config(paths: RunPaths, cfg: TrainConfig, dataset: SliceDataset, weig
         "format_version": ctnodule.FORMAT_VERSION, "ctnodule_version": ctnodule.__version__,
         "data": str(Path(dataset.root).resolve()), "n_samples": len(dataset),
         "n_patients": int(dataset.frame["patient_id"].nunique()),
-        "class_names": class_names_for(cfg.task), "n_classes": N_CLASSES[cfg.task],
+        "class_names": class_names(cfg.task), "n_classes": N_CLASSES[cfg.task],
         "weights_source": weights_status, "pretrained": not weights_status.startswith("random"),
         "used_context": used_context, "n_splits": n_splits,
         "final_model": "refit on all data with the same recipe (model.pt)",
         "torch": str(torch.__version__), "python": platform.python_version(),
         **cfg.model_dump(mode="json"),
     }
-    write_text(paths.config, yaml.safe_dump(body, sort_keys=False))
+    write_config(paths.root, body)
 
 
 def _prepare_folder(paths: RunPaths, cfg: TrainConfig, resume: bool, force: bool) -> None:

@@ -16,7 +16,6 @@ writes checkpoints. The same code runs on one CPU, one GPU or many nodes.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 from collections.abc import Callable, Iterator
@@ -28,33 +27,8 @@ from torch import nn
 
 from ctnodule.atomic import atomic_path
 from ctnodule.errors import RunError
-from ctnodule.train.augment import augment_batch, flip_views
-from ctnodule.train.config import TrainConfig
-
-
-@dataclasses.dataclass
-class Batches:
-    """Inputs of one split: `x` images (N, C, H, W) or feature views (V, N, ...); `extra` (N, E) or None."""
-
-    x: torch.Tensor
-    y: torch.Tensor
-    extra: torch.Tensor | None
-    views: bool  # True: x is (V, N, ...) cached feature views
-
-    def __len__(self) -> int:
-        return int(self.y.shape[0])
-
-    def take(self, idx: torch.Tensor, train: bool, cfg: TrainConfig, gen: torch.Generator) -> list[torch.Tensor]:
-        """The model inputs for samples `idx`: one tensor (train) or the list of TTA views (eval)."""
-        if self.views:
-            if train:
-                pick = torch.randint(0, self.x.shape[0], (len(idx),), generator=gen)
-                return [self.x[pick, idx].float()]
-            return [v[idx].float() for v in self.x]
-        x = self.x[idx]
-        if train:
-            return [augment_batch(x, cfg.augment, gen)]
-        return flip_views(x) if cfg.tta else [x]
+from ctnodule.models.batches import Batches, predict_logits
+from ctnodule.recipe import TrainConfig
 
 
 def distributed() -> tuple[int, int]:
@@ -64,23 +38,6 @@ def distributed() -> tuple[int, int]:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         torch.distributed.init_process_group(backend)
     return (torch.distributed.get_rank(), world) if world > 1 else (0, 1)
-
-
-def predict_logits(module: nn.Module, data: Batches, cfg: TrainConfig, device: str, batch_size: int = 256) -> torch.Tensor:
-    """Mean logits over the TTA views, in order, without gradients (eval mode, restored after)."""
-    was = module.training
-    module.eval()
-    out = []
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for start in range(0, len(data), batch_size):
-            idx = torch.arange(start, min(start + batch_size, len(data)))
-            extra = None if data.extra is None else data.extra[idx].to(device)
-            views = data.take(idx, False, cfg, gen)
-            probs = torch.stack([module(v.to(device), extra).softmax(1) for v in views]).mean(0)
-            out.append(probs.clamp_min(1e-8).log().cpu())
-    module.train(was)
-    return torch.cat(out)
 
 
 def fit(module: nn.Module, train: Batches, val: Batches, cfg: TrainConfig, criterion: nn.Module,

@@ -19,10 +19,10 @@ from tqdm import tqdm
 
 from ctnodule.data.importers.base import IMPORTERS, ImportReport, Skips, finish
 from ctnodule.data.io import read_nrrd
-from ctnodule.data.manifest import VIEWS
 from ctnodule.data.measure import mask_geometry
 from ctnodule.data.writer import open_dataset
 from ctnodule.errors import ConfigError, DataError
+from ctnodule.vocab import VIEWS
 
 REQUIRED = ("filename", "malignancy", "patient_id", "view")
 #: manifest columns the importer computes itself; a CSV column of the same name would clash

@@ -33,9 +33,10 @@ from ctnodule.data.importers.lidc_annotations import (
     from_xml,
 )
 from ctnodule.data.importers.lidc_series import Series, find_series
-from ctnodule.data.importers.views import VIEWS, add_nodule_views
+from ctnodule.data.importers.views import add_nodule_views
 from ctnodule.data.writer import open_dataset
 from ctnodule.errors import ConfigError, DataError
+from ctnodule.vocab import VIEWS
 
 #: a pixel is in the consensus mask when at least this share of the nodule's readers outlined it
 CONSENSUS_LEVEL = 0.5

@@ -16,10 +16,11 @@ import numpy as np
 from tqdm import tqdm
 
 from ctnodule.data.importers.base import IMPORTERS, ImportReport, Skips, finish
-from ctnodule.data.importers.views import VIEWS, add_nodule_views
+from ctnodule.data.importers.views import add_nodule_views
 from ctnodule.data.phantom import SCORE_P, PhantomPatient, place_nodules
 from ctnodule.data.writer import open_dataset
 from ctnodule.errors import ConfigError
+from ctnodule.vocab import VIEWS
 
 
 @IMPORTERS.register("synthetic")

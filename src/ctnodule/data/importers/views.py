@@ -16,8 +16,7 @@ import numpy as np
 
 from ctnodule.data.measure import crop_box, mask_geometry, shift_geometry
 from ctnodule.data.writer import DatasetWriter
-
-VIEWS = ("full", "nodule")
+from ctnodule.vocab import VIEWS
 
 
 def nodule_margin(bbox: tuple[int, int, int, int]) -> int:

@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ctnodule.balance.benchmark import ALL, fold_scores
 from ctnodule.errors import DataError
+from ctnodule.studies.balancing import ALL, fold_scores
 
 
 def feature_path_benchmark(ds, methods: Sequence[str] = ALL, tasks: Sequence[str] = ("binary", "multiclass"),
@@ -33,8 +33,9 @@ def feature_path_benchmark(ds, methods: Sequence[str] = ALL, tasks: Sequence[str
     from ctnodule.balance import resolve
     from ctnodule.balance.cgan import ConditionalGAN
     from ctnodule.balance.quality import FeatureExtractor
+    from ctnodule.data.splits import patient_kfold
     from ctnodule.preprocess import Pipeline, PreprocessConfig
-    from ctnodule.train.splits import patient_kfold, task_labels
+    from ctnodule.vocab import task_labels
 
     slices, frame = list(ds), ds.frame
     y5 = task_labels(frame, "multiclass")

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
-from ctnodule.balance.benchmark import fold_scores, summary_table, write_benchmark
+from ctnodule.studies.balancing import fold_scores, summary_table, write_benchmark
 
 
 def _oof(seed=0, n=120):

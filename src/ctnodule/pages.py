@@ -18,7 +18,7 @@ import pandas as pd
 from ctnodule.atomic import atomic_path, write_text
 
 _TEMPLATE = jinja2.Environment(
-    loader=jinja2.PackageLoader("ctnodule", "report/templates"), autoescape=jinja2.select_autoescape()
+    loader=jinja2.PackageLoader("ctnodule", "templates"), autoescape=jinja2.select_autoescape()
 ).get_template("page.html")
 
 

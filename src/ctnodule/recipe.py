@@ -37,7 +37,8 @@ class TrainConfig(StrictModel):
     preset: str = "default"
     view: Literal["full", "nodule"] = "nodule"
     task: Literal["binary", "multiclass"] = "binary"
-    preprocess: Literal["default", "seed"] = "default"  # which PreprocessConfig recipe
+    # a shipped preprocessing recipe ("default", "seed": configs/preprocess-NAME-VIEW.yaml) or a recipe YAML path
+    preprocess: str = "default"
     backbone: str = "efficientnet_lite0"
     weights: str = "auto"
     head: str = "mlp"
@@ -92,6 +93,8 @@ class TrainConfig(StrictModel):
                              "to the resampled class mix; use --imbalance none or weights")
         if self.holdout is not None and not 0.0 < self.holdout < 1.0:
             raise ValueError(f"holdout must be a fraction in (0, 1), got {self.holdout}")
+        if self.preprocess not in ("default", "seed") and not self.preprocess.endswith((".yaml", ".yml")):
+            raise ValueError(f"preprocess must be 'default', 'seed' or a recipe .yaml file, got {self.preprocess!r}")
         if self.folds < 2:
             raise ValueError(f"folds must be >= 2, got {self.folds}")
         return self

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from ctnodule.atomic import atomic_path
+from ctnodule.models.augment import flip_views
 from ctnodule.models.backbones import Backbone
-from ctnodule.train.augment import flip_views
 
 
 def cache_dir() -> Path:

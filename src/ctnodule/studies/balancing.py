@@ -20,9 +20,10 @@ import numpy as np
 import pandas as pd
 
 from ctnodule.errors import CTNoduleError
+from ctnodule.runfolder import RunPaths, read_oof
+from ctnodule.vocab import TASKS
 
 ALL = ("none", "weights", "oversample", "undersample", "smote", "smote_embed", "cgan", "focal", "logit_adjusted")
-TASKS = ("binary", "multiclass")
 #: act through the loss only, which scikit-learn heads cannot take (`weights` reaches them as sample weights)
 LOSS_ONLY = ("focal", "logit_adjusted")
 METRICS = ("f1_macro", "balanced_accuracy", "roc_auc", "qwk", "minority_recall")
@@ -36,13 +37,13 @@ def balance_benchmark(data: str | Path, out: str | Path, methods: Sequence[str] 
     the per-fold scores (one row per task, method, fold, path; `error` set where a method could not run).
 
     `engine`: through `ctnodule.train` with the preset (slow: minutes per run). `feature_path`: the fast
-    image-level path of `balance.image_path` (every method incl. pixel SMOTE and cGAN; image features only).
+    image-level path of `studies.balance_features` (every method incl. pixel SMOTE and cGAN; image features only).
     """
     from ctnodule.balance import available
     from ctnodule.errors import ConfigError
     from ctnodule.models.heads import is_sklearn_head
+    from ctnodule.recipe import load_preset
     from ctnodule.train.api import train
-    from ctnodule.train.config import load_preset
 
     unknown = [m for m in methods if m not in available()]
     if unknown:
@@ -58,17 +59,17 @@ def balance_benchmark(data: str | Path, out: str | Path, methods: Sequence[str] 
                 log(f"   note: head {cfg.head!r} is fitted by scikit-learn and ignores the loss, so {method!r} "
                     "acts like 'none' here; pass --head linear (or mlp) to compare loss-based methods")
             try:
-                if not (run / "oof_predictions.csv").is_file():
-                    train(data, run, cfg, resume=(run / "config.yaml").is_file(), log=log)
+                if not RunPaths(run).oof.is_file():
+                    train(data, run, cfg, resume=RunPaths(run).config.is_file(), log=log)
             except CTNoduleError as exc:
                 log(f"   not run: {exc}")
                 rows.append({"task": task, "method": method, "fold": -1, "error": str(exc)})
                 continue
-            rows += fold_scores(pd.read_csv(run / "oof_predictions.csv"), task, method)
+            rows += fold_scores(read_oof(run), task, method)
     scores = pd.DataFrame(rows).assign(path="engine")
     if feature_path:
-        from ctnodule.balance.image_path import feature_path_benchmark
         from ctnodule.data.dataset import SliceDataset
+        from ctnodule.studies.balance_features import feature_path_benchmark
 
         fp, oof = feature_path_benchmark(SliceDataset(data).view("nodule"), methods, tasks, folds, seed,
                                          cgan_params, log)
@@ -81,7 +82,8 @@ def balance_benchmark(data: str | Path, out: str | Path, methods: Sequence[str] 
 
 def fold_scores(oof: pd.DataFrame, task: str, method: str, minority: int | None = None) -> list[dict]:
     """One row of metrics per fold of an out-of-fold prediction table (columns fold, y_true, proba_*)."""
-    from ctnodule.evaluate.metrics import class_names, compute_metrics
+    from ctnodule.evaluate.metrics import compute_metrics
+    from ctnodule.vocab import class_names
 
     proba_cols = sorted((c for c in oof.columns if c.startswith("proba_")), key=lambda c: int(c.split("_")[1]))
     if minority is None:  # the rarest class over all folds: malignant (binary), the rarest score (5-class)
@@ -116,7 +118,7 @@ def summary_table(scores: pd.DataFrame, task: str) -> pd.DataFrame:
 def write_benchmark(scores: pd.DataFrame, out: Path, recipe: str, extra: list[tuple[str, pd.DataFrame]] = ()) -> Path:
     """`balance.csv` (per fold) + `balance.md` + `balance.html` (mean ± sd tables per task)."""
     from ctnodule.atomic import atomic_path, write_text
-    from ctnodule.report import HtmlReport
+    from ctnodule.pages import HtmlReport
 
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "balance.csv") as tmp:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from report.conftest import write_run
 
 from ctnodule.errors import DataError
-from ctnodule.report.benchmark import benchmark_table
-from ctnodule.report.model_card import read_metrics
-
-from .conftest import write_run
+from ctnodule.runfolder import read_metrics
+from ctnodule.studies.pages import benchmark_table
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from ctnodule.balance.image_path import check_no_synthetic_in_validation, feature_path_benchmark
 from ctnodule.data.dataset import SliceDataset
 from ctnodule.errors import DataError
+from ctnodule.studies.balance_features import check_no_synthetic_in_validation, feature_path_benchmark
 
 
 def test_leak_check_catches_a_validation_row():

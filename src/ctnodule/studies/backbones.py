@@ -14,10 +14,11 @@ from pathlib import Path
 from ctnodule.atomic import write_text
 from ctnodule.data.dataset import SliceDataset
 from ctnodule.errors import DataError
-from ctnodule.train.config import load_preset
+from ctnodule.recipe import load_preset
+from ctnodule.runfolder import RunPaths, read_metrics
+from ctnodule.vocab import TASKS
 
 DEFAULT_BACKBONES = ("efficientnet_lite0", "resnet18", "mobilenetv2_100", "efficientnet_b0")
-TASKS = ("binary", "multiclass")
 
 
 def benchmark(data: str | Path, out: str | Path, backbones: Sequence[str] = DEFAULT_BACKBONES,
@@ -25,10 +26,8 @@ def benchmark(data: str | Path, out: str | Path, backbones: Sequence[str] = DEFA
               views: Sequence[str] | None = None, force: bool = False,
               log: Callable[[str], None] = print, **overrides) -> tuple[Path, list[dict]]:
     """Train every configuration, write `out/benchmark.md` and `out/benchmark.html`; returns (out, results)."""
-    from ctnodule.report.benchmark import benchmark_table
-    from ctnodule.report.model_card import read_metrics
-    from ctnodule.train.api import train
-    from ctnodule.train.run import RunPaths
+    from ctnodule.studies.pages import benchmark_table
+    from ctnodule.workflow import train_and_report
 
     ds = SliceDataset(data)
     present = [v for v in ("nodule", "full") if (ds.frame["view"] == v).any()]
@@ -45,7 +44,7 @@ def benchmark(data: str | Path, out: str | Path, backbones: Sequence[str] = DEFA
                 done = RunPaths(run).metrics.is_file() and not force
                 if not done:
                     log(f"== {view} / {task} / {backbone}")
-                    train(ds, run, cfg, resume=run.exists() and not force, force=force, log=log)
+                    train_and_report(ds, run, cfg, resume=run.exists() and not force, force=force, log=log)
                 metrics = read_metrics(run)
                 results.append({"backbone": backbone, "view": view, "task": task, "head": cfg.head,
                                 "preset": preset, "folds": metrics["folds"],

@@ -14,7 +14,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ctnodule.train.config import AugmentConfig
+from ctnodule.recipe import AugmentConfig
 
 
 def draw_affine(n: int, cfg: AugmentConfig, generator: torch.Generator) -> torch.Tensor:

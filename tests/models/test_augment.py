@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from ctnodule.train.augment import apply_affine, augment_batch, draw_affine, flip_views
-from ctnodule.train.config import AugmentConfig
+from ctnodule.models.augment import apply_affine, augment_batch, draw_affine, flip_views
+from ctnodule.recipe import AugmentConfig
 
 
 def _x() -> torch.Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ctnodule.errors import ConfigError
-from ctnodule.train.config import load_preset
+from ctnodule.recipe import load_preset
 
 
 def test_seed_preset_is_the_reports_recipe():

@@ -7,7 +7,7 @@ import pytest
 
 from ctnodule.data.slice import Slice
 from ctnodule.errors import DataError
-from ctnodule.train.inputs import middle_three, to_images
+from ctnodule.preprocess.inputs import middle_three, to_images
 
 
 def test_grey_slices_become_three_identical_channels():

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ctnodule.errors import DataError
-from ctnodule.report.html import HtmlReport
+from ctnodule.pages import HtmlReport
 
 TABLE_METRICS = {
     "multiclass": ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "qwk", "within_one"),

@@ -7,9 +7,8 @@ stratified by the task's label so each fold sees every class. Splits are returne
 arrays into the frame, saved as `splits/fold-{k}.csv` in the run folder (sample_id, patient_id, split) so
 a run can be re-evaluated on exactly the same partition, and checked for leakage on load.
 
-API (used by the training engine and the evaluation code):
+API (used by training, evaluation and the studies):
 
-- `task_labels(frame, task)` -> class indices: malignancy-1 (0..4) for "multiclass", label_binary for "binary"
 - `patient_kfold(frame, task, folds=5, seed=0)` -> [(train_idx, val_idx), ...]
 - `patient_holdout(frame, task, test_size=0.2, seed=0)` -> (train_idx, val_idx)
 - `save_splits(run_dir, frame, splits)` / `load_splits(run_dir, frame)`
@@ -27,31 +26,10 @@ import pandas as pd
 
 from ctnodule.atomic import atomic_path
 from ctnodule.errors import ConfigError, DataError
-
-TASKS = ("binary", "multiclass")
-N_CLASSES = {"binary": 2, "multiclass": 5}
-SPLITS_DIR = "splits"
+from ctnodule.runfolder import RunPaths
+from ctnodule.vocab import class_names, task_labels
 
 Split = tuple[np.ndarray, np.ndarray]
-
-
-def task_labels(frame: pd.DataFrame, task: str) -> np.ndarray:
-    """Class indices of every row for `task`: malignancy 1..5 -> 0..4, or label_binary (0 benign, 1 malignant)."""
-    if task not in TASKS:
-        raise ConfigError(f"unknown task {task!r}; expected one of {TASKS}")
-    column = "malignancy" if task == "multiclass" else "label_binary"
-    if column not in frame.columns:
-        raise DataError(f"the dataset has no {column!r} column, needed for the {task} task")
-    values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
-    if np.isnan(values).any():
-        row = int(np.isnan(values).nonzero()[0][0])
-        raise DataError(f"{column} is missing or not a number", row=row + 2)
-    labels = values.astype(int) - (1 if task == "multiclass" else 0)
-    bad = (labels < 0) | (labels >= N_CLASSES[task])
-    if bad.any():
-        row = int(bad.nonzero()[0][0])
-        raise DataError(f"{column} {values[row]:g} is outside the {task} range", row=row + 2)
-    return labels
 
 
 def patient_kfold(frame: pd.DataFrame, task: str, folds: int = 5, seed: int = 0) -> list[Split]:
@@ -127,8 +105,7 @@ def save_splits(run_dir: str | Path, frame: pd.DataFrame, splits: list[Split]) -
     Only the rows of each split are listed, so a holdout's file holds every sample once. Atomic writes.
     """
     check_no_leak(frame, splits)
-    out = Path(run_dir) / SPLITS_DIR
-    paths = []
+    paths = RunPaths(Path(run_dir))
     for k, (train, val) in enumerate(splits):
         rows = np.concatenate([np.asarray(train), np.asarray(val)])
         table = pd.DataFrame({
@@ -136,10 +113,9 @@ def save_splits(run_dir: str | Path, frame: pd.DataFrame, splits: list[Split]) -
             "patient_id": frame["patient_id"].astype(str).to_numpy()[rows],
             "split": ["train"] * len(train) + ["val"] * len(val),
         })
-        with atomic_path(out / f"fold-{k}.csv") as tmp:
+        with atomic_path(paths.split_file(k)) as tmp:
             table.to_csv(tmp, index=False)
-        paths.append(out / f"fold-{k}.csv")
-    return paths
+    return [paths.split_file(k) for k in range(len(splits))]
 
 
 def load_splits(run_dir: str | Path, frame: pd.DataFrame) -> list[Split]:
@@ -148,10 +124,10 @@ def load_splits(run_dir: str | Path, frame: pd.DataFrame) -> list[Split]:
     The frame must hold every listed sample with the same patient; a split file from another dataset is a
     `DataError`, and the result is checked for leakage.
     """
-    folder = Path(run_dir) / SPLITS_DIR
-    files = sorted(folder.glob("fold-*.csv"), key=lambda p: int(p.stem.split("-")[1]))
+    paths = RunPaths(Path(run_dir))
+    files = paths.split_files()
     if not files:
-        raise DataError("no split files (fold-*.csv) here; was the run written completely?", folder)
+        raise DataError("no split files (fold-*.csv) here; was the run written completely?", paths.splits)
     position = pd.Series(np.arange(len(frame)), index=frame["sample_id"].astype(str).to_numpy())
     if position.index.has_duplicates:
         raise DataError("the dataset has duplicate sample_id values; splits cannot be mapped onto it")
@@ -196,7 +172,7 @@ def _check_splittable(frame: pd.DataFrame, task: str, folds: int, what: str) -> 
         )
     if n_patients < folds:
         raise DataError(f"{what} needs at least {folds} patients but the dataset has {n_patients}; use fewer folds")
-    names = _class_names(task)
+    names = class_names(task)
     for c in np.unique(labels):
         holders = len(np.unique(groups[labels == c]))
         if holders < folds:
@@ -215,7 +191,7 @@ def check_train_classes(frame: pd.DataFrame, splits: list[Split], task: str) -> 
     """Raise `DataError` when a class present in `frame` is missing from a training side of `splits`."""
     labels = task_labels(frame, task)
     present = np.unique(labels)
-    names = _class_names(task)
+    names = class_names(task)
     for k, (train, _) in enumerate(splits):
         lacking = np.setdiff1d(present, np.unique(labels[train]))
         if len(lacking):
@@ -223,9 +199,3 @@ def check_train_classes(frame: pd.DataFrame, splits: list[Split], task: str) -> 
                 f"class(es) {[names[c] for c in lacking]} are missing from training fold {k}: the model could "
                 "never learn them. Use fewer folds" + (" or --task binary" if task == "multiclass" else "")
             )
-
-
-def _class_names(task: str) -> list[str]:
-    from ctnodule.data.manifest import CLASS_NAMES
-
-    return CLASS_NAMES[task]

@@ -6,8 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ctnodule.errors import ConfigError, DataError
-from ctnodule.train.splits import (
+from ctnodule.data.splits import (
     check_no_leak,
     check_train_classes,
     load_splits,
@@ -16,6 +15,7 @@ from ctnodule.train.splits import (
     save_splits,
     task_labels,
 )
+from ctnodule.errors import ConfigError, DataError
 
 
 def frame_of(patients: list[str], grades: list[int]) -> pd.DataFrame:

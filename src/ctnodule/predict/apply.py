@@ -1,0 +1,114 @@
+"""Apply a finished run to new data: `predict_files` (images or slice datasets -> one CSV row per sample)
+and `dataset_slices` (a dataset as the run's model reads it).
+
+Everything goes through `load_run`, so the run's own preprocessing, size scaler, channels (2.5D) and TTA
+are used, never the caller's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ctnodule.atomic import atomic_path
+from ctnodule.data.dataset import SliceDataset
+from ctnodule.data.manifest import MANIFEST
+from ctnodule.data.slice import Slice
+from ctnodule.errors import DataError
+from ctnodule.predict.run import Predictor, load_run
+from ctnodule.preprocess.inputs import load_slices
+
+
+def dataset_slices(predictor: Predictor, data: str | Path | SliceDataset) -> tuple[SliceDataset, list[Slice]]:
+    """The run's view of `data`, loaded the way the run was trained (2.5D stacks where it used them)."""
+    ds = data if isinstance(data, SliceDataset) else SliceDataset(data)
+    ds = ds.view(predictor.view)
+    if len(ds) == 0:
+        raise DataError(f"no {predictor.view!r}-view samples here; this run needs that view", ds.root)
+    return ds, load_slices(ds, predictor.channels)
+
+
+def predict_inputs(predictor: Predictor, inputs: Sequence[str | Path],
+                   masks: Sequence[str | Path] | None = None) -> tuple[pd.DataFrame, list[Slice]]:
+    """Predict every input: image files (NRRD/NIfTI/DICOM, HU) and/or slice-dataset folders.
+
+    `masks` (one per image file, same order) give the nodule size to models that use it; a dataset brings
+    its own masks/diameters. Returns one row per sample (`prediction_rows`) and the slices, in that order.
+    A run with a scikit-learn head (the default) adds a `reasons` column: the top 3 feature groups behind
+    each answer with their signed contribution (`Predictor.attribute`).
+    """
+    from ctnodule.data.io import read_slice
+
+    files = [Path(p) for p in inputs if not (Path(p) / MANIFEST).is_file()]
+    folders = [Path(p) for p in inputs if (Path(p) / MANIFEST).is_file()]
+    if masks is not None and len(masks) != len(files):
+        raise DataError(f"got {len(masks)} --mask file(s) for {len(files)} image file(s); give one per image")
+    parts, all_slices = [], []
+    for folder in folders:
+        ds, slices = dataset_slices(predictor, folder)
+        ids = ds.frame["sample_id"].astype(str).tolist()
+        parts.append(_with_reasons(predictor, slices, prediction_rows(
+            predictor, predictor.predict_proba(slices), ids, None, source=[str(folder)] * len(ds))))
+        all_slices += slices
+    if files:
+        slices = []
+        for i, path in enumerate(files):
+            s = read_slice(path)
+            if masks:
+                m = read_slice(masks[i])
+                if m.array.shape != s.array.shape:
+                    raise DataError(f"mask shape {m.array.shape} differs from the image's {s.array.shape}",
+                                    masks[i])
+                s = s.replace(mask=(m.array > 0).astype(np.uint8))
+            s.meta["sample_id"] = path.name
+            slices.append(s)
+        ids = [p.name for p in files]
+        parts.append(_with_reasons(predictor, slices, prediction_rows(
+            predictor, predictor.predict_proba(slices), ids, None, source=[str(p) for p in files])))
+        all_slices += slices
+    if not parts:
+        raise DataError("no inputs given: pass image files (NRRD/NIfTI/DICOM) or slice-dataset folders")
+    return pd.concat(parts, ignore_index=True), all_slices
+
+
+def predict_files(run_dir: str | Path, inputs: Sequence[str | Path], out: str | Path,
+                  masks: Sequence[str | Path] | None = None) -> pd.DataFrame:
+    """`predict_inputs` with the run folder `run_dir`, written to the CSV `out`; returns the frame.
+    (`ctnodule.explain.heatmaps.predict_with_heatmaps` adds a heat map per prediction.)"""
+    frame, _ = predict_inputs(load_run(run_dir), inputs, masks)
+    write_csv(Path(out), frame)
+    return frame
+
+
+def prediction_rows(predictor: Predictor, proba: np.ndarray, ids: list[str], y: np.ndarray | None,
+          source: list[str] | None = None) -> pd.DataFrame:
+    """sample_id, [source], [y_true], proba_<class>..., predicted (class name), score.
+
+    `score` is P(malignant) for the binary task and the expected malignancy rating sum_k p_k * k (1..5)
+    for the 5-class one: a continuous number that keeps the ordinal information argmax throws away.
+    """
+    frame = pd.DataFrame({"sample_id": ids})
+    if source is not None:
+        frame["source"] = source
+    if y is not None:
+        frame["y_true"] = y
+    names = predictor.class_names
+    for c, name in enumerate(names):
+        frame[f"proba_{name}"] = proba[:, c]
+    frame["predicted"] = [names[i] for i in proba.argmax(1)]
+    frame["score"] = proba[:, 1] if predictor.task == "binary" else proba @ np.arange(1, len(names) + 1)
+    return frame
+
+
+def _with_reasons(predictor: Predictor, slices: Sequence[Slice], rows: pd.DataFrame) -> pd.DataFrame:
+    """`rows` with the top reasons per prediction, for runs whose head has attributions."""
+    return rows.assign(reasons=predictor.attribute(slices)[1]) if predictor.has_sklearn_head else rows
+
+
+def write_csv(path: Path, frame: pd.DataFrame) -> None:
+    """Write `frame` as CSV atomically."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)

@@ -1,0 +1,121 @@
+"""`load_run(run_dir) -> Predictor`: a finished run folder, ready to apply to new slices.
+
+Everything comes from the run folder (`ctnodule.runfolder`): the recipe, the fitted preprocessing, the final
+model. The `Predictor` is the one place that applies a run's preprocessing to new data.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ctnodule.data.slice import Slice
+from ctnodule.errors import RunError
+from ctnodule.models.fitted import FittedModel
+from ctnodule.models.network import Classifier
+from ctnodule.preprocess.inputs import load_slices
+from ctnodule.runfolder import RunPaths, read_config
+from ctnodule.vocab import class_names
+
+
+class Predictor:
+    """A trained run, ready to apply: `predict_proba(slices)`, `prepare(slices)`, `.model`, ...
+
+    `.model` is the `Classifier` (backbone + head; an svm/logreg run exposes its distilled linear
+    surrogate, whose agreement with the real head is `.info["surrogate_agreement"]`) mapping
+    `prepare(slices)` to logits. When the model
+    also takes the nodule size, `prepare` binds those sizes to `.model` for that batch, so Grad-CAM's
+    one-argument `model(x)` call works; the input tensor is [0, 1] images, normalised inside the model.
+    """
+
+    def __init__(self, run_dir: Path, fold_model: FittedModel, config: dict[str, Any], info: dict[str, Any]):
+        self.run_dir = run_dir
+        self.info = info
+        self._fm = fold_model
+        self.config = config
+        self.task = fold_model.cfg.task
+        self.view = fold_model.cfg.view
+        self.class_names = list(config.get("class_names") or class_names(self.task))
+        self.channels = fold_model.cfg.channels
+        self.device = "cpu"
+
+    @property
+    def model(self) -> Classifier:
+        return self._fm.net
+
+    @property
+    def has_sklearn_head(self) -> bool:
+        """True when a scikit-learn head decides (attributions available via `attribute`)."""
+        return self._fm.sk_head is not None
+
+    @property
+    def pipeline(self):
+        return self._fm.pipeline
+
+    def load_slices(self, dataset) -> list[Slice]:
+        """A `SliceDataset`'s samples of this run's view, as the run was trained on them (2.5D stacks
+        where it used them): the input `prepare`/`predict_proba` expect for dataset samples."""
+        return load_slices(dataset.view(self.view), self.channels)
+
+    def prepare(self, slices: Sequence[Slice]) -> torch.Tensor:
+        """Preprocessed (N, 3, H, W) float32 images in [0, 1] — exactly what the network sees."""
+        x = torch.from_numpy(self._fm.images(self._channels(slices)))
+        extra = self._fm.extra(slices)
+        self.model.bind_extra(None if extra is None else torch.from_numpy(extra))
+        return x
+
+    def predict_proba(self, slices: Sequence[Slice]) -> np.ndarray:
+        """(N, C) class probabilities (with the run's TTA), in the order given."""
+        slices = self._channels(slices)
+        return self._fm.proba_from(self._fm.images(slices), self._fm.extra(slices), self.device)
+
+    def image_forward(self, s: Slice, target: int):
+        """f(images (N, 3, H, W) in [0, 1]) -> (N,) P(`target`) with `s`'s descriptors held as measured: the
+        model as occlusion and deletion tests perturb it (pixels only), through its real head and TTA."""
+        extra = self._fm.extra(self._channels([s]))
+
+        def forward(images: np.ndarray) -> np.ndarray:
+            rows = None if extra is None else np.repeat(extra, len(images), axis=0)
+            return self._fm.proba_from(np.asarray(images, dtype=np.float32), rows, self.device)[:, target]
+
+        return forward
+
+    def attribute(self, slices: Sequence[Slice], top: int = 3):
+        """(Attribution, one line of top reasons per slice, measured descriptors (N, D)) of the run's
+        scikit-learn head; see `ctnodule.models.attribution`. Runs trained before attributions existed have
+        no descriptor groups stored: each descriptor is then its own group."""
+        from ctnodule.models.attribution import attribute, reasons
+        from ctnodule.models.descriptors import feature_names, tabular_features
+
+        if self._fm.sk_head is None:
+            raise RunError(f"{self.run_dir}: attributions need a scikit-learn head (logreg, svm); this run's head "
+                           f"is {self._fm.cfg.head!r}")
+        slices = self._channels(slices)
+        names = feature_names(self._fm.cfg.tabular)
+        attr = attribute(self._fm.sk_head, self._fm.head_inputs(slices, self.device), names,
+                         self.info.get("feature_groups"))
+        raw = tabular_features(slices, self._fm.cfg.tabular)
+        return attr, reasons(attr, raw, names, self.class_names, top), raw
+
+    def _channels(self, slices: Sequence[Slice]) -> list[Slice]:
+        """A 2.5D model given single slices (e.g. one DICOM file) sees the slice repeated: warned once."""
+        slices = list(slices)
+        if self._fm.cfg.channels == "context" and any(s.array.ndim == 2 for s in slices) and \
+                self.config.get("used_context", False):
+            warnings.warn("this model was trained on 3 neighbouring slices (2.5D); single slices are fed "
+                          "as 3 copies, which it has not seen: expect weaker predictions", UserWarning,
+                          stacklevel=3)
+        return slices
+
+
+def load_run(run_dir: str | Path) -> Predictor:
+    """Open a finished run folder for prediction; errors name what is missing or incompatible."""
+    paths = RunPaths(Path(run_dir))
+    config = read_config(paths.root)
+    fitted, blob = FittedModel.load(paths.model)
+    return Predictor(paths.root, fitted, config, fitted.info)
