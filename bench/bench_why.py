@@ -31,7 +31,7 @@ def calibration_row(run: Path) -> str:
     cfg = (run / "config.yaml").read_text()
     cal = next((line.split(":", 1)[1].strip() for line in cfg.splitlines() if line.startswith("calibration:")), "none")
     ci = m["ci"]
-    cell = lambda k: f"{m[k]:.3f} [{ci[k][0]:.3f}, {ci[k][1]:.3f}]"  # noqa: E731
+    cell = lambda k: f"{m[k]:.3f} [{ci[k][0]:.3f}, {ci[k][1]:.3f}]"
     return (f"{run.name}: calibration {cal}; ECE {cell('ece')}  Brier {cell('brier')}  log-loss {cell('log_loss')}  "
             f"AUC {cell('roc_auc')}")
 

@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 
 from ctnodule.evaluate.bootstrap import resample_counts
-from ctnodule.evaluate.calibration import adaptive_bins, calibration_metrics, reliability, weighted_calibration
+from ctnodule.evaluate.calibration import (
+    adaptive_bins,
+    calibration_metrics,
+    reliability,
+    weighted_calibration,
+)
 from ctnodule.evaluate.metrics import compute_metrics
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pytest
 from scipy.special import logit
 
 from ctnodule.models.attribution import IMAGE, attribute, feature_groups, reasons

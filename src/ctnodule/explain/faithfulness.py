@@ -60,7 +60,7 @@ def deletion_images(image: np.ndarray, order: np.ndarray, fractions: np.ndarray 
     fill = float(image.mean())
     out = np.repeat(image[None].astype(np.float32), len(fractions), axis=0)
     for k, f in enumerate(fractions):
-        gone = order[: int(round(f * h * w))]
+        gone = order[: round(f * h * w)]
         out[k].reshape(c, h * w)[:, gone] = fill
     return out
 

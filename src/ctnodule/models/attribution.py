@@ -42,10 +42,10 @@ IMAGE = "image"
 CORRELATED = 0.8
 
 # descriptor -> (words, format of its raw value); raw values are those of models.descriptors.describe
-_MM = lambda v: f"{math.exp(v):.0f} mm"  # noqa: E731 - stored log(mm)
-_HU = lambda v: f"{v * 1000:.0f} HU"  # noqa: E731 - stored HU / 1000
-_PCT = lambda v: f"{100 * v:.0f} %"  # noqa: E731
-_NUM = lambda v: f"{v:.2f}"  # noqa: E731
+_MM = lambda v: f"{math.exp(v):.0f} mm"
+_HU = lambda v: f"{v * 1000:.0f} HU"
+_PCT = lambda v: f"{100 * v:.0f} %"
+_NUM = lambda v: f"{v:.2f}"
 WORDS = {
     "log_diameter": ("diameter", _MM), "log_major": ("major axis", _MM), "log_minor": ("minor axis", _MM),
     "compactness": ("compactness", _NUM), "solidity": ("solidity", _NUM), "eccentricity": ("eccentricity", _NUM),
@@ -204,7 +204,7 @@ def _kernel_shap(final, calibrators, z: np.ndarray, columns: np.ndarray, groups:
     return Attribution(groups, values, base, output, target, space, "kernel shap")
 
 
-def to_frame(attr: Attribution) -> "pd.DataFrame":
+def to_frame(attr: Attribution) -> pd.DataFrame:
     """One row per prediction: target, base, output, space, method, `contrib:<member|member...>` per group."""
     import pandas as pd
 
@@ -215,7 +215,7 @@ def to_frame(attr: Attribution) -> "pd.DataFrame":
     return frame
 
 
-def from_frame(frame: "pd.DataFrame") -> Attribution:
+def from_frame(frame: pd.DataFrame) -> Attribution:
     """The `Attribution` a `to_frame` table holds (extra columns are ignored)."""
     cols = [c for c in frame.columns if c.startswith("contrib:")]
     return Attribution([c[len("contrib:"):].split("|") for c in cols], frame[cols].to_numpy(float),

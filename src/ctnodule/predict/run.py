@@ -117,5 +117,5 @@ def load_run(run_dir: str | Path) -> Predictor:
     """Open a finished run folder for prediction; errors name what is missing or incompatible."""
     paths = RunPaths(Path(run_dir))
     config = read_config(paths.root)
-    fitted, blob = FittedModel.load(paths.model)
+    fitted, _ = FittedModel.load(paths.model)
     return Predictor(paths.root, fitted, config, fitted.info)
