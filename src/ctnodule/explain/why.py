@@ -46,6 +46,8 @@ def faithfulness_curves(predictor: Any, slices: Sequence[Slice], cams: Sequence[
                         seed: int = 0) -> tuple[list[dict[str, np.ndarray]], list[np.ndarray]]:
     """Per slice: deletion curves of its CAM (`cams`, network frame, by `method`), of its occlusion map and
     of random deletion for the explained class `targets`, and the occlusion maps themselves."""
+    if not slices:  # a chunk past the checked ones
+        return [], []
     images = predictor.prepare(list(slices)).numpy()
     curves, occlusions = [], []
     for i, (s, cam, t) in enumerate(zip(slices, cams, targets)):
