@@ -44,3 +44,9 @@ def test_occlusion_finds_the_square():
     heat = occlusion_map(_forward, img, window=6, stride=3)
     assert heat.shape == (64, 64) and heat.max() == 1.0
     assert cam_mass_in_mask(heat, truth) > 0.6
+
+
+def test_a_chunk_with_nothing_to_check_asks_no_model():
+    from ctnodule.explain.why import faithfulness_curves
+
+    assert faithfulness_curves(None, [], [], []) == ([], [])  # no predictor call: it would fail on 0 slices
