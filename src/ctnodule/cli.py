@@ -61,6 +61,8 @@ def train_cmd(
     weights: Annotated[str | None, typer.Option(help="auto | none | PATH to a state dict. 'none' = random init "
                                                      "(DANGER: weak on LIDC-sized data).")] = None,
     imbalance: Annotated[Imbalance | None, typer.Option(help="Class-imbalance method.")] = None,
+    calibration: Annotated[str | None, typer.Option(help="svm/logreg heads: none | platt | isotonic, fitted on "
+                                                         "patient-grouped inner folds of each training fold.")] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Maximum epochs (default: the preset's).")] = None,
     labels: Annotated[LabelMode | None, typer.Option(help="Training targets of the ordinal image model (preset "
                                                           "nodule-cnn): the max-vote label, the readers' mean or "
@@ -77,7 +79,8 @@ def train_cmd(
 
     cfg = load_preset(preset, view=view, task=task, backbone=backbone, head=head, freeze_backbone=freeze,
                       tabular=tabular, folds=folds, holdout=holdout, weights=weights, imbalance=imbalance,
-                      epochs=epochs, labels=labels, device=device, seed=seed, preprocess=preprocess)
+                      calibration=calibration, epochs=epochs, labels=labels, device=device, seed=seed,
+                      preprocess=preprocess)
     try:
         run = train_and_report(data, out, cfg, resume=resume, force=force, log=typer.echo)
     except KeyboardInterrupt as exc:

@@ -69,6 +69,9 @@ class TrainConfig(StrictModel):
     augment: AugmentConfig = pydantic.Field(default_factory=AugmentConfig)
     tta: bool = False  # average the prediction over flips at validation/inference
     imbalance: str = "none"
+    # scikit-learn heads: calibrate probabilities on patient-grouped inner folds of each training fold
+    # (models/calibration.py): none | platt | isotonic
+    calibration: Literal["none", "platt", "isotonic"] = "none"
     imbalance_params: dict[str, Any] = pydantic.Field(default_factory=dict)
     folds: int = 5
     holdout: float | None = None  # e.g. 0.2: one patient-grouped 80/20 split instead of k-fold CV
@@ -89,6 +92,12 @@ class TrainConfig(StrictModel):
         if self.head in ("svm", "logreg") and not self.freeze_backbone:
             raise ValueError(f"head {self.head!r} is fitted by scikit-learn on cached features: set "
                              "freeze_backbone: true")
+        if self.calibration != "none" and self.head not in ("svm", "logreg"):
+            raise ValueError(f"calibration {self.calibration!r} is for the scikit-learn heads (svm, logreg), "
+                             f"not {self.head!r}; use calibration: none")
+        if self.calibration != "none" and self.imbalance not in ("none", "weights"):
+            raise ValueError(f"calibration {self.calibration!r} with --imbalance {self.imbalance} would calibrate "
+                             "to the resampled class mix; use --imbalance none or weights")
         if self.holdout is not None and not 0.0 < self.holdout < 1.0:
             raise ValueError(f"holdout must be a fraction in (0, 1), got {self.holdout}")
         if self.preprocess not in PREPROCESS_RECIPES and not self.preprocess.endswith((".yaml", ".yml")):

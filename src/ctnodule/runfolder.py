@@ -10,6 +10,7 @@ Layout (stable names; predict/evaluate/explain need nothing outside the folder):
     RUN/history.csv              epoch, fold, train_loss, val_loss, train_acc, val_acc, lr (fold -1 = final)
     RUN/oof_predictions.csv      sample_id, patient_id, fold, y_true, proba_0..proba_{C-1}
     RUN/metrics.json             pooled out-of-fold metrics, CIs, baselines, per-fold metrics
+    RUN/attributions.csv         the final model's attributions on its training nodules (scikit-learn heads)
     RUN/model.pt                 the final model (trained on all data, same recipe as each fold)
     RUN/checkpoints/fold-K.pt    each fold's model + its validation predictions (resume skips done folds)
     RUN/checkpoints/*.last.pt    the per-epoch training state (resume continues mid-fold)
@@ -47,6 +48,7 @@ class RunPaths:
     history = property(lambda self: self.root / "history.csv")
     oof = property(lambda self: self.root / "oof_predictions.csv")
     metrics = property(lambda self: self.root / "metrics.json")
+    attributions = property(lambda self: self.root / "attributions.csv")
     model = property(lambda self: self.root / "model.pt")
     report = property(lambda self: self.root / "report.html")
     figures = property(lambda self: self.root / "figures")

@@ -33,7 +33,7 @@ def run(phantom, tmp_path_factory):
 @pytest.fixture(scope="module")
 def explained(run, phantom, tmp_path_factory):
     out = tmp_path_factory.mktemp("explain") / "out"
-    return explain_run(run, phantom, out, n=8, log=lambda m: None)
+    return explain_run(run, phantom, out, n=8, faithfulness=3, log=lambda m: None)
 
 
 def test_writes_scores_pngs_and_gallery(explained, run, phantom):
@@ -96,3 +96,18 @@ def test_cli_explain(run, phantom, tmp_path):
     assert result.exit_code == 0, result.output
     assert "heat on nodule" in result.output and (out / "report.html").is_file()
     assert json.loads((out / "localization.json").read_text())["method"] == "gradcam++"
+
+
+def test_faithfulness_and_attributions_are_written(explained):
+    loc = json.loads((explained / "localization.json").read_text())
+    faith = loc["faithfulness"]
+    assert {"gradcam", "occlusion"} <= set(faith) and len(faith["fractions"]) == len(faith["random_curve"])
+    for name in ("gradcam", "occlusion"):
+        f = faith[name]
+        assert f["n"] == 3 and f["ci"][0] <= f["area_between_random"] <= f["ci"][1] and f["verdict"]
+    checked = [r for r in loc["per_sample"] if "deletion_area_occlusion" in r]
+    assert len(checked) == 3
+    assert all(r["reasons"] and (explained / r["waterfall"]).is_file() for r in loc["per_sample"])
+    assert "attributions.csv" in {p.name for p in explained.iterdir()}
+    page = (explained / "report.html").read_text()
+    assert "Faithfulness: deletion test" in page and "Why this answer" in page

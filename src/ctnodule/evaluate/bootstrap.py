@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ctnodule.errors import ConfigError
+from ctnodule.evaluate.calibration import weighted_calibration
 from ctnodule.evaluate.metrics import check_inputs, kappa_from_confusion
 
 
@@ -85,6 +86,7 @@ def weighted_metrics(y: np.ndarray, p: np.ndarray, task: str, counts: np.ndarray
             "recall_macro": (recall * in_any).sum(axis=1) / in_any.sum(axis=1),
             "f1_macro": (f1 * in_any).sum(axis=1) / in_any.sum(axis=1),
         }
+    out.update(weighted_calibration(y, p, counts))
     if task == "binary":
         out["roc_auc"] = weighted_auc(p[:, 1], y == 1, counts)
     else:

@@ -2,7 +2,8 @@
 
 `compute_metrics(y_true, proba, task)` returns exactly
 
-    n, accuracy, balanced_accuracy, precision_macro, recall_macro, f1_macro, roc_auc
+    n, accuracy, balanced_accuracy, precision_macro, recall_macro, f1_macro, roc_auc,
+    ece (10 equal-mass bins), brier, log_loss (see `ctnodule.evaluate.calibration`)
     + for "multiclass": qwk (quadratic weighted kappa), within_one (|pred - true| <= 1)
     + per_class: {class name: {precision, recall, f1, support, roc_auc}}
 
@@ -24,9 +25,11 @@ import warnings
 import numpy as np
 
 from ctnodule.errors import DataError
+from ctnodule.evaluate.calibration import CALIBRATION_KEYS, calibration_metrics
 from ctnodule.vocab import class_names
 
-SCALAR_KEYS = ("n", "accuracy", "balanced_accuracy", "precision_macro", "recall_macro", "f1_macro", "roc_auc")
+SCALAR_KEYS = ("n", "accuracy", "balanced_accuracy", "precision_macro", "recall_macro", "f1_macro", "roc_auc",
+               *CALIBRATION_KEYS)
 ORDINAL_KEYS = ("qwk", "within_one")
 
 
@@ -71,6 +74,7 @@ def compute_metrics(y_true: np.ndarray, proba: np.ndarray, task: str) -> dict:
         "recall_macro": float(np.mean(rec)),
         "f1_macro": float(np.mean(f1)),
         "roc_auc": _roc_auc(y, p, task),
+        **calibration_metrics(y, p),
     }
     if task == "multiclass":
         out["qwk"] = quadratic_weighted_kappa(y, pred, n_classes)

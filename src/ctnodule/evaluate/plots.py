@@ -108,34 +108,34 @@ def learning_curves_figure(history: pd.DataFrame) -> Figure:
 
 
 def calibration_figure(y_true: np.ndarray, proba: np.ndarray, class_names: list[str], bins: int = 10) -> Figure:
-    """Reliability diagram with the expected calibration error (ECE).
+    """Reliability diagram over `bins` equal-mass (adaptive) bins, each point labelled with its count, and
+    the ECE, Brier score and log-loss of `ctnodule.evaluate.calibration` (the numbers metrics.json holds).
 
     Binary: predicted malignant probability vs observed malignant rate. More classes: confidence of the
-    predicted class vs its accuracy (top-label calibration). Below: how many samples fall in each bin.
+    predicted class vs its accuracy (top-label calibration). Below: each bin's confidence range and count.
     """
+    from ctnodule.evaluate.calibration import calibration_metrics, reliability
+
     y = np.asarray(y_true, int)
     p = np.asarray(proba, float)
     if p.ndim == 1:
         p = np.column_stack([1 - p, p])
-    if len(class_names) == 2:
-        conf, hit, what = p[:, 1], (y == 1).astype(float), f"P({class_names[1]})"
-    else:
-        conf, hit, what = p.max(axis=1), (p.argmax(axis=1) == y).astype(float), "confidence of predicted class"
-    edges = np.linspace(0, 1, bins + 1)
-    which = np.clip(np.digitize(conf, edges[1:-1]), 0, bins - 1)
-    count = np.bincount(which, minlength=bins)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_conf = np.bincount(which, conf, bins) / count
-        observed = np.bincount(which, hit, bins) / count
-    used = count > 0
-    ece = float(np.sum(count[used] * np.abs(observed[used] - mean_conf[used])) / len(y))
+    what = f"P({class_names[1]})" if len(class_names) == 2 else "confidence of predicted class"
+    rel = reliability(y, p, bins)
+    scores = calibration_metrics(y, p, bins)
+    used = rel["used"]
     fig, (ax, ax_hist) = plt.subplots(2, 1, figsize=(5.5, 6.5), gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
     ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="perfectly calibrated")
-    ax.plot(mean_conf[used], observed[used], marker="o", lw=1.8, label=f"model (ECE {ece:.3f})")
+    ax.plot(rel["confidence"][used], rel["observed"][used], marker="o", lw=1.8,
+            label=f"model: ECE {scores['ece']:.3f}, Brier {scores['brier']:.3f}, log-loss {scores['log_loss']:.3f}")
+    for x, obs, n in zip(rel["confidence"][used], rel["observed"][used], rel["count"][used]):
+        ax.annotate(f"{int(n)}", (x, obs), textcoords="offset points", xytext=(4, -10), fontsize=7, color="0.3")
     ax.set(xlim=(0, 1), ylim=(0, 1), ylabel="observed frequency" if len(class_names) == 2 else "accuracy",
-           title="Reliability diagram")
-    ax.legend(loc="upper left", fontsize=8)
-    ax_hist.bar(edges[:-1], count, width=1.0 / bins, align="edge", color="steelblue", edgecolor="white")
-    ax_hist.set(xlabel=what, ylabel="samples")
+           title=f"Reliability diagram ({bins} equal-mass bins, n per bin shown)")
+    ax.legend(loc="upper left", fontsize=7)
+    lo, hi = rel["lo"][used], rel["hi"][used]
+    ax_hist.bar(lo, rel["count"][used], width=np.maximum(hi - lo, 0.005), align="edge", color="steelblue",
+                edgecolor="white")
+    ax_hist.set(xlabel=f"{what} (bar = the bin's range)", ylabel="samples")
     fig.tight_layout()
     return fig

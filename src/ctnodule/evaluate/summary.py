@@ -8,7 +8,8 @@ The training engine writes `oof_predictions.csv` (sample_id, patient_id, fold, y
      baselines: {majority: {...}, size: {...}, [radiomics: {...}]}, # same splits (needs the dataset frame)
      by_size: {band: {...}}, auc_excluding_3: {...},               # "sees more than size?" (evaluate.strata)
      readers: {...},                                               # when reader_ratings exist (evaluate.readers)
-     folds: [{fold, n, accuracy, ...}, ...]}                       # per-fold metrics -> CV mean ± sd
+     folds: [{fold, n, accuracy, ...}, ...],                       # per-fold metrics -> CV mean ± sd
+     thresholds: {youden|sens90|sens95: {...}}}                    # binary, >= 2 folds: see evaluate.thresholds
 
 Pooled out-of-fold metrics use every sample once, so they are the headline numbers; the per-fold list shows
 how much they move from fold to fold (the benchmark table's ± sd).
@@ -67,6 +68,10 @@ def evaluate_oof(
                 warnings.simplefilter("ignore", UserWarning)
                 fold_metrics = _scalars(compute_metrics(*oof_arrays(part, task), task))
             metrics["folds"].append({"fold": int(fold), **fold_metrics})
+    if task == "binary" and "fold" in oof.columns and oof["fold"].nunique() > 1:
+        from ctnodule.evaluate.thresholds import threshold_table
+
+        metrics["thresholds"] = threshold_table(y, proba[:, 1], oof["fold"].to_numpy(), groups, n_boot, seed)
     return metrics
 
 

@@ -99,8 +99,8 @@ def group_table(records: list[dict[str, Any]], class_names: Sequence[str]) -> pd
 
 
 def write_report(path: Path, summary: dict[str, Any], records: list[dict[str, Any]],
-                 tiles: dict[str, np.ndarray], class_names: Sequence[str]) -> Path:
-    """`report.html` (+ figures/) for one explain run."""
+                 tiles: dict[str, np.ndarray], class_names: Sequence[str], attr: Any = None) -> Path:
+    """`report.html` (+ figures/) for one explain run; `attr`: the run's attributions of these samples."""
     rep = HtmlReport(f"Explanations: {summary['method']} on {summary['view']} view ({summary['task']})",
                      f"run {summary['run']} · data {summary['data']} · layer {', '.join(summary['layers'])}"
                      + (f" ({summary['grid'][0]} x {summary['grid'][1]} cells)" if summary.get("grid") else ""))
@@ -132,6 +132,9 @@ def write_report(path: Path, summary: dict[str, Any], records: list[dict[str, An
     if records:
         rep.figure(distribution_figure(records), "localization", "Heat share on the nodule and pointing game.")
         rep.table(group_table(records, class_names), "By true class and correctness.")
+    _faithfulness_section(rep, summary.get("faithfulness") or {}, summary["method"])
+    if attr is not None:
+        _attribution_section(rep, attr, records, path.parent)
     rep.heading("Gallery")
     rep.paragraph("Per true class: correct predictions left, wrong right, most confident first. Green outline: "
                   "nodule mask; yellow: bbox. Each sample's panels (slice in lung window, network input, "
@@ -140,3 +143,51 @@ def write_report(path: Path, summary: dict[str, Any], records: list[dict[str, An
         rep.figure(class_figure(records, tiles, t, class_names), f"gallery_true_{t}",
                    f"True class {class_names[t]}.")
     return rep.save(path)
+
+
+def _faithfulness_section(rep: HtmlReport, faith: dict[str, Any], method: str) -> None:
+    """Does each heat map show what the model uses? The deletion test, with its verdict in words."""
+    from ctnodule.explain.faithfulness import N_RANDOM
+
+    methods = [k for k, v in faith.items() if isinstance(v, dict)]
+    if not methods:
+        return
+    rep.heading("Faithfulness: deletion test")
+    for name in methods:
+        f = faith[name]
+        rep.paragraph(f"{name}: area between the random and the map's deletion curve {f['area_between_random']:+.3f} "
+                      f"(95 % CI {f['ci'][0]:+.3f} to {f['ci'][1]:+.3f}; better than random on "
+                      f"{100 * f['share_better_than_random']:.0f} % of {f['n']} maps). Verdict: {f['verdict']}.")
+    rep.paragraph(f"How: the pixels of the network input are set to the image's mean, hottest first, in steps of "
+                  f"10 % of the image; random order = the mean of {N_RANDOM} seeded random orders. The curve is the "
+                  f"explained class's probability from the run's real head; the nodule descriptors stay as "
+                  f"measured, so a model that decides from them moves little whatever pixels go. Occlusion: an 8 x "
+                  f"8 px grey patch slid with stride 8 (captum), the probability drop it causes. {method} and "
+                  "occlusion are compared on the same nodules.")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    x = 100 * np.asarray(faith["fractions"])
+    ax.plot(x, faith["random_curve"], color="grey", ls="--", label="random pixels")
+    for name in methods:
+        ax.plot(x, faith[name]["curve"], marker="o", ms=3, label=name)
+    ax.set(xlabel="pixels removed (%)", ylabel="probability of the explained class", title="Deletion curves (mean)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    rep.figure(fig, "deletion_curves", "Mean deletion curves: lower than random = the map found pixels that matter.")
+
+
+def _attribution_section(rep: HtmlReport, attr: Any, records: list[dict[str, Any]], root: Path,
+                         shown: int = 6) -> None:
+    """Why each nodule got its answer: the global importance and the first waterfalls."""
+    from ctnodule.explain.attribution_figures import importance_figure
+
+    rep.heading("Why this answer: feature attributions")
+    rep.paragraph(f"Contributions ({attr.method}) in units of the {attr.space}, from the model's output for the "
+                  "training-mean nodule to each nodule's own; they add up exactly. The image principal components "
+                  "form one group; correlated descriptors share one group. Each sample's waterfall is in "
+                  "waterfalls/; its top reasons are in localization.json and attributions.csv.")
+    rep.figure(importance_figure(attr), "attribution_importance", "Mean |contribution| per feature group.")
+    for rec in records[:shown]:
+        if rec.get("waterfall"):
+            rep.figure(root / rec["waterfall"], f"waterfall_{rec['sample_id']}", rec["reasons"])

@@ -15,6 +15,7 @@ from ctnodule.data.slice import Slice
 from ctnodule.errors import ConfigError
 from ctnodule.explain.core import explain_slices
 from ctnodule.explain.overlay import overlay, write_png
+from ctnodule.explain.why import attribution_outputs
 from ctnodule.predict.apply import predict_inputs, write_csv
 from ctnodule.predict.bundle import is_bundle
 from ctnodule.predict.run import Predictor, load_run
@@ -26,7 +27,9 @@ def predict_with_heatmaps(run_dir: str | Path, inputs: Sequence[str | Path], out
                           spacing: float | None = None, allow: Collection[str] = (),
                           force: bool = False, device: str = "cpu") -> pd.DataFrame:
     """Predict like `predict_files` and add a heat map per prediction: `<out stem>_heatmaps/<sample>.png`
-    (overlay) and `.nrrd` (the map on the input's pixel grid, [0, 1]), named in the CSV's `heatmap` column."""
+    (overlay) and `.nrrd` (the map on the input's pixel grid, [0, 1]), named in the CSV's `heatmap` column;
+    for runs with attributions also a waterfall figure per prediction (`<out stem>_heatmaps/waterfalls/`,
+    the `waterfall` column)."""
     from ctnodule.atomic import check_out_file
 
     if is_bundle(run_dir):
@@ -40,6 +43,9 @@ def predict_with_heatmaps(run_dir: str | Path, inputs: Sequence[str | Path], out
     frame, slices = predict_inputs(predictor, inputs, masks, spacing, allow)
     folder = Path(out).with_name(Path(out).stem + "_heatmaps")
     frame = frame.assign(heatmap=write_heatmaps(predictor, slices, frame["sample_id"].tolist(), method, folder))
+    if predictor.has_sklearn_head:
+        _, _, pngs = attribution_outputs(predictor, slices, frame["sample_id"].tolist(), folder)
+        frame = frame.assign(waterfall=[str(folder / p) for p in pngs])
     write_csv(Path(out), frame)
     return frame
 

@@ -1,5 +1,7 @@
 """`explain_run(run_dir, data, out)`: heat maps of a trained run on a slice dataset, a PNG per sample,
-`localization.json` (how much of each map falls on the nodule) and `report.html` (the gallery).
+`localization.json` (how much of each map falls on the nodule, and whether it is faithful: occlusion and
+the deletion test on the first `faithfulness` samples), `attributions.csv` + `waterfalls/` (why each
+nodule got its answer, scikit-learn heads) and `report.html` (the gallery).
 
 The output folder appears only when complete (written in a temporary sibling, then renamed), and an
 existing one is replaced only with `force`.
@@ -26,9 +28,13 @@ from ctnodule.explain.core import (
     summarise,
     write_json,
 )
+from ctnodule.explain.faithfulness import deletion_summary
 from ctnodule.explain.gallery import write_report
 from ctnodule.explain.gradcam import CamExplainer
+from ctnodule.explain.localization import cam_mass_in_mask
 from ctnodule.explain.overlay import write_png
+from ctnodule.explain.why import attribution_outputs, faithfulness_curves
+from ctnodule.models.attribution import to_frame
 
 #: a map with fewer cells a side than this cannot point at a nodule inside the image; say so
 COARSE = 4
@@ -53,7 +59,7 @@ def select_samples(labels: np.ndarray, n: int | None, seed: int = 0) -> np.ndarr
 
 def explain_run(run_dir: str | Path, data: str | Path | SliceDataset, out: str | Path, method: str = "gradcam",
                 n: int | None = None, layer: str | None = None, target: int | None = None,
-                tolerance: float = 0.0, seed: int = 0, force: bool = False,
+                tolerance: float = 0.0, seed: int = 0, force: bool = False, faithfulness: int = 40,
                 log: Callable[[str], None] = print, device: str = "cpu") -> Path:
     """Explain run `run_dir` on dataset `data` (its samples of the run's view) into folder `out`."""
     from tqdm import tqdm
@@ -86,11 +92,17 @@ def explain_run(run_dir: str | Path, data: str | Path | SliceDataset, out: str |
     log(f"explaining {len(slices)} {predictor.view} samples of {dataset.root} with {method}")
     records: list[dict[str, Any]] = []
     tiles: dict[str, np.ndarray] = {}
+    curves: list[dict[str, np.ndarray]] = []
     with atomic_dir(out, force=force) as tmp, CamExplainer(predictor.model, method, layer) as cam:
         bar = tqdm(total=len(slices), desc=f"explain ({method})", unit="slice")
         for start in range(0, len(slices), CHUNK):
             chunk = slices[start:start + CHUNK]
-            for k, e in enumerate(explain_batch(predictor, chunk, cam, target)):
+            explained = explain_batch(predictor, chunk, cam, target)
+            checked = max(0, min(len(chunk), faithfulness - start))
+            new_curves, occlusions = faithfulness_curves(predictor, chunk[:checked], [e.cam for e in explained],
+                                                         [e.target for e in explained], method, seed + start)
+            curves += new_curves
+            for k, e in enumerate(explained):
                 meta = chunk[k].meta
                 sid = str(meta.get("sample_id", start + k))
                 png = Path("samples") / f"{safe_name(sid)}.png"
@@ -101,6 +113,8 @@ def explain_run(run_dir: str | Path, data: str | Path | SliceDataset, out: str |
                     "probs": [float(p) for p in e.probs], "explained_class": e.target,
                     "region": e.region_source, **score(e, tolerance), "png": png.as_posix(),
                 }
+                if k < checked:
+                    rec.update(_faithful(new_curves[k], occlusions[k], e, method))
                 records.append(rec)
                 write_png(tmp / png, sample_png(e, _caption(rec, names)))
                 tiles[sid] = gallery_tile(e)
@@ -114,10 +128,32 @@ def explain_run(run_dir: str | Path, data: str | Path | SliceDataset, out: str |
             "target": "predicted class" if target is None else names[target],
             "synthetic": _synthetic(dataset),
             **summarise(records, tolerance),
+            "faithfulness": deletion_summary(curves, seed=seed),
         }
+        attr = None
+        if predictor.has_sklearn_head:
+            ids = [r["sample_id"] for r in records]
+            attr, words, pngs = attribution_outputs(predictor, slices, ids, tmp)
+            table = to_frame(attr)
+            table.insert(0, "sample_id", ids)
+            table.insert(1, "reasons", words)
+            table.to_csv(tmp / "attributions.csv", index=False)
+            for rec, w, png in zip(records, words, pngs):
+                rec.update(reasons=w, waterfall=png)
+            summary["attribution"] = {"method": attr.method, "space": attr.space,
+                                      "mean_abs": dict(zip(attr.names, np.abs(attr.values).mean(0).tolist()))}
         write_json(tmp / "localization.json", {**summary, "per_sample": records})
-        write_report(tmp / "report.html", summary, records, tiles, names)
+        write_report(tmp / "report.html", summary, records, tiles, names, attr)
     return out
+
+
+def _faithful(curves: dict[str, np.ndarray], occlusion: np.ndarray, e: Any, method: str) -> dict[str, Any]:
+    """Per-sample faithfulness numbers: area between the random and each method's deletion curve, and the
+    occlusion map's heat share on the nodule (comparable with the CAM's `cam_in_mask`)."""
+    mass = cam_mass_in_mask(occlusion, e.region) if e.region is not None else float("nan")
+    return {f"deletion_area_{method}": float(np.mean(curves["random"] - curves[method])),
+            "deletion_area_occlusion": float(np.mean(curves["random"] - curves["occlusion"])),
+            "occlusion_in_mask": float(mass) if np.isfinite(mass) else None}
 
 
 def _finer_layer(predictor: Any, slices: list) -> str | None:

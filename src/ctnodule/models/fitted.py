@@ -53,6 +53,12 @@ class FittedModel:
     def predict_proba(self, slices: Sequence[Slice], device: str = "cpu") -> np.ndarray:
         return self.proba_from(self.images(slices), self.extra(slices), device)
 
+    def head_inputs(self, slices: Sequence[Slice], device: str = "cpu", use_cache: bool = False) -> np.ndarray:
+        """The rows a scikit-learn head reads: TTA-averaged pooled image features | standardised descriptors."""
+        feats = extract_features(self.images(slices), self.net.backbone, pooled=True, tta=self.cfg.tta,
+                                 device=device, use_cache=use_cache)
+        return sklearn_matrix(feats, self.extra(slices))
+
     def proba_from(self, images: np.ndarray, extra: np.ndarray | None, device: str = "cpu",
                    use_cache: bool = False) -> np.ndarray:
         """Class probabilities of preprocessed images (N, 3, H, W) (+ size features)."""
@@ -111,7 +117,8 @@ class FittedModel:
         net.eval()
         pipeline = Pipeline.from_config(PreprocessConfig.model_validate(blob["pipeline"]))
         scaler = None if blob["scaler"] is None else TabularScaler.from_state(blob["scaler"])
-        return cls(cfg, pipeline, net, scaler, blob["sk_head"]), blob
+        info = {k: blob[k] for k in ("surrogate_agreement", "feature_groups") if k in blob}
+        return cls(cfg, pipeline, net, scaler, blob["sk_head"], info), blob
 
 
 def as_maps(feats: np.ndarray) -> torch.Tensor:

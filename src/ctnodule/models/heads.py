@@ -136,22 +136,26 @@ class SklearnHead:
             sample_weight: np.ndarray | None = None) -> SklearnHead:
         """Fit on rows [image features | `n_extra` tabular features]; `sample_weight` (e.g. the class
         weights of `--imbalance weights`, one per row) reaches the classifier itself."""
+        model = self.pipeline(X.shape[1] - n_extra, len(X))
+        fit_params = {} if sample_weight is None else {f"{model.steps[-1][0]}__sample_weight": sample_weight}
+        self.model_ = model.fit(X, y, **fit_params)
+        self.classes_ = self.model_.classes_
+        return self
+
+    def pipeline(self, n_image: int, n_rows: int):
+        """The unfitted scikit-learn pipeline: [image PCA | tabular] -> standardise -> classifier (the
+        classifier step is last, named after its class, e.g. `logisticregression`)."""
         from sklearn.compose import ColumnTransformer
         from sklearn.decomposition import PCA
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
 
-        n_image = X.shape[1] - n_extra
         steps = []
-        if self.image_pca is not None and 0 < self.image_pca < min(n_image, len(X)):
+        if self.image_pca is not None and 0 < self.image_pca < min(n_image, n_rows):
             image = make_pipeline(StandardScaler(), PCA(self.image_pca, random_state=0))
             steps.append(ColumnTransformer([("image", image, slice(0, n_image)),
                                             ("tabular", "passthrough", slice(n_image, None))]))
-        model = make_pipeline(*steps, StandardScaler(), self._estimator())
-        fit_params = {} if sample_weight is None else {f"{model.steps[-1][0]}__sample_weight": sample_weight}
-        self.model_ = model.fit(X, y, **fit_params)
-        self.classes_ = self.model_.classes_
-        return self
+        return make_pipeline(*steps, StandardScaler(), self._estimator())
 
     def predict_proba(self, X: np.ndarray, n_classes: int) -> np.ndarray:
         if not hasattr(self, "model_"):

@@ -89,7 +89,9 @@ def predict_inputs(predictor: Predictor | Bundle, inputs: Sequence[str | Path],
     `masks` (one per image file, same order) give the nodule size to models that use it; a dataset brings
     its own masks/diameters. `spacing` (mm/px) is used for files whose header has none; `allow` lets
     through what `ctnodule.data.checks` otherwise refuses ("volume": the middle slice of a 3D volume,
-    "0-255"). Returns one row per sample (`prediction_rows`) and the slices, in that order.
+    "0-255"). Returns one row per sample (`prediction_rows`) and the slices, in that order. A run with a
+    scikit-learn head (the default) adds a `reasons` column: the top 3 feature groups behind each answer with
+    their signed contribution (`Predictor.attribute`).
     """
     folders, file_slices = read_inputs(inputs, masks, spacing, allow)
     parts, all_slices = [], []
@@ -101,12 +103,14 @@ def predict_inputs(predictor: Predictor | Bundle, inputs: Sequence[str | Path],
             ds, slices = dataset_slices(predictor, folder)
             proba = predictor.predict_proba(slices)
         ids = ds.frame["sample_id"].astype(str).tolist()
-        parts.append(prediction_rows(predictor, proba, ids, None, source=[str(folder)] * len(ds)))
+        parts.append(_with_reasons(predictor, slices, prediction_rows(predictor, proba, ids, None,
+                                                                      source=[str(folder)] * len(ds))))
         all_slices += slices
     if file_slices:
         ids = [s.meta["sample_id"] for s in file_slices]
-        parts.append(prediction_rows(predictor, predictor.predict_proba(file_slices), ids, None,
-                                     source=[s.meta["source_file"] for s in file_slices]))
+        parts.append(_with_reasons(predictor, file_slices, prediction_rows(
+            predictor, predictor.predict_proba(file_slices), ids, None,
+            source=[s.meta["source_file"] for s in file_slices])))
         all_slices += file_slices
     return pd.concat(parts, ignore_index=True), all_slices
 
@@ -144,6 +148,14 @@ def prediction_rows(predictor: Predictor | Bundle, proba: np.ndarray, ids: list[
     frame["predicted"] = [names[i] for i in proba.argmax(1)]
     frame["score"] = proba[:, 1] if predictor.task == "binary" else proba @ np.arange(1, len(names) + 1)
     return frame
+
+
+def _with_reasons(predictor: Predictor | Bundle, slices: Sequence[Slice], rows: pd.DataFrame) -> pd.DataFrame:
+    """`rows` with the top reasons per prediction, for runs whose head has attributions (a torch run with a
+    scikit-learn head; an exported bundle carries no attribution groups)."""
+    if isinstance(predictor, Bundle) or not predictor.has_sklearn_head:
+        return rows
+    return rows.assign(reasons=predictor.attribute(slices)[1])
 
 
 def write_csv(path: Path, frame: pd.DataFrame) -> None:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ctnodule.data.slice import Slice
+from ctnodule.errors import RunError
 from ctnodule.models.fitted import FittedModel
 from ctnodule.models.network import Classifier
 from ctnodule.preprocess.inputs import load_slices
@@ -51,6 +52,11 @@ class Predictor:
     @property
     def model(self) -> Classifier:
         return self._fm.net
+
+    @property
+    def has_sklearn_head(self) -> bool:
+        """True when a scikit-learn head decides (attributions available via `attribute`)."""
+        return self._fm.sk_head is not None
 
     @property
     def pipeline(self):
@@ -98,6 +104,34 @@ class Predictor:
         slices = self._channels(slices)
         return self._fm.proba_from(self._fm.images(slices), self._fm.extra(slices), self.device)
 
+    def image_forward(self, s: Slice, target: int):
+        """f(images (N, 3, H, W) in [0, 1]) -> (N,) P(`target`) with `s`'s descriptors held as measured: the
+        model as occlusion and deletion tests perturb it (pixels only), through its real head and TTA."""
+        extra = self._fm.extra(self._channels([s]))
+
+        def forward(images: np.ndarray) -> np.ndarray:
+            rows = None if extra is None else np.repeat(extra, len(images), axis=0)
+            return self._fm.proba_from(np.asarray(images, dtype=np.float32), rows, self.device)[:, target]
+
+        return forward
+
+    def attribute(self, slices: Sequence[Slice], top: int = 3):
+        """(Attribution, one line of top reasons per slice, measured descriptors (N, D)) of the run's
+        scikit-learn head; see `ctnodule.models.attribution`. Runs trained before attributions existed have
+        no descriptor groups stored: each descriptor is then its own group."""
+        from ctnodule.models.attribution import attribute, reasons
+        from ctnodule.models.descriptors import feature_names, tabular_features
+
+        if self._fm.sk_head is None:
+            raise RunError(f"{self.run_dir}: attributions need a scikit-learn head (logreg, svm); this run's head "
+                           f"is {self._fm.cfg.head!r}")
+        slices = self._channels(slices)
+        names = feature_names(self._fm.cfg.tabular)
+        attr = attribute(self._fm.sk_head, self._fm.head_inputs(slices, self.device), names,
+                         self.info.get("feature_groups"))
+        raw = tabular_features(slices, self._fm.cfg.tabular)
+        return attr, reasons(attr, raw, names, self.class_names, top), raw
+
     def _channels(self, slices: Sequence[Slice]) -> list[Slice]:
         """A 2.5D model given single slices (e.g. one DICOM file) sees the slice repeated: warned once."""
         slices = list(slices)
@@ -113,6 +147,5 @@ def load_run(run_dir: str | Path) -> Predictor:
     """Open a finished run folder for prediction; errors name what is missing or incompatible."""
     paths = RunPaths(Path(run_dir))
     config = read_config(paths.root)
-    fitted, blob = FittedModel.load(paths.model)
-    info = {k: blob[k] for k in ("surrogate_agreement",) if k in blob}
-    return Predictor(paths.root, fitted, config, info)
+    fitted, _ = FittedModel.load(paths.model)
+    return Predictor(paths.root, fitted, config, fitted.info)

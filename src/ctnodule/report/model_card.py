@@ -58,7 +58,9 @@ def write_model_card(run_dir: str | Path) -> Path:
     _split_block(page, cfg, splits)
     _recipe_block(page, cfg, run)
     _metrics_block(page, metrics, task, names)
+    _thresholds_block(page, metrics.get("thresholds"))
     _figures_block(page, run, y, proba, names)
+    _attribution_block(page, run, names)
     return page.save(RunPaths(run).report)
 
 
@@ -199,6 +201,26 @@ def _readers_block(page: HtmlReport, readers: dict) -> None:
                f"to their readers only approximately are counted apart. {readers.get('rule', '')}.")
 
 
+def _thresholds_block(page: HtmlReport, thresholds: dict | None) -> None:
+    """The decision-threshold table of a binary run (see `ctnodule.evaluate.thresholds`)."""
+    from ctnodule.evaluate.thresholds import RULE_NAMES, STATS
+
+    if not thresholds:
+        return
+    page.heading("Decision thresholds")
+    rows = []
+    for rule, label in RULE_NAMES.items():
+        row = thresholds[rule]
+        rows.append({"rule": label, "threshold (final model)": _fmt(row["threshold_all"]),
+                     "thresholds per fold": ", ".join(_fmt(t) for t in row["threshold_per_fold"]),
+                     **{stat: f"{_fmt(row[stat])} [{_fmt(row['ci'][stat][0])}, {_fmt(row['ci'][stat][1])}]"
+                        for stat in STATS}})
+    page.table(pd.DataFrame(rows), caption="Calling a nodule malignant when P(malignant) >= threshold. Each "
+               "fold's threshold is chosen on the other folds' out-of-fold predictions and applied to that "
+               "held-out fold; the pooled calls are scored (95 % patient-bootstrap CIs, thresholds fixed). "
+               "The final model's threshold is the rule applied to all out-of-fold predictions.")
+
+
 def _figures_block(page: HtmlReport, run: Path, y: np.ndarray, proba: np.ndarray, names: list[str]) -> None:
     from ctnodule.evaluate import plots
 
@@ -210,6 +232,29 @@ def _figures_block(page: HtmlReport, run: Path, y: np.ndarray, proba: np.ndarray
     history = RunPaths(run).history
     if history.is_file():
         page.figure(plots.learning_curves_figure(pd.read_csv(history)), "learning_curves", "Learning curves")
+
+
+def _attribution_block(page: HtmlReport, run: Path, names: list[str]) -> None:
+    """The global view of the final model's attributions (`attributions.csv`, scikit-learn heads only)."""
+    from ctnodule.explain.attribution_figures import dependence_figure, importance_figure
+    from ctnodule.models.attribution import from_frame
+
+    path = RunPaths(run).attributions
+    if not path.is_file():
+        return
+    table = pd.read_csv(path, dtype={"sample_id": str})
+    attr = from_frame(table)
+    page.heading("What the model relies on")
+    page.paragraph(f"Attributions of the final model on its {len(table)} training nodules ({attr.method}), in "
+                   f"units of the {attr.space}, relative to the model's output for the training-mean nodule; "
+                   "per nodule they add up to its output. The image principal components count as one group, and "
+                   "descriptors correlated at |Spearman rho| >= 0.8 on the training data share one group, so "
+                   "twin measurements do not split their credit. `ctnodule predict` lists each nodule's top "
+                   "reasons; `ctnodule explain` draws a waterfall per nodule.")
+    page.figure(importance_figure(attr), "attribution_importance", "Mean |contribution| per feature group")
+    if any("log_diameter" in g for g in attr.groups):
+        page.figure(dependence_figure(attr, table["diameter_mm"].to_numpy(float), table["y_true"].to_numpy(int),
+                                      names), "attribution_size", "Contribution of nodule size against diameter")
 
 
 def _read_splits(run: Path) -> list[pd.DataFrame]:

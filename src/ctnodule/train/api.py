@@ -135,6 +135,8 @@ def _train(dataset: SliceDataset, paths: RunPaths, cfg: TrainConfig, weights_sta
     if not main:
         return paths.root
     final.pipeline.save(paths.pipeline)
+    if final.sk_head is not None and final.scaler is not None:
+        _write_attributions(paths, final, slices, frame, y)
     train_seconds = time.perf_counter() - t0
     oof = pd.concat(oof_parts).sort_values("sample_id", kind="stable").reset_index(drop=True)
     with atomic_path(paths.oof) as tmp:
@@ -189,6 +191,22 @@ def _final(paths: RunPaths, cfg: TrainConfig, slices, frame, y, resume: bool, lo
         model.save(paths.model, {"history": hist, **model.info})
         paths.fold_state(-1).unlink(missing_ok=True)
     return model, hist
+
+
+def _write_attributions(paths: RunPaths, model, slices, frame: pd.DataFrame, y: np.ndarray) -> None:
+    """The final model's attributions on its own training nodules (`attributions.csv`, with each nodule's
+    diameter): the model card's global view of what the model relies on."""
+    from ctnodule.models.attribution import attribute, to_frame
+    from ctnodule.models.descriptors import diameter_mm, feature_names
+
+    attr = attribute(model.sk_head, model.head_inputs(slices, model.cfg.device, use_cache=True),
+                     feature_names(model.cfg.tabular), model.info.get("feature_groups"))
+    table = to_frame(attr)
+    table.insert(0, "sample_id", frame["sample_id"].astype(str).to_numpy())
+    table.insert(1, "y_true", y)
+    table.insert(2, "diameter_mm", [diameter_mm(s) for s in slices])
+    with atomic_path(paths.attributions) as tmp:
+        table.to_csv(tmp, index=False)
 
 
 def _weights_status(cfg: TrainConfig) -> str:

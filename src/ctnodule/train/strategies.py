@@ -22,9 +22,11 @@ import torch
 
 from ctnodule.data.slice import Slice
 from ctnodule.errors import ConfigError, DataError
+from ctnodule.models.attribution import feature_groups
 from ctnodule.models.backbones import Backbone
 from ctnodule.models.batches import Batches, predict_logits
-from ctnodule.models.descriptors import TabularScaler
+from ctnodule.models.calibration import fit_calibrated
+from ctnodule.models.descriptors import TabularScaler, feature_names
 from ctnodule.models.features import extract_features
 from ctnodule.models.fitted import FittedModel, as_maps, sklearn_matrix
 from ctnodule.models.heads import SklearnHead, create_head, is_sklearn_head
@@ -106,11 +108,18 @@ class FrozenSklearnHead(Strategy):
         else:
             Xb, yb, _ = d.balancer.resample(sk_all[d.rows], d.y_rows, seed=_resample_seed(cfg, d.fold))
         w = d.balancer.class_weights(yb, n_classes)  # `weights`: the loss weighting, as sample weights
-        sk_head = create_head(cfg.head, 0, n_classes, seed=cfg.seed, **cfg.head_params).fit(
-            Xb, yb, d.n_extra, sample_weight=None if w is None else np.asarray(w)[yb])
+        sk_head = create_head(cfg.head, 0, n_classes, seed=cfg.seed, **cfg.head_params)
+        sw = None if w is None else np.asarray(w)[yb]
+        if cfg.calibration == "none":
+            sk_head.fit(Xb, yb, d.n_extra, sample_weight=sw)
+        else:  # Xb are the rows `d.rows` (the recipe refuses resampling balancers with calibration)
+            groups = d.frame["patient_id"].astype(str).to_numpy()[d.rows]
+            fit_calibrated(sk_head, Xb, yb, d.n_extra, groups, cfg.calibration, sw, seed=cfg.seed + d.fold + 1)
         head = sk_head.surrogate(sk_all[d.rows], n_classes, d.n_extra)
-        model = FittedModel(cfg, d.pipeline, Classifier(d.backbone, head), d.scaler, sk_head,
-                            {"surrogate_agreement": _agreement(head, feats, d.extra, sk_head, sk_all, d.rows)})
+        info = {"surrogate_agreement": _agreement(head, feats, d.extra, sk_head, sk_all, d.rows)}
+        if d.extra is not None:  # which descriptors share credit in attributions: their training correlation
+            info["feature_groups"] = feature_groups(d.extra_rows, feature_names(cfg.tabular))
+        model = FittedModel(cfg, d.pipeline, Classifier(d.backbone, head), d.scaler, sk_head, info)
         proba = None if predict_idx is None else sk_head.predict_proba(sk_all[predict_idx], n_classes)
         return model, [], proba
 
