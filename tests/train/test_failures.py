@@ -192,10 +192,11 @@ def test_predict_refuses_nrrd_without_spacing_unless_given(run, phantom, tmp_pat
     with pytest.raises(DataError, match="--spacing"):
         predict_files(run, [path], tmp_path / "p.csv")
     assert not (tmp_path / "p.csv").exists()
-    predict_files(run, [path], tmp_path / "p.csv", spacing=s.spacing[0])
+    mask = write_nrrd(tmp_path / "mask.nrrd", s.mask.astype(np.uint8), s.spacing)  # this run measures the nodule
+    predict_files(run, [path], tmp_path / "p.csv", spacing=s.spacing[0], masks=[mask])
     given = pd.read_csv(tmp_path / "p.csv")
     write_nrrd(tmp_path / "with.nrrd", s.array, s.spacing)
-    header = predict_files(run, [tmp_path / "with.nrrd"], tmp_path / "q.csv")
+    header = predict_files(run, [tmp_path / "with.nrrd"], tmp_path / "q.csv", masks=[mask])
     assert np.isclose(given["score"].iloc[0], header["score"].iloc[0], atol=1e-6)
 
 
@@ -205,7 +206,8 @@ def test_predict_refuses_volumes_and_non_ct_images(run, phantom, tmp_path):
     write_nrrd(volume, np.stack([s.array] * 5), (2.5, *s.spacing))
     with pytest.raises(DataError, match="3D volume"):
         predict_files(run, [volume], tmp_path / "p.csv")
-    frame = predict_files(run, [volume], tmp_path / "p.csv", allow=("volume",))
+    mask = write_nrrd(tmp_path / "mask.nrrd", s.mask.astype(np.uint8), s.spacing)  # this run measures the nodule
+    frame = predict_files(run, [volume], tmp_path / "p.csv", allow=("volume",), masks=[mask])
     assert len(frame) == 1
     bad = {"constant.nrrd": np.full((64, 64), -600, np.int16), "zeros.nrrd": np.zeros((64, 64), np.int16),
            "eightbit.nrrd": np.arange(64 * 64).reshape(64, 64) % 256,  # int16 holding 0..255: a screenshot

@@ -31,10 +31,11 @@ def predict_ct(run_dir: str | Path, source: str | Path, out: str | Path, *, at: 
     `out` is replaced only with `force` (checked before anything is computed). Needs a run folder (an exported
     bundle has no network to explain or segment with)."""
     from ctnodule.atomic import check_out_file
-    from ctnodule.predict.bundle import is_bundle
+    from ctnodule.predict.bundle import is_bundle, load_bundle
     from ctnodule.runtime import check_device
 
     if is_bundle(run_dir):
+        load_bundle(run_dir)  # a damaged bundle says so first
         raise ConfigError(f"{run_dir}: CT-volume prediction needs the run folder, not an exported bundle")
     check_device(device)
     predictor = load_run(run_dir)

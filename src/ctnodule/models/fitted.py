@@ -78,6 +78,12 @@ class FittedModel:
             proba = (proba + self.sk_head.predict_proba(extra, N_CLASSES[cfg.task])) / 2
         return proba
 
+    @property
+    def has_sklearn_head(self) -> bool:
+        """True when the recipe's own head is a scikit-learn one deciding on (image features + tabular): the
+        model that `attribute` explains. (The nodule CNN's descriptor regression is a fusion partner, not it.)"""
+        return self.sk_head is not None and is_sklearn_head(self.cfg.head)
+
     def save(self, path: Path, extra: dict[str, Any] | None = None) -> None:
         """Write the model as a checkpoint. A frozen pretrained backbone is rebuilt from its weights source
         on load (checked by name + weights status), so only the head is stored."""

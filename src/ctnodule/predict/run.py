@@ -56,7 +56,7 @@ class Predictor:
     @property
     def has_sklearn_head(self) -> bool:
         """True when a scikit-learn head decides (attributions available via `attribute`)."""
-        return self._fm.sk_head is not None
+        return self._fm.has_sklearn_head
 
     @property
     def pipeline(self):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -24,8 +25,10 @@ from ctnodule.data.slice import Slice
 from ctnodule.data.volume import Volume, read_volume
 from ctnodule.errors import ConfigError, DataError
 from ctnodule.predict.apply import prediction_rows
-from ctnodule.predict.run import Predictor
 from ctnodule.preprocess.segment import NoduleMask, nodule_sample, segment_nodule
+
+if TYPE_CHECKING:  # the CLI routes inputs with is_volume: that must not load torch (bundles run without it)
+    from ctnodule.predict.run import Predictor
 
 
 def is_volume(path: str | Path) -> bool:

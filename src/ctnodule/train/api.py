@@ -135,7 +135,7 @@ def _train(dataset: SliceDataset, paths: RunPaths, cfg: TrainConfig, weights_sta
     if not main:
         return paths.root
     final.pipeline.save(paths.pipeline)
-    if final.sk_head is not None and final.scaler is not None:
+    if final.has_sklearn_head and final.scaler is not None:
         _write_attributions(paths, final, slices, frame, y)
     train_seconds = time.perf_counter() - t0
     oof = pd.concat(oof_parts).sort_values("sample_id", kind="stable").reset_index(drop=True)
