@@ -12,11 +12,13 @@ def evaluate_cmd(
     run: Annotated[Path, typer.Argument(help="Run folder from `ctnodule train`.")],
     data: Annotated[Path, typer.Argument(help="Labelled slice dataset to score the run's final model on.")],
     out: Annotated[Path, typer.Option(help="Folder for metrics.json, predictions.csv, figures, report.html.")],
+    device: Annotated[str | None, typer.Option(help="cpu | cuda | cuda:N (default: cpu).")] = None,
 ) -> None:
     """Apply a trained run (with its own preprocessing) to another dataset and score it."""
     from ctnodule.evaluate.run import evaluate_run
+    from ctnodule.runtime import check_device
 
-    m = evaluate_run(run, data, out)
+    m = evaluate_run(run, data, out, device=check_device(device) if device else "cpu")
     typer.echo(f"n={m['n']} accuracy={m['accuracy']:.3f} roc_auc={m['roc_auc']:.3f}"
                + (f" qwk={m['qwk']:.3f}" if "qwk" in m else "") + f" -> {out / 'metrics.json'}")
 

@@ -135,7 +135,9 @@ def calibration_figure(y_true: np.ndarray, proba: np.ndarray, class_names: list[
     ax.set(xlim=(0, 1), ylim=(0, 1), ylabel="observed frequency" if len(class_names) == 2 else "accuracy",
            title="Reliability diagram")
     ax.legend(loc="upper left", fontsize=8)
-    ax_hist.bar(edges[:-1], count, width=1.0 / bins, align="edge", color="steelblue", edgecolor="white")
-    ax_hist.set(xlabel=what, ylabel="samples")
+    bars = ax_hist.bar(edges[:-1], count, width=1.0 / bins, align="edge", color="steelblue", edgecolor="white")
+    ax_hist.bar_label(bars, labels=[str(c) if c else "" for c in count], fontsize=7, padding=1)
+    ax_hist.set_ylim(0, max(count.max(), 1) * 1.25)
+    ax_hist.set(xlabel=what, ylabel="samples per bin")
     fig.tight_layout()
     return fig

@@ -7,22 +7,21 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-import pandas as pd
-
 from ctnodule.evaluate.bootstrap import bootstrap_ci
 from ctnodule.evaluate.metrics import compute_metrics
-from ctnodule.evaluate.plots import calibration_figure, confusion_matrix_figure, roc_figure
-from ctnodule.pages import HtmlReport
+from ctnodule.evaluate.page import evaluation_page
 from ctnodule.predict.apply import dataset_slices, prediction_rows, write_csv
 from ctnodule.predict.run import load_run
 from ctnodule.runfolder import write_metrics
 from ctnodule.vocab import task_labels
 
 
-def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n_boot: int = 1000) -> dict:
+def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n_boot: int = 1000,
+                 device: str = "cpu") -> dict:
     """Score the run's final model on another labelled dataset: `out/metrics.json`, predictions.csv,
-    figures and report.html. Returns the metrics dictionary."""
+    figures and report.html. Returns the metrics dictionary. `device`: where the model computes."""
     predictor = load_run(run_dir)
+    predictor.device = device
     ds, slices = dataset_slices(predictor, data)
     y = task_labels(ds.frame, predictor.task)
     proba = predictor.predict_proba(slices)
@@ -37,12 +36,6 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n_boot:
     out.mkdir(parents=True, exist_ok=True)
     write_metrics(out, metrics)
     write_csv(out / "predictions.csv", prediction_rows(predictor, proba, ds.frame["sample_id"].astype(str).tolist(), y))
-    names = predictor.class_names
-    page = HtmlReport(f"Evaluation of {Path(run_dir).name} on {ds.root.name}",
-                      subtitle=f"{len(ds)} {predictor.view} samples, {predictor.task}")
-    page.table(pd.DataFrame([{k: v for k, v in metrics.items() if isinstance(v, (int, float))}]), "metrics")
-    page.figure(confusion_matrix_figure(y, proba.argmax(1), names), "confusion_matrix", "confusion matrix")
-    page.figure(roc_figure(y, proba, names), "roc", "ROC")
-    page.figure(calibration_figure(y, proba, names), "calibration", "reliability diagram")
-    page.save(out / "report.html")
+    evaluation_page(run_dir, ds, predictor.view, predictor.task, predictor.class_names, metrics, y,
+                    proba).save(out / "report.html")
     return metrics

@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from ctnodule.atomic import atomic_dir
+from ctnodule.atomic import atomic_dir, final_path
 from ctnodule.data.dataset import SliceDataset
+from ctnodule.data.manifest import synthetic_info
 from ctnodule.errors import ConfigError, CTNoduleError, DataError
 from ctnodule.explain.core import (
     CHUNK,
@@ -29,6 +30,8 @@ from ctnodule.explain.core import (
 from ctnodule.explain.gallery import write_report
 from ctnodule.explain.gradcam import CamExplainer
 from ctnodule.explain.overlay import write_png
+from ctnodule.pages import shown_path
+from ctnodule.runfolder import RunPaths
 
 #: a map with fewer cells a side than this cannot point at a nodule inside the image; say so
 COARSE = 4
@@ -54,8 +57,9 @@ def select_samples(labels: np.ndarray, n: int | None, seed: int = 0) -> np.ndarr
 def explain_run(run_dir: str | Path, data: str | Path | SliceDataset, out: str | Path, method: str = "gradcam",
                 n: int | None = None, layer: str | None = None, target: int | None = None,
                 tolerance: float = 0.0, seed: int = 0, force: bool = False,
-                log: Callable[[str], None] = print) -> Path:
-    """Explain run `run_dir` on dataset `data` (its samples of the run's view) into folder `out`."""
+                log: Callable[[str], None] = print, index: Path | None = None) -> Path:
+    """Explain run `run_dir` on dataset `data` (its samples of the run's view) into folder `out`.
+    The page links back to `index` (the `ctnodule run` index) when given, and to the run's model card."""
     from tqdm import tqdm
 
     from ctnodule.predict.run import load_run
@@ -103,15 +107,21 @@ def explain_run(run_dir: str | Path, data: str | Path | SliceDataset, out: str |
         bar.close()
         grid = list(cam.grid_) if cam.grid_ else None
         finer = _finer_layer(predictor, slices) if grid and min(grid) < COARSE and layer is None else None
+        generated = synthetic_info(dataset.frame)
         summary = {
-            "method": method, "layers": cam.layers_ or [], "grid": grid, "finer_layer": finer, "run": str(Path(run_dir)), "data": str(dataset.root),
+            "method": method, "layers": cam.layers_ or [], "grid": grid, "finer_layer": finer,
+            "run": str(final_path(run_dir)), "data": str(final_path(dataset.root)),
             "view": predictor.view, "task": predictor.task, "class_names": names,
             "target": "predicted class" if target is None else names[target],
-            "synthetic": _synthetic(dataset),
+            "synthetic": generated is not None, "data_synthetic": generated,
             **summarise(records, tolerance),
         }
         write_json(tmp / "localization.json", {**summary, "per_sample": records})
-        write_report(tmp / "report.html", summary, records, tiles, names)
+        nav = [("index", index)] if index else []
+        if RunPaths(Path(run_dir)).report.is_file():
+            nav.append(("model card of the explained run", RunPaths(Path(run_dir)).report))
+        write_report(tmp / "report.html", summary, records, tiles, names, nav=nav,
+                     run=shown_path(run_dir, tmp), data=shown_path(dataset.root, tmp))
     return out
 
 
@@ -128,11 +138,6 @@ def _finer_layer(predictor: Any, slices: list) -> str | None:
         return find_target_layer(net, predictor.prepare(slices[:2]), min_side=COARSE)
     except CTNoduleError:
         return None
-
-
-def _synthetic(dataset: SliceDataset) -> bool:
-    frame = dataset.frame
-    return "synthetic" in frame and bool(frame["synthetic"].fillna(0).astype(float).any())
 
 
 def _caption(rec: dict[str, Any], names: list[str]) -> str:
