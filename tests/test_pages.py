@@ -15,7 +15,7 @@ def test_banner_nav_warning_and_table_cells(tmp_path):
     page = HtmlReport("T", "sub", banner="SYNTHETIC DATA: generated", nav=[("index", index)])
     page.warning("WARNING - RANDOM WEIGHTS")
     page.table(pd.DataFrame({"metric": ["qwk", "<b>"], "value": [math.nan, 0.5], "report": ["runs/a/report.html", ""]}),
-               links=["report"])
+               links={"report": None})
     html = page.save(tmp_path / "stage" / "deeper" / "report.html").read_text()
     assert '<div class="banner" role="note" id="synthetic-banner">SYNTHETIC DATA: generated</div>' in html
     assert '<a href="../../report.html">' in html  # relative to the page, so the folder can move

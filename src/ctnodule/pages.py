@@ -66,13 +66,13 @@ class HtmlReport:
         return self
 
     def table(self, frame: pd.DataFrame, caption: str = "", float_format: str = "{:.3f}",
-              links: Iterable[str] = ()) -> HtmlReport:
-        """A table; NaN/None cells show as "—". Cells of the `links` columns are relative links (shown as
-        they are; an empty cell stays empty)."""
-        links = {html.escape(str(c)) for c in links if c in frame.columns}
+              links: Mapping[str, str | None] | None = None) -> HtmlReport:
+        """A table; NaN/None cells show as "—". `links`: columns whose cells are relative links, each shown
+        as the given text (None: the link itself); an empty cell stays empty."""
+        links = {html.escape(str(c)): text for c, text in (links or {}).items() if c in frame.columns}
         shown = frame.rename(columns=lambda c: html.escape(str(c)))
-        for col in links:
-            shown[col] = [f'<a href="{html.escape(str(v))}">{html.escape(str(v))}</a>' if v else ""
+        for col, text in links.items():
+            shown[col] = [f'<a href="{html.escape(str(v))}">{html.escape(text or str(v))}</a>' if v else ""
                           for v in shown[col]]
         escape = {c: _escaped for c in shown.columns
                   if c not in links and not pd.api.types.is_numeric_dtype(shown[c])}
@@ -122,7 +122,8 @@ def shown_path(path: str | Path, page_dir: str | Path) -> str:
     built (a `ctnodule run` folder's data/, runs/...: the relative path stays true once the folder is
     renamed into place), else as the user gave it. Never the temporary folder's name."""
     if in_build(path) or in_build(page_dir):
-        return Path(os.path.relpath(Path(path).absolute(), Path(page_dir).absolute())).as_posix()
+        where, here = final_path(Path(path).absolute()), final_path(Path(page_dir).absolute())
+        return Path(os.path.relpath(where, here)).as_posix()
     return str(final_path(path))
 
 

@@ -25,7 +25,8 @@ from ctnodule.recipe import TrainConfig
 from ctnodule.runfolder import read_config, read_metrics, write_config
 from ctnodule.vocab import TASKS
 
-HEADLINE = ("roc_auc", "accuracy", "balanced_accuracy", "f1_macro", "qwk", "within_one")
+#: the index's columns (every metric is on each model card)
+HEADLINE = ("roc_auc", "accuracy", "qwk", "within_one")
 INDEX = "report.html"
 
 
@@ -108,7 +109,7 @@ def run_all(data: str | Path | None, out: str | Path, *, folds: int = 5, patient
                 explain_run(tmp / "runs" / name, dataset, tmp / "explain" / name, n=explain_n, seed=seed,
                             log=log, index=index)
                 stages.append(_stage(f"explain {name}", f"explain/{name}/report.html", time.perf_counter() - t))
-        shown = shown_path(data_dir, tmp) if data is None else str(data)
+        shown = f"{shown_path(data_dir, tmp)}/ (a CT phantom generated for this run)" if data is None else str(data)
         page = _index(index, shown, synthetic_info(dataset.frame), stages, results, time.perf_counter() - t0)
     log(f"done in {time.perf_counter() - t0:.0f} s: {out / page.name}")
     return out / page.name
@@ -125,7 +126,8 @@ def _headline(name: str, task: str, metrics: dict) -> dict:
     row: dict = {"classifier": name, "n": metrics.get("n")}
     for key in HEADLINE:
         value, (lo, hi) = metrics.get(key), ci.get(key) or (None, None)
-        row[key] = None if value is None else f"{value:.3f}" + ("" if lo is None else f" [{lo:.3f}, {hi:.3f}]")
+        # no-break spaces: a value and its CI stay on one line
+        row[key] = None if value is None else f"{value:.3f}" + ("" if lo is None else f"\u00a0[{lo:.3f},\u00a0{hi:.3f}]")
     size = metrics.get("baselines", {}).get("size", {}).get("roc_auc")
     row["size baseline AUC"] = None if size is None else f"{size:.3f}"
     row["report"] = f"runs/{name}/report.html"
@@ -138,7 +140,7 @@ def _index(path: Path, data: str, synthetic: dict | None, stages: list[dict], re
                         banner=synthetic_banner(synthetic))
     report.heading("Classifiers (patient-grouped cross-validation, out-of-fold)")
     if results:
-        report.table(pd.DataFrame(results), links=["report"],
+        report.table(pd.DataFrame(results), links={"report": "model card"},
                      caption=f"Pooled out-of-fold metrics with 95 % patient-bootstrap CIs. {MISSING}: not "
                      "defined for that classifier — QWK and within-one measure ordinal agreement on the 5 "
                      "malignancy grades and have no meaning for the binary task; a CI is missing where the "
@@ -146,6 +148,6 @@ def _index(path: Path, data: str, synthetic: dict | None, stages: list[dict], re
     else:
         report.paragraph("No classifier could be trained on this dataset (see the stage notes).")
     report.heading("Stages")
-    report.table(pd.DataFrame(stages), float_format="{:.1f}", links=["report"],
+    report.table(pd.DataFrame(stages), float_format="{:.1f}", links={"report": None},
                  caption="Each stage's own report (import: the generated dataset's manifest).")
     return report.save(path)

@@ -54,7 +54,7 @@ def explore(
     pct = percentile_table(stats)
     weights = class_weights_table(frame)
 
-    rep = HtmlReport(f"Data exploration: {final_path(data).name}", subtitle=shown_path(data, out),
+    rep = HtmlReport(f"Data exploration: {final_path(data).name}", subtitle=f"dataset {shown_path(data, out)}",
                      banner=synthetic_banner(synthetic_info(frame)), nav=[("index", index)] if index else ())
     rep.heading("Overview").table(_overview(frame, stats), float_format="{:.2f}")
     rep.heading("Class distribution")

@@ -1,7 +1,7 @@
 """The explain report: a gallery grouped by true class with correct and wrong predictions side by side
 (the seed's figures 27-30), and the localisation distribution against its chance level.
 
-Each gallery figure is one true class: correct predictions on the left, wrong ones on the right, the most
+Each gallery figure is one true class: correct predictions above, wrong ones below, the most
 confident first (confident mistakes are the ones worth looking at); each tile is the overlay with the
 nodule outline, its predicted class, probability, heat share on the nodule and pointing-game hit, under a
 colour bar that says what the colours mean. A side's title says how many it has and how many are shown.
@@ -34,34 +34,35 @@ def _tile_title(rec: dict[str, Any], class_names: Sequence[str]) -> str:
 
 
 def class_figure(records: list[dict[str, Any]], tiles: dict[str, np.ndarray], true: int,
-                 class_names: Sequence[str], per_side: int = 6, cols: int = 2):
-    """Matplotlib figure for one true class: correct | wrong, `per_side` tiles each, most confident first,
-    with the heat colour bar below."""
+                 class_names: Sequence[str], per_side: int = 6, cols: int = 3):
+    """Matplotlib figure for one true class: the correct predictions above the wrong ones, `per_side` tiles
+    each (most confident first) in rows of `cols`, about 350 px a tile on the page, the colour bar below."""
     import matplotlib.pyplot as plt
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
 
     mine = [r for r in records if r["true"] == true]
-    groups = {"correct": [r for r in mine if r["pred"] == true], "wrong": [r for r in mine if r["pred"] != true]}
-    rows = max(1, int(np.ceil(min(per_side, max(len(g) for g in groups.values())) / cols)))
-    fig = plt.figure(figsize=(3.2 * 2 * cols + 0.4, 3.5 * rows + 1.6), layout="constrained")
-    fig.suptitle(f"true class {class_names[true]}: {len(mine)} samples", fontsize=13)
-    top, bottom = fig.subfigures(2, 1, height_ratios=[3.5 * rows + 0.6, 0.6])
-    for sub, (side, group) in zip(top.subfigures(1, 2, wspace=0.04), groups.items()):
-        shown = sorted(group, key=lambda r: -r["prob"])[:per_side]
-        more = f" ({len(shown)} most confident shown)" if len(shown) < len(group) else ""
-        sub.suptitle(f"{side}: {len(group)}{more}", fontsize=11, fontweight="bold")
-        axes = np.atleast_1d(sub.subplots(rows, cols, squeeze=False)).ravel()
-        for ax in axes:
+    groups = {"predicted correctly": [r for r in mine if r["pred"] == true],
+              "predicted wrongly": [r for r in mine if r["pred"] != true]}
+    shown = {side: sorted(group, key=lambda r: -r["prob"])[:per_side] for side, group in groups.items()}
+    rows = {side: int(np.ceil(len(tiles_) / cols)) for side, tiles_ in shown.items()}
+    heights = [3.9 * n if n else 0.5 for n in rows.values()]
+    fig = plt.figure(figsize=(11, sum(heights) + 0.9), layout="constrained")
+    body, legend = fig.subfigures(2, 1, height_ratios=[sum(heights), 0.9])
+    for sub, (side, group), height in zip(body.subfigures(2, 1, height_ratios=heights), groups.items(), heights):
+        more = f" ({len(shown[side])} most confident shown)" if len(shown[side]) < len(group) else ""
+        title = f"true {class_names[true]}, {side}: {len(group)}{more}"
+        sub.suptitle(title if group else f"{title} (none)", fontsize=11, fontweight="bold", x=0.01, ha="left")
+        if not group:
+            continue
+        for ax, rec in zip(np.atleast_1d(sub.subplots(rows[side], cols, squeeze=False)).ravel(),
+                           shown[side] + [None] * (rows[side] * cols - len(shown[side]))):
             ax.axis("off")
-        for ax, rec in zip(axes, shown):
-            ax.imshow(tiles[rec["sample_id"]])
-            ax.set_title(_tile_title(rec, class_names), fontsize=8)
-        if not shown:
-            axes[0].text(0.5, 0.5, f"no {side} prediction", ha="center", va="center", fontsize=10, color="grey",
-                         transform=axes[0].transAxes)
-    bar = bottom.colorbar(ScalarMappable(Normalize(0, 1), CMAP), ax=bottom.add_subplot(frame_on=False),
-                          orientation="horizontal", fraction=0.9, aspect=40)
+            if rec is not None:
+                ax.imshow(tiles[rec["sample_id"]])
+                ax.set_title(_tile_title(rec, class_names), fontsize=8)
+    cax = legend.add_axes((0.1, 0.55, 0.8, 0.18))
+    bar = legend.colorbar(ScalarMappable(Normalize(0, 1), CMAP), cax=cax, orientation="horizontal")
     bar.set_label("heat (share of the map's maximum); green outline: nodule mask, yellow: its bounding box",
                   fontsize=9)
     bar.ax.tick_params(labelsize=8)
@@ -157,8 +158,8 @@ def write_report(path: Path, summary: dict[str, Any], records: list[dict[str, An
     rep.heading("Gallery")
     if not records:
         rep.paragraph("No sample was explained.")
-    rep.paragraph("Per true class: correct predictions left, wrong right, most confident first. Every "
-                  "sample's full-size panels (slice in lung window, network input, overlay) are in samples/.")
+    rep.paragraph("Per true class: the correct predictions, then the wrong ones, most confident first. Every "
+                  "sample's full-size panels (slice in lung window, network input, overlay) are linked below.")
     for t in sorted({r["true"] for r in records}):
         rep.figure(class_figure(records, tiles, t, class_names), f"gallery_true_{t}",
                    f"True class {class_names[t]}.")

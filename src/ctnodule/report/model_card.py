@@ -55,7 +55,7 @@ LIMITATIONS = [
     "reader), and the other readers' consensus agrees with a held-out reader at QWK ≈ 0.54 (measured on the "
     "LIDC ratings, ctnodule issue 9). A model's QWK against the majority vote must be read against that."),
     ("Cross-validated on one public collection (LIDC-IDRI: scanners and protocols of 2000-2010); accuracy on "
-    "another hospital's scans is unknown until measured there (`ctnodule evaluate`)."),
+    "another hospital's scans is unknown until measured there (ctnodule evaluate)."),
     "The nodule must already be found and outlined: the model classifies a given nodule, it does not detect one.",
 ]
 LICENCE = (
