@@ -38,6 +38,7 @@ bench: setup
 	$(BIN)/python bench/bench_preprocess.py
 	$(BIN)/python bench/bench_evaluate.py $(SHARED)/lidc-voi
 	$(BIN)/python bench/bench_malloc.py
+	$(BIN)/python bench/bench_startup.py
 	$(BIN)/ctnodule import voi $(SHARED)/lidc-voi runs/bench/voi --force
 	$(BIN)/python bench/bench_train.py --data runs/bench/voi --out runs/bench/train
 	$(BIN)/python bench/bench_cgan.py $(SHARED)/lidc-voi

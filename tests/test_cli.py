@@ -78,3 +78,14 @@ def test_every_command_that_writes_takes_force_and_every_trainer_takes_device():
         assert force and not force[0].secondary_opts, f"{name}: no --force flag"  # a flag, never --no-force
     for name in ("train", "evaluate", "benchmark", "balance-benchmark", "run"):
         assert "--device" in {o for p in commands[name].params for o in p.opts}, name
+
+
+def test_the_cli_starts_without_torch_or_pandas():
+    """`ctnodule --help` must stay fast (bench/bench_startup.py times it): listing commands loads no heavy library."""
+    import subprocess
+    import sys
+
+    code = ("import sys, ctnodule.cli; print(sorted(m for m in ('torch', 'pandas', 'scipy', 'sklearn', 'cv2', "
+            "'matplotlib', 'timm') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -12,7 +12,7 @@ def synthesize_cmd(
     data: Annotated[Path, typer.Argument(help="Slice dataset to learn from (its nodule view).")],
     per_class: Annotated[int, typer.Option("--per-class", min=1, help="Synthetic samples per malignancy class.")],
     out: Annotated[Path, typer.Option("--out", help="Output slice dataset folder (synthetic=1).")],
-    view: Annotated[str, typer.Option(help="Only 'nodule' (64 x 64 crops) is supported.")] = "nodule",
+    view: Annotated[Literal["nodule"], typer.Option(help="Only 'nodule' (64 x 64 crops) is supported.")] = "nodule",
     epochs: Annotated[int, typer.Option(min=1, help="GAN training epochs (~7 s each on 800 crops, 2 cores).")] = 30,
     seed: Annotated[int, typer.Option(help="Seed for training and sampling.")] = 0,
     force: Annotated[bool, typer.Option("--force", help="Replace OUT if it exists (only once the new dataset is "
