@@ -102,7 +102,7 @@ def run_all(data: str | Path | None, out: str | Path, *, folds: int = 5, patient
                     log(f"  skipped {name}: {exc}")
                     stages.append(_stage(f"train {name}", None, time.perf_counter() - t, f"skipped: {exc}"))
                     continue
-                results.append(_headline(name, task, read_metrics(tmp / "runs" / name)))
+                results.append(_headline(name, read_metrics(tmp / "runs" / name)))
                 stages.append(_stage(f"train {name}", f"runs/{name}/report.html", time.perf_counter() - t))
                 log(f"[5/5] explain {name}")
                 t = time.perf_counter()
@@ -119,7 +119,7 @@ def _stage(name: str, link: str | None, seconds: float, note: str = "") -> dict:
     return {"stage": name, "report": link, "seconds": round(seconds, 1), "note": note}
 
 
-def _headline(name: str, task: str, metrics: dict) -> dict:
+def _headline(name: str, metrics: dict) -> dict:
     """One index row: each headline metric with its 95 % patient-bootstrap CI where one was computed, and
     the report that explains it. Metrics a task does not define stay None (shown as "—")."""
     ci = metrics.get("ci", {})
