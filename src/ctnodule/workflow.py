@@ -140,7 +140,7 @@ def _index(path: Path, data: str, synthetic: dict | None, stages: list[dict], re
                         banner=synthetic_banner(synthetic))
     report.heading("Classifiers (patient-grouped cross-validation, out-of-fold)")
     if results:
-        report.table(pd.DataFrame(results), links={"report": "model card"},
+        report.table(pd.DataFrame(results), links={"report": "model\u00a0card"},
                      caption=f"Pooled out-of-fold metrics with 95 % patient-bootstrap CIs. {MISSING}: not "
                      "defined for that classifier — QWK and within-one measure ordinal agreement on the 5 "
                      "malignancy grades and have no meaning for the binary task; a CI is missing where the "
