@@ -60,3 +60,20 @@ def test_final_path_names_where_a_temporary_build_will_live(tmp_path):
         assert final_path(inner) == tmp_path / "runs" / "demo" / "data" / "manifest.csv"
     assert not in_build(tmp_path / "runs" / ".hidden" / "x")
     assert final_path("relative/.a.b.tmp-x1_y/c") == Path("relative/a.b/c")
+
+
+def test_unwritable_places_are_one_line_config_errors(tmp_path):
+    """A file where a folder is expected, or a folder nobody may write (here /proc, read-only even for
+    root): a `ConfigError` naming the path, not an OSError traceback, and nothing left behind."""
+    from ctnodule.errors import ConfigError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for target in (blocker / "out", Path("/proc/ctnodule-out")):
+        with pytest.raises(ConfigError, match="cannot write here"), atomic_dir(target):
+            pass
+        with pytest.raises(ConfigError, match="cannot write here"):
+            write_text(target / "a.txt", "x")
+    with pytest.raises(ConfigError, match="is a file"), atomic_dir(blocker):
+        pass
+    assert blocker.read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == ["file"]

@@ -1,4 +1,5 @@
-"""The CLI's contract: user errors are one line on stderr with exit code 2, no traceback; help works."""
+"""The CLI's contract: usage errors exit 2, data/config/run errors are one line on stderr with exit code 3
+(no traceback), an interruption (Ctrl-C, SIGTERM) exits 130 after cleaning up; warnings are one line each."""
 
 from __future__ import annotations
 
@@ -17,10 +18,10 @@ def test_help_lists_every_stage(capsys):
         assert command in out
 
 
-def test_user_error_is_one_line_and_exit_code_2(tmp_path, capsys):
+def test_user_error_is_one_line_and_exit_code_3(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         main(["explore", str(tmp_path / "nowhere"), "--out", str(tmp_path / "report")])
-    assert info.value.code == 2
+    assert info.value.code == 3
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "nowhere" in err and "dataset folder not found" in err
     assert "Traceback" not in err
@@ -71,13 +72,84 @@ def test_every_command_that_writes_takes_force_and_every_trainer_takes_device():
 
     group = typer.main.get_group(app)
     commands = {**group.commands, **{f"import {n}": c for n, c in group.commands["import"].commands.items()}}
-    # predict/evaluate get --force with their refusal of an existing output (issue 11, item 2; other branch)
-    writes = set(commands) - {"import", "predict", "evaluate"}
+    writes = set(commands) - {"import"}
     for name in writes:
         force = [p for p in commands[name].params if "--force" in p.opts]
         assert force and not force[0].secondary_opts, f"{name}: no --force flag"  # a flag, never --no-force
     for name in ("train", "evaluate", "benchmark", "balance-benchmark", "run"):
         assert "--device" in {o for p in commands[name].params for o in p.opts}, name
+
+
+def test_messages_show_plain_numbers(monkeypatch, tmp_path, capsys):
+    import numpy as np
+
+    from ctnodule.data import explore
+    from ctnodule.errors import DataError
+
+    def failing(*args, **kwargs):
+        raise DataError(f"class counts {[np.int64(6), np.float64(0.5)]}")
+
+    monkeypatch.setattr(explore, "explore", failing)
+    with pytest.raises(SystemExit):
+        main(["explore", str(tmp_path), "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert "[6, 0.5]" in err and "np." not in err
+
+
+def test_warnings_are_one_line_each_and_printed_once(monkeypatch, tmp_path, capsys):
+    import warnings
+
+    from ctnodule.data import explore
+
+    def warns_twice(*args, **kwargs):
+        for _ in range(2):
+            warnings.warn("this model saw 3 slices;\n  single slices are repeated", UserWarning, stacklevel=2)
+        return tmp_path / "report.html"
+
+    monkeypatch.setattr(explore, "explore", warns_twice)
+    with warnings.catch_warnings():
+        main(["explore", str(tmp_path), "--out", str(tmp_path / "r")])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert lines == ["warning: this model saw 3 slices; single slices are repeated"]
+
+
+def test_ctrl_c_in_train_says_how_to_resume(monkeypatch, phantom, tmp_path, capsys):
+    from ctnodule import workflow
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(workflow, "train_and_report", interrupted)
+    with pytest.raises(SystemExit) as info:
+        main(["train", str(phantom), "--out", str(tmp_path / "my run")])
+    assert info.value.code == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "--resume" in err and "my run" in err
+
+
+def test_sigterm_cleans_up_like_ctrl_c(tmp_path):
+    """A SIGTERM'd import leaves neither its temporary folder nor a half dataset, and exits 130."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "src"
+    env = {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    out = tmp_path / "data"
+    proc = subprocess.Popen([sys.executable, "-m", "ctnodule", "import", "synthetic", str(out), "--patients", "400"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not any(tmp_path.glob(".data.tmp-*/slices/*.nrrd")):  # wait until it is writing samples
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_the_cli_starts_without_torch_or_pandas():

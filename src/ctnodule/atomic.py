@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from ctnodule.errors import CTNoduleError
+from ctnodule.errors import ConfigError, CTNoduleError
 
 #: the temporary sibling of a folder `name` being built: `.name.tmp-XXXXXXXX` (mkdtemp's random suffix)
 _TMP_DIR = re.compile(r"^\.(?P<name>.+)\.tmp-[A-Za-z0-9_]+$")
@@ -49,11 +49,14 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     (pynrrd, nibabel, matplotlib) still do the right thing.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=suffix if suffix is not None else "".join(path.suffixes),
-        dir=path.parent,
-    )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{path.name}.", suffix=suffix if suffix is not None else "".join(path.suffixes),
+            dir=path.parent,
+        )
+    except OSError as exc:  # a file where a folder should be, no permission, a read-only mount
+        raise ConfigError(f"{path}: cannot write here ({exc.strerror}); choose another path") from exc
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())
     tmp_path = Path(tmp)
@@ -87,10 +90,15 @@ def atomic_dir(path: str | Path, force: bool = False) -> Iterator[Path]:
     new content is complete (the old one is never lost to a failed run).
     """
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{path}: is a file; the output must be a folder")
     if path.exists() and any(path.iterdir()) and not force:
         raise CTNoduleError(f"{path}: output folder exists and is not empty; pass --force to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot write here ({exc.strerror}); choose another output folder") from exc
     os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
@@ -104,3 +112,44 @@ def atomic_dir(path: str | Path, force: bool = False) -> Iterator[Path]:
     os.replace(tmp, path)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def check_writable(path: str | Path, what: str = "output") -> None:
+    """Raise `ConfigError` unless `path` can be created and written: its nearest existing ancestor must be a
+    folder we can write in. Called before any output or compute exists, so a bad path costs nothing.
+
+    Writability is probed by creating a file (permission bits alone say nothing when running as root or on
+    a read-only mount).
+    """
+    path = Path(path)
+    probe = path if path.is_dir() else path.parent
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"{probe} is a file, but the {what} {path} needs a folder there; choose another path")
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{path}: the {what} is not writable ({exc.strerror} in {probe}); choose another "
+                          "path") from exc
+
+
+def check_out_dir(path: str | Path, force: bool, what: str = "output folder") -> None:
+    """`path` may become an output folder: not a file, not a non-empty folder unless `force`, writable."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{path}: is a file; the {what} must be a folder")
+    if path.is_dir() and any(path.iterdir()) and not force:
+        raise ConfigError(f"{path}: {what} exists and is not empty; pass --force to replace it")
+    check_writable(path, what)
+
+
+def check_out_file(path: str | Path, force: bool, what: str = "output file") -> None:
+    """`path` may become an output file: not a folder, not an existing file unless `force`, writable."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder; the {what} must be a file path (e.g. {path / 'predictions.csv'})")
+    if path.exists() and not force:
+        raise ConfigError(f"{path}: {what} exists; pass --force to overwrite it")
+    check_writable(path, what)

@@ -2,14 +2,21 @@
 
 Each stage module exposes `register(app)`, adding its own commands; the commands that chain several stages
 live here: `train` (train -> score -> model card), `predict` (predict, + explain with --explain) and `run`
-(every stage). A command parses its options, calls public stage functions and prints. `CTNoduleError`s
-are printed as one line and exit with code 2; any other exception is a bug and keeps its traceback.
-Stage modules are imported inside the commands, so `ctnodule --help` never pays for torch.
+(every stage). A command parses its options, calls public stage functions and prints. Stage modules are
+imported inside the commands, so `ctnodule --help` never pays for torch.
+
+Exit codes: 0 done; 2 usage error (an unknown option or a bad option value, printed by click); 3 a
+`CTNoduleError` (bad data, config or run folder), printed as one line; 130 interrupted (Ctrl-C or SIGTERM,
+after the temporary folders are removed). Any other exception is a bug and keeps its traceback. Warnings
+are printed as one line each ("warning: ..."), each text once.
 """
 
 from __future__ import annotations
 
+import re
+import signal
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -86,15 +93,18 @@ def train_cmd(
 ) -> None:
     """Train a classifier with patient-grouped CV and write a self-contained run folder + model card."""
     from ctnodule.recipe import load_preset
-    from ctnodule.runtime import check_device
     from ctnodule.workflow import train_and_report
 
-    if device is not None:
-        check_device(device)
     cfg = load_preset(preset, view=view, task=task, backbone=backbone, head=head, freeze_backbone=freeze,
                       tabular=tabular, folds=folds, holdout=holdout, weights=weights, imbalance=imbalance,
                       epochs=epochs, device=device, seed=seed, preprocess=preprocess)
-    run = train_and_report(data, out, cfg, resume=resume, force=force, log=typer.echo)
+    try:
+        run = train_and_report(data, out, cfg, resume=resume, force=force, log=typer.echo)
+    except KeyboardInterrupt as exc:
+        if force:
+            raise KeyboardInterrupt(f"{out} is unchanged (the new run was not complete)") from exc
+        raise KeyboardInterrupt(f"{out} keeps the finished folds and the last epoch's checkpoint; run the same "
+                                "command with --resume to continue") from exc
     typer.echo(f"model card: {run / 'report.html'}")
 
 
@@ -107,16 +117,23 @@ def predict_cmd(
     explain: Annotated[bool, typer.Option("--explain", help="Add a Grad-CAM heat map per prediction "
                                                             "(PNG overlay + NRRD map beside the CSV).")] = False,
     method: Annotated[str, typer.Option(help="CAM method for --explain (gradcam, gradcam++, ...).")] = "gradcam",
+    spacing: Annotated[float | None, typer.Option(min=0.001, help="Pixel size in mm for files whose header gives "
+                                                                  "none (otherwise such a file is refused).")] = None,
+    allow: Annotated[list[str] | None, typer.Option(help="Accept an input the checks refuse: 'volume' (use a 3D "
+                                                         "volume's middle slice), '0-255' (values in 0..255 that "
+                                                         "really are HU).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite OUT if it exists.")] = False,
 ) -> None:
     """Predict class probabilities and a malignancy score for each input."""
+    options = {"masks": mask or None, "spacing": spacing, "allow": tuple(allow or ()), "force": force}
     if explain:
         from ctnodule.explain.heatmaps import predict_with_heatmaps
 
-        frame = predict_with_heatmaps(run, inputs, out, masks=mask or None, method=method)
+        frame = predict_with_heatmaps(run, inputs, out, method=method, **options)
     else:
         from ctnodule.predict.apply import predict_files
 
-        frame = predict_files(run, inputs, out, masks=mask or None)
+        frame = predict_files(run, inputs, out, **options)
     typer.echo(f"{len(frame)} prediction(s) -> {out}")
 
 
@@ -169,19 +186,51 @@ _register_commands()
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point."""
+    """Console-script entry point (exit codes in the module docstring)."""
     from ctnodule.runtime import tune_malloc
 
     tune_malloc()
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        # standalone: click prints usage errors (exit 2) and --help itself; our errors come through here
-        app(args=argv)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("once", category=UserWarning)
+            warnings.showwarning = _show_warning
+            # standalone: click prints usage errors (exit 2) and --help itself, typer turns Ctrl-C into exit 130
+            app(args=argv)
     except CTNoduleError as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        sys.exit(2)
+        typer.secho(f"error: {plain(str(exc))}", fg=typer.colors.RED, err=True)
+        sys.exit(3)
     except SystemExit as exc:  # click ends even a success with sys.exit(0); return instead, so callers can go on
+        if exc.code == 130:
+            typer.secho(f"interrupted{_interruption(exc)}", fg=typer.colors.YELLOW, err=True)
         if exc.code not in (0, None):
             raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def plain(text: str) -> str:
+    """`text` with numpy's scalar reprs (`np.int64(6)`, `np.float64(0.5)`) shown as the plain numbers."""
+    return re.sub(r"np\.(?:u?int|float|bool_?)\d*\(([^()]*)\)", r"\1", text)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM ends a command like Ctrl-C: temporary folders are removed, finished checkpoints kept."""
+    raise KeyboardInterrupt
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    typer.secho(f"warning: {plain(' '.join(str(message).split()))}", fg=typer.colors.YELLOW, err=True)
+
+
+def _interruption(exc: BaseException) -> str:
+    """': <what to do>' from the KeyboardInterrupt behind typer's exit 130, if it says anything."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt) and str(seen):
+            return f": {plain(str(seen))}"
+        seen = seen.__cause__ or seen.__context__
+    return ""
 
 
 if __name__ == "__main__":

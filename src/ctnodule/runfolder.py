@@ -126,6 +126,20 @@ def read_oof(run_dir: str | Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype={"sample_id": str, "patient_id": str})
 
 
+def read_training_patients(run_dir: str | Path) -> set[str]:
+    """Every patient the run learnt from: the final model is refitted on all patients its split files list."""
+    files = RunPaths(Path(run_dir)).split_files()
+    if not files:
+        raise RunError(f"{RunPaths(Path(run_dir)).splits}: no split files; the run did not finish (retrain it)")
+    patients: set[str] = set()
+    for path in files:
+        try:
+            patients |= set(pd.read_csv(path, dtype=str, usecols=["patient_id"])["patient_id"])
+        except (ValueError, pd.errors.ParserError) as exc:
+            raise RunError(f"{path}: unreadable split file ({exc}); restore it or retrain") from exc
+    return patients
+
+
 def save_checkpoint(path: Path, blob: dict[str, Any]) -> None:
     """Write a checkpoint dictionary (torch's format) atomically, stamped with the format version."""
     import torch  # only checkpoint I/O needs torch; config/metrics readers stay light

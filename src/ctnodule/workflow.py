@@ -35,15 +35,24 @@ def train_and_report(data: str | Path | SliceDataset, out: str | Path, cfg: Trai
     """Train `cfg` on `data` into the run folder `out`, score it (metrics.json) and write its model card:
     the three stages `ctnodule train` runs. Returns the run folder.
 
+    With `force` an existing run is replaced only when the new one is complete, model card included: the
+    three stages write into a temporary sibling folder that is renamed into place at the end.
+
     config.yaml gets `data_synthetic` (how much of the data was generated; the model card's banner) and
     the data's final location when it sits in a folder still being built. `index`: the page the model
     card links back to."""
     from ctnodule.evaluate.summary import score_run
     from ctnodule.report.model_card import write_model_card
-    from ctnodule.train.api import train
+    from ctnodule.train.api import check_before_training, train
 
+    out = Path(out)
+    if force and out.is_dir() and any(out.iterdir()):
+        check_before_training(data, out, cfg, resume, force, log=lambda m: None)  # before the temp folder
+        with atomic_dir(out, force=True) as tmp:
+            train_and_report(data, tmp, cfg, log=log, index=index)
+        return out
+    run = train(data, out, cfg, resume=resume, force=force, log=log)
     dataset = data if isinstance(data, SliceDataset) else SliceDataset(data)
-    run = train(dataset, out, cfg, resume=resume, force=force, log=log)
     config = read_config(run)
     write_config(run, {**config, "data": str(final_path(config["data"])),
                        "data_synthetic": synthetic_info(dataset.view(cfg.view).frame)})

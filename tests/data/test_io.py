@@ -37,7 +37,7 @@ def test_read_slice_transposes_nifti_to_rows_y_cols_x(tmp_path):
     nib.save(nib.Nifti1Image(vol, np.diag([0.7, 0.9, 2.0, 1.0])), tmp_path / "v.nii.gz")
     array, zooms = read_nifti(tmp_path / "v.nii.gz")
     assert array.shape == (4, 3, 5) and zooms == pytest.approx((0.7, 0.9, 2.0))
-    s = read_slice(tmp_path / "v.nii.gz")
+    s = read_slice(tmp_path / "v.nii.gz", allow_volume=True)
     assert s.shape == (3, 4) and np.array_equal(s.array, vol[:, :, 2].T) and s.spacing == pytest.approx((0.9, 0.7))
 
 
@@ -49,3 +49,28 @@ def test_dicom_slice_in_hu(lidc_src):
     assert s.array.min() <= -1000 and 0 < s.spacing[0] < 1.0
     body = s.array[200:300, 200:300]
     assert -1100 < np.median(body) < 200  # HU after RescaleSlope/Intercept, not raw stored values
+
+
+def test_nrrd_without_spacing_reads_as_unknown_not_one_mm(tmp_path):
+    import nrrd
+
+    from ctnodule.data.checks import fill_spacing
+
+    a = np.arange(-600, -600 + 48 * 48, dtype=np.int16).reshape(48, 48)
+    nrrd.write(str(tmp_path / "a.nrrd"), a, index_order="C")
+    _, spacing = read_nrrd(tmp_path / "a.nrrd")
+    assert all(np.isnan(s) for s in spacing)
+    s = read_slice(tmp_path / "a.nrrd")
+    with pytest.raises(DataError, match="a.nrrd.*--spacing"):
+        fill_spacing(s.spacing, None, tmp_path / "a.nrrd")
+    assert fill_spacing(s.spacing, 0.6, tmp_path / "a.nrrd") == (0.6, 0.6)
+    assert fill_spacing((0.7, 0.8), 0.6, tmp_path / "a.nrrd") == (0.7, 0.8)  # the header's wins
+
+
+def test_read_slice_refuses_a_volume_unless_allowed(tmp_path):
+    vol = np.arange(5 * 48 * 48, dtype=np.int16).reshape(5, 48, 48) - 1000
+    write_nrrd(tmp_path / "v.nrrd", vol, (2.5, 0.7, 0.7))
+    with pytest.raises(DataError, match="3D volume.*--allow volume"):
+        read_slice(tmp_path / "v.nrrd")
+    s = read_slice(tmp_path / "v.nrrd", allow_volume=True)
+    assert np.array_equal(s.array, vol[2]) and s.spacing == pytest.approx((0.7, 0.7))

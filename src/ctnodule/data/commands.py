@@ -15,6 +15,8 @@ import_app = typer.Typer(help="Import real or synthetic data into a slice datase
 
 Out = Annotated[Path, typer.Argument(help="Output dataset folder.")]
 Context = Annotated[int, typer.Option(min=0, help="Neighbour slices stored each side (2.5D context).")]
+Spacing = Annotated[float | None, typer.Option(min=0.001, help="Pixel size in mm for files whose header gives "
+                                                              "none (otherwise such a file is refused).")]
 Force = Annotated[bool, typer.Option("--force", help="Replace OUT if it exists (only once the new dataset is complete).")]
 
 
@@ -88,13 +90,17 @@ def folder_cmd(
     out: Out,
     labels: Annotated[Path, typer.Option(help="CSV: filename, malignancy (1-5), patient_id, view (full|nodule)[, mask].")],
     skip_invalid: Annotated[bool, typer.Option(help="Import the valid rows and report the rest (default: refuse).")] = False,
+    spacing: Spacing = None,
+    allow: Annotated[list[str] | None, typer.Option(help="Accept an image the checks refuse: '0-255' (an image "
+                                                         "whose values all lie in 0..255 that really is HU).")] = None,
     force: Force = False,
 ) -> None:
     """Import a plain folder of NRRD slices with a labels CSV (the seed's layout); every row is validated."""
     from ctnodule.data.importers import import_data
 
     on_error = "skip" if skip_invalid else "raise"
-    print_report(import_data("folder", out, src=src, labels=labels, on_error=on_error, force=force))
+    print_report(import_data("folder", out, src=src, labels=labels, on_error=on_error, spacing=spacing,
+                             allow=tuple(allow or ()), force=force))
 
 
 def explore_cmd(

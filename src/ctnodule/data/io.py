@@ -34,7 +34,8 @@ def write_nrrd(path: str | Path, array: np.ndarray, spacing: tuple[float, ...]) 
 
 
 def read_nrrd(path: str | Path) -> tuple[np.ndarray, tuple[float, ...]]:
-    """Pixels (C order, as written) and per-axis spacing in mm (1.0 where the header has none)."""
+    """Pixels (C order, as written) and per-axis spacing in mm (NaN where the header has none: the
+    caller decides, see `ctnodule.data.checks.fill_spacing`; never a guessed 1 mm)."""
     import nrrd
 
     path = Path(path)
@@ -49,11 +50,11 @@ def read_nrrd(path: str | Path) -> tuple[np.ndarray, tuple[float, ...]]:
         spacing = [float(s) for s in header["spacings"]]
     elif "space directions" in header:
         dirs = header["space directions"]
-        spacing = [float(np.linalg.norm(d)) if d is not None and np.all(np.isfinite(d)) else 1.0 for d in dirs]
+        spacing = [float(np.linalg.norm(d)) if d is not None and np.all(np.isfinite(d)) else np.nan for d in dirs]
         spacing = spacing[::-1]  # pynrrd lists directions in Fortran axis order
     if spacing is None or len(spacing) != array.ndim:
-        spacing = [1.0] * array.ndim
-    spacing = [s if np.isfinite(s) and s > 0 else 1.0 for s in spacing]
+        spacing = [np.nan] * array.ndim
+    spacing = [s if np.isfinite(s) and s > 0 else np.nan for s in spacing]
     return array, tuple(spacing)
 
 
@@ -83,26 +84,34 @@ def read_dicom_slice(path: str | Path) -> Slice:
     except Exception as exc:
         raise DataError(f"not a readable DICOM image ({exc})", path) from exc
     hu = pixels * float(getattr(ds, "RescaleSlope", 1.0)) + float(getattr(ds, "RescaleIntercept", 0.0))
-    spacing = tuple(float(s) for s in getattr(ds, "PixelSpacing", (1.0, 1.0)))
+    spacing = tuple(float(s) for s in getattr(ds, "PixelSpacing", (np.nan, np.nan)))  # NaN: unknown
     return Slice(np.round(hu).astype(np.int16), (spacing[0], spacing[1]), {"source_file": str(path)})
 
 
-def read_slice(path: str | Path) -> Slice:
+def read_slice(path: str | Path, allow_volume: bool = False) -> Slice:
     """Any single-slice input a user may hand to `predict`: NRRD, NIfTI or DICOM, in HU.
 
-    A 3D NIfTI/NRRD volume is reduced to its middle axial slice. Screenshots (PNG/JPEG) carry no HU and
-    are refused with a message saying so.
+    A 3D NIfTI/NRRD volume is refused, or reduced to its middle axial slice with `allow_volume`; the
+    spacing is NaN where the file has none (`ctnodule.data.checks.fill_spacing` decides). Screenshots
+    (PNG/JPEG) carry no HU and are refused with a message saying so.
     """
     path = Path(path)
     name = path.name.lower()
     if name.endswith(".nrrd"):
         array, spacing = read_nrrd(path)
+        if array.ndim == 3 and 1 in array.shape:  # a slice stored as (1, H, W)
+            keep = [i for i, n in enumerate(array.shape) if n != 1]
+            array, spacing = array.reshape([array.shape[i] for i in keep]), tuple(spacing[i] for i in keep)
         if array.ndim == 3:
+            _volume(array, path, allow_volume)
             array, spacing = array[array.shape[0] // 2], spacing[1:]
         return Slice(array, (spacing[-2], spacing[-1]), {"source_file": str(path)})
     if name.endswith((".nii", ".nii.gz")):
         array, zooms = read_nifti(path)
+        if array.ndim == 3 and array.shape[2] == 1:
+            array = array[:, :, 0]
         if array.ndim == 3:
+            _volume(array, path, allow_volume)
             array = array[:, :, array.shape[2] // 2]
         # nibabel (x, y) -> image (row = y, col = x)
         return Slice(np.ascontiguousarray(array.T), (zooms[1], zooms[0]), {"source_file": str(path)})
@@ -112,3 +121,9 @@ def read_slice(path: str | Path) -> Slice:
         "unsupported file type; give NRRD (.nrrd), NIfTI (.nii/.nii.gz) or DICOM (.dcm) in Hounsfield units",
         path,
     )
+
+
+def _volume(array: np.ndarray, path: Path, allow: bool) -> None:
+    if not allow:
+        raise DataError(f"a 3D volume of shape {array.shape}, not one slice: export the slice to predict, or "
+                        "pass --allow volume to use its middle slice", path)

@@ -4,7 +4,7 @@ input's pixel grid), built on the predict stage."""
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +19,16 @@ from ctnodule.predict.run import Predictor, load_run
 
 
 def predict_with_heatmaps(run_dir: str | Path, inputs: Sequence[str | Path], out: str | Path,
-                          masks: Sequence[str | Path] | None = None, method: str = "gradcam") -> pd.DataFrame:
+                          masks: Sequence[str | Path] | None = None, method: str = "gradcam",
+                          spacing: float | None = None, allow: Collection[str] = (),
+                          force: bool = False) -> pd.DataFrame:
     """Predict like `predict_files` and add a heat map per prediction: `<out stem>_heatmaps/<sample>.png`
     (overlay) and `.nrrd` (the map on the input's pixel grid, [0, 1]), named in the CSV's `heatmap` column."""
+    from ctnodule.atomic import check_out_file
+
     predictor = load_run(run_dir)
-    frame, slices = predict_inputs(predictor, inputs, masks)
+    check_out_file(out, force, "predictions CSV")
+    frame, slices = predict_inputs(predictor, inputs, masks, spacing, allow)
     folder = Path(out).with_name(Path(out).stem + "_heatmaps")
     frame = frame.assign(heatmap=write_heatmaps(predictor, slices, frame["sample_id"].tolist(), method, folder))
     write_csv(Path(out), frame)

@@ -25,6 +25,17 @@ def cache_dir() -> Path:
     return Path(os.environ.get("CTNODULE_CACHE", Path.home() / ".cache" / "ctnodule")) / "features"
 
 
+def check_cache() -> None:
+    """Raise `ConfigError` unless the feature cache can be written (checked before a run starts)."""
+    from ctnodule.atomic import check_writable
+    from ctnodule.errors import ConfigError
+
+    try:
+        check_writable(cache_dir(), "feature cache")
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (set CTNODULE_CACHE to a writable folder)") from exc
+
+
 def feature_key(images: np.ndarray, backbone: Backbone, pooled: bool, tta: bool) -> str:
     h = hashlib.sha256()
     h.update(np.ascontiguousarray(images).tobytes())

@@ -7,7 +7,7 @@ are used, never the caller's.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -31,19 +31,48 @@ def dataset_slices(predictor: Predictor, data: str | Path | SliceDataset) -> tup
     return ds, load_slices(ds, predictor.channels)
 
 
-def predict_inputs(predictor: Predictor, inputs: Sequence[str | Path],
-                   masks: Sequence[str | Path] | None = None) -> tuple[pd.DataFrame, list[Slice]]:
-    """Predict every input: image files (NRRD/NIfTI/DICOM, HU) and/or slice-dataset folders.
-
-    `masks` (one per image file, same order) give the nodule size to models that use it; a dataset brings
-    its own masks/diameters. Returns one row per sample (`prediction_rows`) and the slices, in that order.
-    """
+def read_inputs(inputs: Sequence[str | Path], masks: Sequence[str | Path] | None = None,
+                spacing: float | None = None, allow: Collection[str] = ()) -> tuple[list[Path], list[Slice]]:
+    """The slice-dataset folders among `inputs`, and every image file read and checked as a CT slice
+    (`ctnodule.data.checks`): all of them before any prediction, so a bad file costs nothing."""
+    from ctnodule.data.checks import check_allow, check_ct_slice, fill_spacing
     from ctnodule.data.io import read_slice
 
+    allow = check_allow(allow)
     files = [Path(p) for p in inputs if not (Path(p) / MANIFEST).is_file()]
     folders = [Path(p) for p in inputs if (Path(p) / MANIFEST).is_file()]
     if masks is not None and len(masks) != len(files):
         raise DataError(f"got {len(masks)} --mask file(s) for {len(files)} image file(s); give one per image")
+    if not files and not folders:
+        raise DataError("no inputs given: pass image files (NRRD/NIfTI/DICOM) or slice-dataset folders")
+    slices = []
+    for i, path in enumerate(files):
+        if path.is_dir():
+            raise DataError(f"a folder without {MANIFEST}: give image files or a slice dataset", path)
+        s = read_slice(path, allow_volume="volume" in allow)
+        check_ct_slice(s.array, path, allow)
+        s = s.replace(spacing=fill_spacing(s.spacing, spacing, path))
+        if masks:
+            m = read_slice(masks[i], allow_volume="volume" in allow)
+            if m.array.shape != s.array.shape:
+                raise DataError(f"mask shape {m.array.shape} differs from the image's {s.array.shape}", masks[i])
+            s = s.replace(mask=(m.array > 0).astype(np.uint8))
+        s.meta.update(sample_id=path.name, source_file=str(path))
+        slices.append(s)
+    return folders, slices
+
+
+def predict_inputs(predictor: Predictor, inputs: Sequence[str | Path],
+                   masks: Sequence[str | Path] | None = None, spacing: float | None = None,
+                   allow: Collection[str] = ()) -> tuple[pd.DataFrame, list[Slice]]:
+    """Predict every input: image files (NRRD/NIfTI/DICOM, HU) and/or slice-dataset folders.
+
+    `masks` (one per image file, same order) give the nodule size to models that use it; a dataset brings
+    its own masks/diameters. `spacing` (mm/px) is used for files whose header has none; `allow` lets
+    through what `ctnodule.data.checks` otherwise refuses ("volume": the middle slice of a 3D volume,
+    "0-255"). Returns one row per sample (`prediction_rows`) and the slices, in that order.
+    """
+    folders, file_slices = read_inputs(inputs, masks, spacing, allow)
     parts, all_slices = [], []
     for folder in folders:
         ds, slices = dataset_slices(predictor, folder)
@@ -51,32 +80,25 @@ def predict_inputs(predictor: Predictor, inputs: Sequence[str | Path],
         parts.append(prediction_rows(predictor, predictor.predict_proba(slices), ids, None,
                                      source=[str(folder)] * len(ds)))
         all_slices += slices
-    if files:
-        slices = []
-        for i, path in enumerate(files):
-            s = read_slice(path)
-            if masks:
-                m = read_slice(masks[i])
-                if m.array.shape != s.array.shape:
-                    raise DataError(f"mask shape {m.array.shape} differs from the image's {s.array.shape}",
-                                    masks[i])
-                s = s.replace(mask=(m.array > 0).astype(np.uint8))
-            s.meta["sample_id"] = path.name
-            slices.append(s)
-        ids = [p.name for p in files]
-        parts.append(prediction_rows(predictor, predictor.predict_proba(slices), ids, None,
-                                     source=[str(p) for p in files]))
-        all_slices += slices
-    if not parts:
-        raise DataError("no inputs given: pass image files (NRRD/NIfTI/DICOM) or slice-dataset folders")
+    if file_slices:
+        ids = [s.meta["sample_id"] for s in file_slices]
+        parts.append(prediction_rows(predictor, predictor.predict_proba(file_slices), ids, None,
+                                     source=[s.meta["source_file"] for s in file_slices]))
+        all_slices += file_slices
     return pd.concat(parts, ignore_index=True), all_slices
 
 
 def predict_files(run_dir: str | Path, inputs: Sequence[str | Path], out: str | Path,
-                  masks: Sequence[str | Path] | None = None) -> pd.DataFrame:
-    """`predict_inputs` with the run folder `run_dir`, written to the CSV `out`; returns the frame.
+                  masks: Sequence[str | Path] | None = None, spacing: float | None = None,
+                  allow: Collection[str] = (), force: bool = False) -> pd.DataFrame:
+    """`predict_inputs` with the run folder `run_dir`, written to the CSV `out` (an existing file only with
+    `force`, checked before anything is computed); returns the frame.
     (`ctnodule.explain.heatmaps.predict_with_heatmaps` adds a heat map per prediction.)"""
-    frame, _ = predict_inputs(load_run(run_dir), inputs, masks)
+    from ctnodule.atomic import check_out_file
+
+    predictor = load_run(run_dir)
+    check_out_file(out, force, "predictions CSV")
+    frame, _ = predict_inputs(predictor, inputs, masks, spacing, allow)
     write_csv(Path(out), frame)
     return frame
 

@@ -19,10 +19,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 import ctnodule
-from ctnodule.atomic import atomic_path
+from ctnodule.atomic import atomic_dir, atomic_path
 from ctnodule.data.dataset import SliceDataset
 from ctnodule.errors import ConfigError, DataError, RunError
 from ctnodule.models.fitted import FittedModel
@@ -36,16 +35,54 @@ from ctnodule.vocab import N_CLASSES, class_names, task_labels
 
 def train(data: str | Path | SliceDataset, out: str | Path, cfg: TrainConfig, resume: bool = False,
           force: bool = False, log: Callable[[str], None] = print) -> Path:
-    """Train `cfg` on dataset `data` into run folder `out`; returns `out`."""
-    from ctnodule.data.splits import patient_holdout, patient_kfold, save_splits
-    from ctnodule.runtime import tune_malloc
+    """Train `cfg` on dataset `data` into run folder `out`; returns `out`.
 
-    tune_malloc()
-    paths = RunPaths(Path(out))
-    # under torchrun every rank runs this function (training is DDP-synchronised); only rank 0 writes
-    main = distributed()[0] == 0
-    if main:
-        _prepare_folder(paths, cfg, resume, force)
+    Everything that can be checked is checked before the run folder is touched (options, device, output
+    and cache paths, the dataset). With `force` an existing run is replaced only once the new one is
+    complete: it is built in a temporary sibling folder and renamed into place.
+    """
+    out = Path(out)
+    dataset, weights_status = check_before_training(data, out, cfg, resume, force, log)
+    if force and _has_content(out) and distributed()[1] == 1:
+        with atomic_dir(out, force=True) as tmp:
+            _train(dataset, RunPaths(tmp), cfg, weights_status, False, log)
+        return out
+    if distributed()[0] == 0:
+        _prepare_folder(RunPaths(out), cfg, resume, force)
+    return _train(dataset, RunPaths(out), cfg, weights_status, resume, log)
+
+
+def check_before_training(data: str | Path | SliceDataset, out: Path, cfg: TrainConfig, resume: bool,
+                          force: bool, log: Callable[[str], None] = print) -> tuple[SliceDataset, str]:
+    """Every check that needs no training, before anything is written (issue 11: a typo must not leave a
+    half run folder that blocks the corrected rerun, nor cost the old run under `--force`).
+
+    Returns the run's view of the dataset and the backbone's weights status."""
+    from ctnodule.atomic import check_writable
+    from ctnodule.balance import resolve
+    from ctnodule.models.features import check_cache
+    from ctnodule.runtime import check_device
+    from ctnodule.train.strategies import strategy_for
+
+    if resume and force:
+        raise ConfigError("--resume and --force contradict each other: resume keeps the run, force replaces it")
+    check_device(cfg.device)
+    strategy_for(cfg)
+    resolve(cfg.imbalance, **cfg.imbalance_params)
+    with warnings.catch_warnings(record=True) as caught:  # the backbone exists, its weights load
+        warnings.simplefilter("always", UserWarning)
+        weights_status = _weights_status(cfg)
+    for w in caught:
+        log(f"WARNING: {w.message}")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: is a file; --out must be a run folder")
+    check_writable(out, "run folder")
+    if cfg.freeze_backbone:
+        check_cache()
+    if resume and _has_content(out):
+        _check_resumable(RunPaths(out), cfg)
+    elif _has_content(out) and not force:
+        raise RunError(f"{out}: run folder exists; pass --resume to continue it or --force to replace it")
     dataset = data if isinstance(data, SliceDataset) else SliceDataset(data)
     dataset = dataset.view(cfg.view)
     if len(dataset) == 0:
@@ -62,6 +99,19 @@ def train(data: str | Path | SliceDataset, out: str | Path, cfg: TrainConfig, re
         hint = "add data, or use --task binary" if cfg.task == "multiclass" else "add data"
         raise DataError(f"no {cfg.view}-view samples of class {missing} for the {cfg.task} task: a model cannot "
                         f"learn a class it never sees ({hint})", dataset.root)
+    return dataset, weights_status
+
+
+def _train(dataset: SliceDataset, paths: RunPaths, cfg: TrainConfig, weights_status: str, resume: bool,
+           log: Callable[[str], None]) -> Path:
+    from ctnodule.data.splits import patient_holdout, patient_kfold, save_splits
+    from ctnodule.runtime import tune_malloc
+
+    tune_malloc()
+    # under torchrun every rank runs this function (training is DDP-synchronised); only rank 0 writes
+    main = distributed()[0] == 0
+    frame = dataset.frame
+    y = task_labels(frame, cfg.task)
     if cfg.holdout is not None:
         splits = [patient_holdout(frame, cfg.task, cfg.holdout, cfg.seed)]
     else:
@@ -72,11 +122,6 @@ def train(data: str | Path | SliceDataset, out: str | Path, cfg: TrainConfig, re
     log(f"loading {len(dataset)} {cfg.view} samples from {dataset.root}")
     slices = load_slices(dataset, cfg.channels)
     used_context = any(s.array.ndim == 3 for s in slices)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", UserWarning)
-        weights_status = _weights_status(cfg)
-    for w in caught:
-        log(f"WARNING: {w.message}")
     if main:
         _write_config(paths, cfg, dataset, weights_status, used_context, len(splits))
 
@@ -100,7 +145,7 @@ def train(data: str | Path | SliceDataset, out: str | Path, cfg: TrainConfig, re
         with atomic_path(paths.history) as tmp:
             hist_frame.to_csv(tmp, index=False)
     write_config(paths.root, {**read_config(paths.root), "train_seconds": round(train_seconds, 1)})
-    log(f"run written to {paths.root} ({train_seconds:.0f} s)")
+    log(f"training done in {train_seconds:.0f} s")
     return paths.root
 
 
@@ -108,9 +153,14 @@ def _fold(paths: RunPaths, cfg: TrainConfig, slices, frame: pd.DataFrame, y: np.
           va: np.ndarray, k: int, resume: bool, log) -> tuple[pd.DataFrame, list[dict]]:
     """Out-of-fold predictions of fold k (and its history), from its checkpoint when resuming."""
     if resume and paths.fold_model(k).is_file():
-        blob = read_checkpoint(paths.fold_model(k))
-        log(f"fold {k}: done earlier, reusing its checkpoint")
-        return blob["oof"], blob["history"]
+        try:
+            blob = read_checkpoint(paths.fold_model(k))
+            part, hist = blob["oof"], blob["history"]
+        except (RunError, KeyError) as exc:  # e.g. truncated by a full disk: the fold is retrained
+            log(f"fold {k}: corrupt checkpoint {paths.fold_model(k)} ({exc}); retraining this fold")
+        else:
+            log(f"fold {k}: done earlier, reusing its checkpoint")
+            return part, hist
     log(f"fold {k}: training on {len(tr)} samples, validating on {len(va)}")
     model, hist, proba = train_fold(cfg, slices, frame, y, tr, k, paths.fold_state(k), resume, log,
                                     predict_idx=va)
@@ -127,8 +177,11 @@ def _fold(paths: RunPaths, cfg: TrainConfig, slices, frame: pd.DataFrame, y: np.
 
 def _final(paths: RunPaths, cfg: TrainConfig, slices, frame, y, resume: bool, log):
     if resume and paths.model.is_file():
-        model, blob = FittedModel.load(paths.model)
-        return model, blob["history"]
+        try:
+            model, blob = FittedModel.load(paths.model)
+            return model, blob["history"]
+        except (RunError, KeyError) as exc:
+            log(f"final model: corrupt checkpoint {paths.model} ({exc}); retraining it")
     log(f"final model: training on all {len(frame)} samples")
     model, hist, _ = train_fold(cfg, slices, frame, y, np.arange(len(frame)), -1, paths.fold_state(-1), resume,
                                 log)
@@ -162,21 +215,23 @@ def _write_config(paths: RunPaths, cfg: TrainConfig, dataset: SliceDataset, weig
     write_config(paths.root, body)
 
 
+def _has_content(folder: Path) -> bool:
+    return folder.is_dir() and any(folder.iterdir())
+
+
+def _check_resumable(paths: RunPaths, cfg: TrainConfig) -> None:
+    """The run at `paths` was trained with the same recipe (the device may differ)."""
+    if not paths.config.is_file():
+        raise RunError(f"{paths.root}: nothing to resume (no config.yaml); train without --resume")
+    old = read_config(paths.root)
+    changed = [k for k, v in cfg.model_dump(mode="json").items() if k != "device" and old.get(k) != v]
+    if changed:
+        raise RunError(f"{paths.root}: cannot resume with a different recipe (changed: {changed}); "
+                       "use the same options or --force to start over")
+
+
 def _prepare_folder(paths: RunPaths, cfg: TrainConfig, resume: bool, force: bool) -> None:
-    root = paths.root
-    if resume and force:
-        raise ConfigError("--resume and --force contradict each other: resume keeps the run, force replaces it")
-    if root.exists() and any(root.iterdir()):
-        if resume:
-            old = yaml.safe_load(paths.config.read_text(encoding="utf-8")) if paths.config.is_file() else None
-            if old is None:
-                raise RunError(f"{root}: nothing to resume (no config.yaml); train without --resume")
-            changed = [k for k, v in cfg.model_dump(mode="json").items() if k != "device" and old.get(k) != v]
-            if changed:
-                raise RunError(f"{root}: cannot resume with a different recipe (changed: {changed}); "
-                               "use the same options or --force to start over")
-            return
-        if not force:
-            raise RunError(f"{root}: run folder exists; pass --resume to continue it or --force to replace it")
-        shutil.rmtree(root)
-    root.mkdir(parents=True, exist_ok=True)
+    """Create the run folder (checked by `check_before_training`); under torchrun `--force` clears it."""
+    if force and not resume and _has_content(paths.root):
+        shutil.rmtree(paths.root)  # only with several ranks, which all write into one folder
+    paths.root.mkdir(parents=True, exist_ok=True)

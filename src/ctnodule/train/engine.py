@@ -128,8 +128,11 @@ def _train_indices(n: int, batch_size: int, gen: torch.Generator, rank: int, wor
 
 
 def _save_state(path: Path, module: nn.Module, opt, sched, gen: torch.Generator, state: dict) -> None:
+    """Everything the next epoch depends on, the global RNGs included (dropout draws from torch's): a run
+    resumed from here continues exactly as the uninterrupted one would have."""
     blob = {"model": module.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-            "generator": gen.get_state(), "state": state}
+            "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
+            "state": state}
     with atomic_path(path) as tmp:
         torch.save(blob, tmp)
 
@@ -141,6 +144,8 @@ def _load_state(path: Path, module: nn.Module, opt, sched, gen: torch.Generator)
         opt.load_state_dict(blob["optimizer"])
         sched.load_state_dict(blob["scheduler"])
         gen.set_state(blob["generator"])
+        torch.set_rng_state(blob["torch_rng"])
+        np.random.set_state(blob["numpy_rng"])
         return blob["state"]
     except Exception as exc:
         raise RunError(f"{path}: cannot resume from this checkpoint ({exc}); delete it or train without "

@@ -19,6 +19,7 @@ import pandas as pd
 
 from ctnodule.atomic import final_path, write_text
 from ctnodule.data.writer import DatasetWriter
+from ctnodule.errors import DataError
 from ctnodule.registry import Registry
 
 IMPORTERS: Registry[ImportReport] = Registry("importer")
@@ -67,8 +68,15 @@ class Skips:
 
 def finish(writer: DatasetWriter, kind: str, source: str | Path | None, out: str | Path, skips: Skips,
            started: float, **options: Any) -> ImportReport:
-    """Build the report from the rows written so far and store it in the (still temporary) dataset."""
+    """Build the report from the rows written so far and store it in the (still temporary) dataset.
+
+    An import that ends with no sample is a `DataError` listing what was skipped and why."""
     frame = writer.frame()
+    if frame.empty:
+        reasons = [f"{s['item']}: {s['reason']}" for s in skips.items]
+        listed = "; ".join(reasons[:10]) + (f"; ... and {len(reasons) - 10} more" if len(reasons) > 10 else "")
+        raise DataError(f"no samples imported; skipped {len(reasons)}: {listed}" if reasons else
+                        "no samples imported: the source holds nothing this importer reads", source)
     counts: dict[str, dict[str, int]] = {}
     if not frame.empty:
         for (view, mal), n in frame.groupby(["view", "malignancy"]).size().items():

@@ -11,12 +11,14 @@ so one run shows everything to fix. `on_error="skip"` imports the good rows and 
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from ctnodule.data.checks import check_allow, check_ct_slice, fill_spacing
 from ctnodule.data.importers.base import IMPORTERS, ImportReport, Skips, finish
 from ctnodule.data.io import read_nrrd
 from ctnodule.data.measure import mask_geometry
@@ -36,12 +38,18 @@ def import_folder(
     src: str | Path,
     labels: str | Path,
     on_error: str = "raise",
+    spacing: float | None = None,
+    allow: Collection[str] = (),
     force: bool = False,
     progress: bool = True,
 ) -> ImportReport:
-    """Import the NRRD slices under `src` listed in the `labels` CSV."""
+    """Import the NRRD slices under `src` listed in the `labels` CSV.
+
+    Each image is checked as a CT slice (`ctnodule.data.checks`): `spacing` (mm/px) is used for files whose
+    header has none, `allow` lets through what the checks otherwise refuse ("0-255")."""
     if on_error not in ("raise", "skip"):
         raise ConfigError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    allow = check_allow(allow)
     started = time.perf_counter()
     src, labels = Path(src), Path(labels)
     table = read_labels(labels)
@@ -51,7 +59,7 @@ def import_folder(
     loaded: dict[int, tuple[np.ndarray, tuple[float, float], np.ndarray | None]] = {}
     for i, row in tqdm(table.iterrows(), total=len(table), desc="folder", unit="slice", disable=not progress):
         try:
-            loaded[i] = _load(src, row)
+            loaded[i] = _load(src, row, spacing, allow)
         except DataError as exc:
             problems[i] = str(exc)
     for i, msg in _row_problems(table).items():
@@ -126,18 +134,22 @@ def _row_problems(table: pd.DataFrame) -> dict[int, str]:
     return problems
 
 
-def _load(src: Path, row: pd.Series) -> tuple[np.ndarray, tuple[float, float], np.ndarray | None]:
+def _load(src: Path, row: pd.Series, given_spacing: float | None, allow: Collection[str],
+          ) -> tuple[np.ndarray, tuple[float, float], np.ndarray | None]:
     array, spacing = _read_2d(src, row["filename"], "image")
+    spacing = fill_spacing(spacing, given_spacing, src / row["filename"])
     mask = None
     if row.get("mask", "") not in ("", None):
         mask, _ = _read_2d(src, row["mask"], "mask")
         if mask.shape != array.shape:
             raise DataError(f"mask {row['mask']} has shape {mask.shape}, image {array.shape}", src / row["filename"])
         mask = mask > 0
-    return _to_hu(array, src / row["filename"]), spacing, mask
+    array = _to_hu(array, src / row["filename"])
+    check_ct_slice(array, src / row["filename"], allow)
+    return array, spacing, mask
 
 
-def _read_2d(src: Path, name: str, what: str) -> tuple[np.ndarray, tuple[float, float]]:
+def _read_2d(src: Path, name: str, what: str) -> tuple[np.ndarray, tuple[float, ...]]:
     path = src / name
     if name == "":
         raise DataError(f"empty {what} file name")
@@ -151,17 +163,16 @@ def _read_2d(src: Path, name: str, what: str) -> tuple[np.ndarray, tuple[float, 
         spacing = spacing[-2:]
     if array.ndim != 2:
         raise DataError(f"{what} has shape {array.shape}; expected one 2D slice", path)
-    return array, (float(spacing[-2]), float(spacing[-1]))
+    return array, tuple(spacing[-2:])
 
 
 def _to_hu(array: np.ndarray, path: Path) -> np.ndarray:
-    """int16 HU: integers are kept, finite floats rounded; NaN/inf or values outside int16 are errors."""
+    """int16 HU: integers are kept, finite floats rounded; NaN/inf or values outside int16 are errors
+    (8-bit images are refused by `check_ct_slice`)."""
     if np.issubdtype(array.dtype, np.floating):
         if not np.isfinite(array).all():
             raise DataError("image contains NaN or infinite values", path)
         array = np.round(array)
     if array.min() < -32768 or array.max() > 32767:
         raise DataError(f"values {array.min()}..{array.max()} do not fit int16 HU", path)
-    if array.max() <= 255 and array.min() >= 0 and array.dtype == np.uint8:
-        raise DataError("8-bit image (a screenshot?); ctnodule needs CT values in HU", path)
     return array.astype(np.int16)
