@@ -11,7 +11,11 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade "pip>=24"
 
 # Reinstall only when the dependency pins change.
+# pyradiomics 3.0.1 is an sdist whose setup.py imports numpy (no build requirements declared): build it
+# against the pinned numpy without build isolation, before the rest (pip would otherwise fail on it).
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q "$$(grep -o 'numpy==[0-9.]*' pyproject.toml)" "$$(grep -o 'setuptools==[0-9.]*' pyproject.toml)"
+	$(BIN)/pip install -q --no-build-isolation "$$(grep -o 'pyradiomics==[0-9.]*' pyproject.toml)"
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
@@ -41,6 +45,8 @@ bench: setup
 	$(BIN)/python bench/bench_startup.py
 	$(BIN)/ctnodule import voi $(SHARED)/lidc-voi runs/bench/voi --force
 	$(BIN)/python bench/bench_train.py --data runs/bench/voi --out runs/bench/train
+	$(BIN)/python bench/bench_readers.py runs/bench/voi runs/bench/train/default-binary runs/bench/train/default-multiclass
+	$(BIN)/python bench/bench_radiomics.py $(SHARED)/lidc-voi runs/bench/voi runs/bench/train/default-binary runs/bench/train/default-multiclass
 	$(BIN)/python bench/bench_cgan.py $(SHARED)/lidc-voi
 	$(BIN)/python bench/bench_gpu.py runs/bench/voi
 

@@ -78,7 +78,8 @@ def train_cmd(
     head: Annotated[Head | None, typer.Option(help="Classifier head (svm/logreg need --frozen).")] = None,
     freeze: Annotated[bool | None, typer.Option("--frozen/--finetune",
                                                 help="Frozen backbone (cached features) or fine-tune it.")] = None,
-    tabular: Annotated[str | None, typer.Option(help="Tabular inputs: none | size | descriptors.")] = None,
+    tabular: Annotated[str | None, typer.Option(
+        help="Tabular inputs: none | size | descriptors | radiomics (3D, import voi --radiomics) | radiomics2d.")] = None,
     folds: Annotated[int | None, typer.Option(min=2, help="k of patient-grouped k-fold CV (default 5).")] = None,
     holdout: Annotated[float | None, typer.Option(help="Instead of CV: one patient-grouped split with this share "
                                                        "held out (e.g. 0.2).")] = None,

@@ -46,8 +46,9 @@ class TrainConfig(StrictModel):
     freeze_backbone: bool = False  # True: features once (cached), only the head trains
     channels: Literal["grey", "context"] = "context"  # context = 3 neighbouring slices (2.5D) when present
     # tabular features concatenated to the image features: none | size (log equivalent diameter from mask x
-    # spacing) | descriptors (size, shape, HU density, rim; see models/descriptors.py)
-    tabular: Literal["none", "size", "descriptors"] = "size"
+    # spacing) | descriptors (size, shape, HU density, rim; see models/descriptors.py) | radiomics (3D IBSI
+    # features stored by `import voi --radiomics`) | radiomics2d (IBSI features of the slice + mask)
+    tabular: Literal["none", "size", "descriptors", "radiomics", "radiomics2d"] = "size"
     optimizer: Literal["adam", "adamw"] = "adamw"
     lr: float = 1e-3
     backbone_lr: float | None = None  # fine-tuning: backbone lr (None = lr)

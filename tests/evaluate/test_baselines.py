@@ -86,3 +86,19 @@ def test_size_baseline_on_the_real_voi_sheet(voi_frame):
     assert result["majority"]["accuracy"] == pytest.approx(1 - voi_frame["label_binary"].mean(), abs=0.01)
     multi = evaluate_baselines(voi_frame, "multiclass", patient_kfold(voi_frame, "multiclass", 5, 0))
     assert multi["size"]["qwk"] > multi["majority"]["qwk"] + 0.3
+
+
+def test_radiomics_baseline_uses_the_manifest_columns_out_of_fold():
+    frame = synthetic_frame()
+    rng = np.random.default_rng(1)
+    # two informative "features" (log size, noisy) and one constant, plus a missing value
+    frame["radiomics_shape_A"] = np.log(frame["diameter_mm"]) + rng.normal(0, 0.05, len(frame))
+    frame["radiomics_firstorder_B"] = rng.normal(0, 1, len(frame))
+    frame["radiomics_glcm_C"] = 1.0
+    frame.loc[0, "radiomics_shape_A"] = np.nan
+    splits = patient_kfold(frame, "binary", folds=4, seed=0)
+    got = evaluate_baselines(frame, "binary", splits)
+    assert set(got) == {"majority", "size", "radiomics"}
+    assert got["radiomics"]["n"] == len(frame) and got["radiomics"]["roc_auc"] > 0.8
+    assert "radiomics" not in evaluate_baselines(frame.drop(columns=[c for c in frame if c.startswith("radiomics_")]),
+                                                 "binary", splits)

@@ -54,3 +54,18 @@ def test_scaler_fills_missing_with_training_median_and_warns():
     assert out[0, 0] == pytest.approx(0.0, abs=1e-6)  # the median (3) is the mean here
     with pytest.raises(ConfigError):
         TabularScaler().fit(np.full((3, 1), np.nan))
+
+
+def test_radiomics_sets_read_the_3d_columns_or_compute_2d_and_name_the_fix():
+    from ctnodule.data.radiomics import feature_names
+
+    disc = _disc(10)
+    hu = np.where(disc > 0, 40.0, -800.0)
+    plain = Slice(hu, (0.7, 0.7), meta={"sample_id": "s1"}, mask=disc)
+    two_d = tabular_features([plain, Slice(hu, (0.7, 0.7), meta={})], "radiomics2d")
+    assert two_d.shape == (2, 102) and np.isfinite(two_d[0]).all() and np.isnan(two_d[1]).all()
+    with pytest.raises(ConfigError, match="import voi --radiomics"):
+        tabular_features([plain], "radiomics")
+    names = feature_names(two_d=False)
+    stored = Slice(hu, (0.7, 0.7), meta={n: float(i) for i, n in enumerate(names)}, mask=disc)
+    assert tabular_features([stored], "radiomics").tolist() == [list(map(float, range(107)))]

@@ -22,6 +22,7 @@ from ctnodule.vocab import N_CLASSES, task_labels
 
 def generated_frame(n_patients: int = 90, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
+    readers = np.random.default_rng(seed + 1)  # 3-4 readers within one score of the label, as in LIDC
     rows = []
     for p in range(n_patients):
         for j in range(int(rng.integers(1, 4))):
@@ -30,7 +31,9 @@ def generated_frame(n_patients: int = 90, seed: int = 0) -> pd.DataFrame:
             grade = int(np.clip(np.rint(1 + 1.5 * (log_d - 1.0) + 0.5 * texture + rng.normal(0, 0.5)), 1, 5))
             rows.append({"sample_id": f"LIDC-{p:04d}_R_{j}", "patient_id": f"LIDC-{p:04d}", "view": "nodule",
                          "malignancy": grade, "label_binary": int(grade >= 4), "diameter_mm": float(np.exp(log_d)),
-                         "texture": texture})
+                         "texture": texture, "reader_ratings": ";".join(
+                             str(int(np.clip(grade + readers.integers(-1, 2), 1, 5)))
+                             for _ in range(int(readers.integers(3, 5))))})
     return pd.DataFrame(rows)
 
 

@@ -32,6 +32,13 @@ def test_metrics_json_has_the_documented_structure(make_run, task):
     assert metrics["baselines"]["size"]["n"] == metrics["n"]
     assert [f["fold"] for f in metrics["folds"]] == [0, 1, 2]
     assert sum(f["n"] for f in metrics["folds"]) == metrics["n"]
+    assert list(metrics["by_size"]) == ["<6 mm", "6-10 mm", "10-20 mm", ">20 mm"]
+    assert sum(b["n"] for b in metrics["by_size"].values()) == metrics["n"]
+    assert 0 < metrics["auc_excluding_3"]["n"] < metrics["n"]
+    agree = metrics["readers"]["unique"]
+    assert metrics["readers"]["n_nodules"]["unique"] == metrics["n"]
+    assert set(agree) == {"reader_vs_reader", "others_vs_reader", "model_vs_reader"}
+    assert ("qwk" in agree["model_vs_reader"]) == (task == "multiclass")
 
 
 def test_model_card_page_and_figures(make_run):
@@ -45,6 +52,8 @@ def test_model_card_page_and_figures(make_run):
     assert f"{metrics['qwk']:.3f}" in html and f"{metrics['baselines']['size']['qwk']:.3f}" in html
     assert "3-fold cross-validation" in html and "window(level=-600, width=1500) -&gt; resample" in html
     assert "RANDOM WEIGHTS" not in html
+    assert "Radiologist-level agreement" in html and "consensus vs reader" in html
+    assert "By nodule size" in html and "score-3 nodules left out" in html
     for name in ("confusion_matrix", "roc", "calibration", "learning_curves"):
         png = run / "figures" / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

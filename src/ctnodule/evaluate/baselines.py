@@ -7,7 +7,12 @@
   and little else. Size is the mask-measured equivalent diameter (`mask_diameter_mm`) when the dataset has
   it, else the source's `diameter_mm`, else computed from the mask files (area x pixel spacing).
 
-Both give out-of-fold probabilities: each sample is predicted by the model fitted on the folds that do not
+- `radiomics`: the radiomics researcher's standard — pyradiomics' 107 IBSI features (`data.radiomics`)
+  + a logistic regression (median-imputed, standardised, L2 with C = 0.1). The 3D VOI features when the
+  manifest has `radiomics_*` columns (`import voi --radiomics`), else the 2D features of each row's slice
+  and mask (needs `root`); left out when neither exists.
+
+All give out-of-fold probabilities: each sample is predicted by the model fitted on the folds that do not
 hold it (for a holdout, only the held-out samples are predicted; the rest stay NaN). `evaluate_baselines`
 scores them with `compute_metrics` on exactly the rows the model is scored on.
 """
@@ -67,7 +72,8 @@ def size_baseline(
 def evaluate_baselines(
     frame: pd.DataFrame, task: str, splits: list[Split], root: str | Path | None = None
 ) -> dict[str, dict]:
-    """{"majority": metrics, "size": metrics} of the out-of-fold baseline predictions on `splits`.
+    """{"majority": metrics, "size": metrics[, "radiomics": metrics]} of the out-of-fold baseline
+    predictions on `splits`.
 
     Scored on every sample that is in a validation set (all of them for k-fold CV), like the model's
     out-of-fold predictions, so the numbers sit side by side in the model card.
@@ -79,10 +85,60 @@ def evaluate_baselines(
     if not scored.any():
         raise DataError("the splits have no validation samples: nothing to evaluate the baselines on")
     out = {}
-    for name, oof in (("majority", majority_baseline(frame, task, splits)),
-                      ("size", size_baseline(frame, task, splits, root))):
+    baselines = [("majority", majority_baseline(frame, task, splits)), ("size", size_baseline(frame, task, splits, root))]
+    table = radiomics_table(frame, root)
+    if table is not None:
+        baselines.append(("radiomics", radiomics_baseline(frame, task, splits, table)))
+    for name, oof in baselines:
         out[name] = compute_metrics(y[scored], oof[scored], task)
     return out
+
+
+#: L2 strength of the radiomics logistic regression (107 strongly correlated features, ~600 training rows)
+RADIOMICS_C = 0.1
+
+
+def radiomics_table(frame: pd.DataFrame, root: str | Path | None = None) -> np.ndarray | None:
+    """(n, d) radiomics features: the manifest's `radiomics_*` columns (3D), else 2D from each row's slice
+    and mask files under `root`; None when there are neither (rows without a mask are NaN)."""
+    from ctnodule.data.radiomics import PREFIX, features_2d
+
+    columns = sorted(c for c in frame.columns if c.startswith(PREFIX))
+    if columns:
+        return frame[columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+    if root is None or "mask_path" not in frame.columns:
+        return None
+    from ctnodule.data.io import read_nrrd
+
+    rows = []
+    for image_rel, mask_rel in zip(frame["path"], frame["mask_path"]):
+        if not isinstance(mask_rel, str) or not mask_rel:
+            rows.append({})
+            continue
+        hu, spacing = read_nrrd(Path(root) / image_rel)
+        mask, _ = read_nrrd(Path(root) / mask_rel)
+        rows.append(features_2d(hu, mask, spacing))
+    table = pd.DataFrame(rows)
+    return None if table.empty else table[sorted(table.columns)].to_numpy(dtype=float)
+
+
+def radiomics_baseline(frame: pd.DataFrame, task: str, splits: list[Split], table: np.ndarray) -> np.ndarray:
+    """Out-of-fold (n, n_classes) probabilities of the radiomics logistic regression (module doc)."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    y = task_labels(frame, task)
+    oof = np.full((len(frame), N_CLASSES[task]), np.nan)
+    x = np.where(np.isfinite(table), table, np.nan)
+    for train, val in splits:
+        model = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler(),
+                              LogisticRegression(C=RADIOMICS_C, max_iter=5000))
+        model.fit(x[train], y[train])
+        oof[val] = 0.0
+        oof[np.ix_(val, model.classes_)] = model.predict_proba(x[val])
+    return oof
 
 
 def nodule_size_mm(frame: pd.DataFrame, root: str | Path | None = None) -> np.ndarray:

@@ -5,7 +5,9 @@ The training engine writes `oof_predictions.csv` (sample_id, patient_id, fold, y
 
     {n, accuracy, ..., roc_auc, [qwk, within_one], per_class,      # pooled out-of-fold metrics
      ci: {metric: [lo, hi]},                                       # patient-cluster bootstrap, 95 %
-     baselines: {majority: {...}, size: {...}},                    # same splits (needs the dataset frame)
+     baselines: {majority: {...}, size: {...}, [radiomics: {...}]}, # same splits (needs the dataset frame)
+     by_size: {band: {...}}, auc_excluding_3: {...},               # "sees more than size?" (evaluate.strata)
+     readers: {...},                                               # when reader_ratings exist (evaluate.readers)
      folds: [{fold, n, accuracy, ...}, ...]}                       # per-fold metrics -> CV mean ± sd
 
 Pooled out-of-fold metrics use every sample once, so they are the headline numbers; the per-fold list shows
@@ -57,6 +59,7 @@ def evaluate_oof(
     metrics["baselines"] = {}
     if frame is not None and splits is not None:
         metrics["baselines"] = {name: _scalars(m) for name, m in evaluate_baselines(frame, task, splits, root).items()}
+        metrics.update(_size_and_readers(oof, proba, task, frame, splits, root, n_boot, seed))
     metrics["folds"] = []
     if "fold" in oof.columns:
         for fold, part in oof.groupby("fold", sort=True):
@@ -65,6 +68,32 @@ def evaluate_oof(
                 fold_metrics = _scalars(compute_metrics(*oof_arrays(part, task), task))
             metrics["folds"].append({"fold": int(fold), **fold_metrics})
     return metrics
+
+
+def _size_and_readers(oof: pd.DataFrame, proba: np.ndarray, task: str, frame: pd.DataFrame, splits: list[Split],
+                      root: str | Path | None, n_boot: int, seed: int) -> dict:
+    """The by-size, score-3-excluded and reader-agreement blocks; {} when `oof` rows are not in `frame`."""
+    from ctnodule.evaluate.baselines import nodule_size_mm, size_baseline
+    from ctnodule.evaluate.readers import evaluate_readers
+    from ctnodule.evaluate.strata import auc_excluding_3, by_size
+
+    position = pd.Series(np.arange(len(frame)), index=frame["sample_id"].astype(str))
+    idx = position.reindex(oof["sample_id"].astype(str)).to_numpy() if "sample_id" in oof.columns else None
+    if idx is None or np.isnan(idx).any():
+        return {}
+    idx = idx.astype(int)
+    rows = frame.iloc[idx]
+    y = oof["y_true"].to_numpy(dtype=int)
+    groups = oof["patient_id"].astype(str).to_numpy() if "patient_id" in oof.columns else rows["patient_id"].astype(str).to_numpy()
+    sizes = nodule_size_mm(frame, root)[idx]
+    size_proba = size_baseline(frame, task, splits, root)[idx]
+    known = np.isfinite(sizes)
+    out = {
+        "by_size": by_size(y[known], proba[known], size_proba[known], sizes[known], task, groups[known], n_boot, seed),
+        "auc_excluding_3": auc_excluding_3(rows["malignancy"].to_numpy(dtype=int), proba, task, groups, n_boot, seed),
+    }
+    readers = evaluate_readers(rows, proba, n_boot, seed)
+    return {**out, "readers": readers} if readers else out
 
 
 def _scalars(metrics: dict) -> dict:

@@ -6,7 +6,10 @@ the 5-class task; CNN features add on top of them. These are the classic radiomi
 radiologist reads off the image — NOT the LIDC readers' semantic ratings (spiculation, margin, ...) some
 manifests carry: those come from the same readers as the malignancy label and would leak it.
 
-Sets by name: `size` (log equivalent diameter) and `descriptors` (size, shape, HU density, rim).
+Sets by name: `size` (log equivalent diameter) and `descriptors` (size, shape, HU density, rim);
+`radiomics` (pyradiomics' 107 IBSI features of the 3D VOI, stored by `import voi --radiomics` as
+`radiomics_*` manifest columns: a sample without them is an error naming that fix) and `radiomics2d`
+(102 features of the decision slice and its mask, computed here, so a single DICOM + mask works too).
 Everything is 2D on the decision slice (the centre of a 2.5D stack), so a single DICOM + mask gives
 the same features as a dataset row. A slice without a mask gets NaN (filled by the scaler).
 """
@@ -32,19 +35,46 @@ DESCRIPTOR_NAMES = SIZE_NAMES + [
 TABULAR_SETS = {"none": [], "size": SIZE_NAMES, "descriptors": DESCRIPTOR_NAMES}
 
 
+RADIOMICS_SETS = ("radiomics", "radiomics2d")
+
+
 def feature_names(kind: str) -> list[str]:
+    if kind in RADIOMICS_SETS:
+        from ctnodule.data.radiomics import feature_names as radiomics_names
+
+        return radiomics_names(two_d=kind == "radiomics2d")
     if kind not in TABULAR_SETS:
-        raise ConfigError(f"unknown tabular feature set {kind!r}; expected one of {sorted(TABULAR_SETS)}")
+        raise ConfigError(f"unknown tabular feature set {kind!r}; expected one of "
+                          f"{sorted([*TABULAR_SETS, *RADIOMICS_SETS])}")
     return list(TABULAR_SETS[kind])
 
 
 def tabular_features(slices: Sequence[Slice], kind: str) -> np.ndarray:
     """(N, D) raw features of `kind` (NaN where a sample has no mask/size)."""
     names = feature_names(kind)
+    if kind in RADIOMICS_SETS:
+        return _radiomics(slices, kind, names)
     out = np.full((len(slices), len(names)), np.nan)
     for i, s in enumerate(slices):
         d = describe(s, full=kind == "descriptors")
         out[i] = [d.get(n, np.nan) for n in names]
+    return out
+
+
+def _radiomics(slices: Sequence[Slice], kind: str, names: list[str]) -> np.ndarray:
+    from ctnodule.data.radiomics import features_2d
+
+    out = np.full((len(slices), len(names)), np.nan)
+    for i, s in enumerate(slices):
+        if kind == "radiomics":
+            if names[0] not in s.meta:
+                raise ConfigError(f"sample {s.meta.get('sample_id', i)!r} has no radiomics_* columns: import the "
+                                  "VOIs with `ctnodule import voi --radiomics`, or use --tabular radiomics2d")
+            out[i] = [float(s.meta.get(n, np.nan)) for n in names]
+        elif s.mask is not None and np.any(s.mask):
+            hu = s.array if s.array.ndim == 2 else s.array[s.array.shape[0] // 2]
+            found = features_2d(hu, s.mask, s.spacing)
+            out[i] = [found.get(n, np.nan) for n in names]
     return out
 
 

@@ -184,17 +184,67 @@ def _metrics_block(page: HtmlReport, metrics: dict, task: str, names: list[str])
         if len(folds) > 1:
             row["fold mean ± sd"] = (f"{folds[key].mean():.3f} ± {folds[key].std(ddof=1):.3f}"
                                      if key in folds and key != "n" else "")
-        for name in ("majority", "size"):
-            row[f"{name} baseline"] = _fmt(base.get(name, {}).get(key), key) if base else "not computed"
+        for name in ("majority", "size", "radiomics"):
+            if name in base or name != "radiomics":
+                row[f"{name} baseline"] = _fmt(base.get(name, {}).get(key), key) if base else "not computed"
         rows.append(row)
     page.table(pd.DataFrame(rows), caption="Out-of-fold metrics of the model beside the baselines on the same "
-               "splits (majority: training-fold class prior; size: logistic regression on log nodule diameter). "
-               f"{MISSING}: not defined on these predictions (e.g. ROC-AUC when a class is absent, a CI when "
-               "the bootstrap could not compute it).")
+               "splits (majority: training-fold class prior; size: logistic regression on log nodule diameter; "
+               f"radiomics: pyradiomics IBSI features + logistic regression). {MISSING}: not defined on these "
+               "predictions (e.g. ROC-AUC when a class is absent, a CI when the bootstrap could not compute it).")
+    _size_block(page, metrics)
+    _readers_block(page, metrics.get("readers") or {})
     per_class = metrics.get("per_class") or {}
     if per_class:
         table = pd.DataFrame([{"class": c, **v} for c, v in per_class.items()])
         page.table(table.map(lambda v: _fmt(v) if not isinstance(v, str) else v), caption="Per class")
+
+
+def _with_ci(value: Any, ci: Any) -> str:
+    return _fmt(value) + (f" [{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else "")
+
+
+def _size_block(page: HtmlReport, metrics: dict) -> None:
+    """Does the model see more than size? AUC/QWK per size band beside size alone, gain with paired CI."""
+    bands = metrics.get("by_size") or {}
+    if not bands:
+        return
+    page.heading("By nodule size")
+    rows = []
+    for band, m in bands.items():
+        row = {"size band": band, "n": m.get("n"), "malignant": m.get("n_malignant")}
+        for key in ("roc_auc", "qwk"):
+            if key in m:
+                row[f"{key} model"], row[f"{key} size alone"] = _fmt(m[key]["a"]), _fmt(m[key]["b"])
+                row[f"{key} gain [95% CI]"] = _with_ci(m[key]["diff"], m[key]["ci"])
+        rows.append(row)
+    page.table(pd.DataFrame(rows).fillna(""), caption="Binary ROC-AUC (5-class: P(4)+P(5)) and QWK within each "
+               "band of measured mask diameter; gain over the size-only baseline with a paired patient-bootstrap CI")
+    ex3 = metrics.get("auc_excluding_3")
+    if ex3:
+        page.paragraph(f"Binary ROC-AUC with the score-3 nodules left out (the NoduleMNIST3D / most-papers "
+                       f"protocol; n = {ex3['n']}): {_with_ci(ex3['roc_auc'], ex3['ci'])}, beside "
+                       f"{_fmt(ex3.get('roc_auc_with_3'))} on our own protocol (every nodule, 3 counted as benign).")
+
+
+def _readers_block(page: HtmlReport, readers: dict) -> None:
+    """The model beside the radiologists: reader vs reader, other readers' consensus vs reader, model vs reader."""
+    if not readers.get("unique"):
+        return
+    page.heading("Radiologist-level agreement")
+    names = {"reader_vs_reader": "reader vs reader", "others_vs_reader": "other readers' consensus vs reader",
+             "model_vs_reader": "model vs reader"}
+    rows = []
+    for key, label in names.items():
+        m = readers["unique"].get(key)
+        if m:
+            rows.append({"comparison": label, "pairs": m["n_pairs"], "patients": m["n_patients"],
+                         **{k: _with_ci(m[k], m[f"{k}_ci"]) if k in m else "" for k in ("qwk", "exact", "within_one",
+                                                                                      "roc_auc")}})
+    n = readers.get("n_nodules", {})
+    page.table(pd.DataFrame(rows), caption=f"Against each single reader's rating, {n.get('unique', 0)} nodules with "
+               f"uniquely matched readers (95% patient-bootstrap CIs); {n.get('approximate', 0)} nodules matched "
+               f"to their readers only approximately are counted apart. {readers.get('rule', '')}.")
 
 
 def _figures_block(page: HtmlReport, cfg: dict, run: Path, y: np.ndarray, proba: np.ndarray,

@@ -38,6 +38,7 @@ class ImportReport:
     skipped: list[dict[str, str]]  # {"item": ..., "reason": ...}
     seconds: float
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    details: dict[str, Any] = dataclasses.field(default_factory=dict)  # importer-specific findings
 
     @property
     def path(self) -> Path:
@@ -67,7 +68,7 @@ class Skips:
 
 
 def finish(writer: DatasetWriter, kind: str, source: str | Path | None, out: str | Path, skips: Skips,
-           started: float, **options: Any) -> ImportReport:
+           started: float, details: dict[str, Any] | None = None, **options: Any) -> ImportReport:
     """Build the report from the rows written so far and store it in the (still temporary) dataset.
 
     An import that ends with no sample is a `DataError` listing what was skipped and why."""
@@ -85,6 +86,7 @@ def finish(writer: DatasetWriter, kind: str, source: str | Path | None, out: str
         kind=kind, source="" if source is None else str(source), out=str(final_path(out)), n_samples=len(frame),
         counts=counts, skipped=skips.items, seconds=round(time.perf_counter() - started, 2),
         options={k: (list(v) if isinstance(v, tuple) else v) for k, v in options.items()},
+        details=details or {},
     )
     write_text(writer.folder / REPORT, json.dumps(dataclasses.asdict(report), indent=2) + "\n")
     return report

