@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO   ?= runs/demo
 
-.PHONY: demo test setup bench lint clean
+.PHONY: demo test setup browser bench lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,15 @@ setup: $(VENV)/.installed
 demo: setup
 	$(BIN)/ctnodule run --out $(DEMO) --force
 
-test: setup
+# Headless Chromium for tests/test_demo_pages.py (Debian's packages; no browser download). Installed when
+# missing and we are root with apt-get; otherwise that test skips and says why.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; \
+	else echo "note: chromium/chromedriver missing and not root: the page test in headless Chromium will skip"; fi
+
+test: setup browser
 	$(BIN)/python -m pytest -q
 
 # Speed/accuracy benchmarks: each prints its numbers (real data from $(SHARED) where present).

@@ -35,6 +35,33 @@ def test_dir_refuses_to_overwrite_without_force_and_replaces_only_on_success(tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_outputs_get_the_permissions_the_umask_gives(tmp_path, umask):
+    import os
+
+    old = os.umask(umask)
+    try:
+        page = write_text(tmp_path / "report.html", "<p>shared</p>")
+        with atomic_dir(tmp_path / "run") as tmp:
+            write_text(tmp / "config.yaml", "a: 1")
+    finally:
+        os.umask(old)
+    assert page.stat().st_mode & 0o777 == 0o666 & ~umask
+    assert (tmp_path / "run").stat().st_mode & 0o777 == 0o777 & ~umask
+    assert (tmp_path / "run" / "config.yaml").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_final_path_names_where_a_temporary_build_will_live(tmp_path):
+    from ctnodule.atomic import final_path, in_build
+
+    with atomic_dir(tmp_path / "runs" / "demo") as tmp:
+        inner = tmp / "data" / "manifest.csv"
+        assert in_build(inner) and tmp.name.startswith(".demo.tmp-")
+        assert final_path(inner) == tmp_path / "runs" / "demo" / "data" / "manifest.csv"
+    assert not in_build(tmp_path / "runs" / ".hidden" / "x")
+    assert final_path("relative/.a.b.tmp-x1_y/c") == Path("relative/a.b/c")
+
+
 def test_unwritable_places_are_one_line_config_errors(tmp_path):
     """A file where a folder is expected, or a folder nobody may write (here /proc, read-only even for
     root): a `ConfigError` naming the path, not an OSError traceback, and nothing left behind."""

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from ctnodule.cli import main
@@ -31,6 +33,51 @@ def test_unknown_option_is_a_usage_error(capsys):
         main(["run", "--no-such-option"])
     assert info.value.code == 2
     assert "no-such-option" in capsys.readouterr().err
+
+
+def test_version_and_commands_in_pipeline_order(capsys):
+    import click
+    import typer
+
+    import ctnodule
+    from ctnodule.cli import PIPELINE, app
+
+    main(["--version"])
+    assert capsys.readouterr().out.strip() == f"ctnodule {ctnodule.__version__}"
+    group = typer.main.get_group(app)
+    assert group.list_commands(click.Context(group)) == list(PIPELINE)
+    main(["--help"])
+    out = capsys.readouterr().out
+    positions = [out.index(f"│ {name} ") for name in PIPELINE]
+    assert positions == sorted(positions)  # what a person reads: import first, run last
+
+
+def test_run_writes_under_a_folder_named_after_the_data(monkeypatch, tmp_path):
+    import ctnodule.workflow
+
+    called = {}
+    monkeypatch.setattr(ctnodule.workflow, "run_all", lambda data, out, **kw: called.setdefault("out", out))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lidc-voi").mkdir()
+    main(["run", "lidc-voi"])
+    assert called.pop("out") == Path("runs") / "lidc-voi"
+    main(["run"])
+    assert called.pop("out") == Path("runs") / "phantom"
+
+
+def test_every_command_that_writes_takes_force_and_every_trainer_takes_device():
+    import typer
+
+    from ctnodule.cli import app
+
+    group = typer.main.get_group(app)
+    commands = {**group.commands, **{f"import {n}": c for n, c in group.commands["import"].commands.items()}}
+    writes = set(commands) - {"import"}
+    for name in writes:
+        force = [p for p in commands[name].params if "--force" in p.opts]
+        assert force and not force[0].secondary_opts, f"{name}: no --force flag"  # a flag, never --no-force
+    for name in ("train", "evaluate", "benchmark", "balance-benchmark", "run"):
+        assert "--device" in {o for p in commands[name].params for o in p.opts}, name
 
 
 def test_messages_show_plain_numbers(monkeypatch, tmp_path, capsys):

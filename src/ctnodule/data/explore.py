@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ctnodule.atomic import atomic_path
+from ctnodule.atomic import atomic_path, final_path
 from ctnodule.data import explore_figures as figs
 from ctnodule.data.explore_stats import (
     class_distribution,
@@ -21,9 +21,9 @@ from ctnodule.data.explore_stats import (
     shape_distribution,
     slice_stats,
 )
-from ctnodule.data.manifest import read_manifest
+from ctnodule.data.manifest import read_manifest, synthetic_info
 from ctnodule.errors import ConfigError
-from ctnodule.pages import HtmlReport
+from ctnodule.pages import HtmlReport, shown_path, synthetic_banner
 
 PAGE = "report.html"
 
@@ -36,25 +36,27 @@ def explore(
     samples_per_class: int = 8,
     seed: int = 0,
     progress: bool = False,
+    index: Path | None = None,
+    force: bool = False,
 ) -> Path:
-    """Write the exploration report of the dataset at `data` into folder `out`; returns the HTML page."""
+    """Write the exploration report of the dataset at `data` into folder `out`; returns the HTML page.
+    An existing non-empty `out` is refused unless `force`. `index`: the page this one belongs to (e.g. the
+    `ctnodule run` index), linked at the top."""
     if min_shape_count < 0 or samples_per_class < 1:
         raise ConfigError("min_shape_count must be >= 0 and samples_per_class >= 1")
     data, out = Path(data), Path(out)
     frame = read_manifest(data)
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise ConfigError(f"{out}: report folder exists and is not empty; pass --force to replace its report")
     stats = slice_stats(data, frame, progress=progress)
     dist = class_distribution(frame)
     shape_table = shape_distribution(stats, min_shape_count)
     pct = percentile_table(stats)
     weights = class_weights_table(frame)
 
-    synthetic = "synthetic" in frame and (pd.to_numeric(frame["synthetic"], errors="coerce") == 1).any()
-    title = f"Data exploration: {data.name}" + (" (SYNTHETIC phantom data)" if synthetic else "")
-    rep = HtmlReport(title, subtitle=str(data.resolve()))
+    rep = HtmlReport(f"Data exploration: {final_path(data).name}", subtitle=f"dataset {shown_path(data, out)}",
+                     banner=synthetic_banner(synthetic_info(frame)), nav=[("index", index)] if index else ())
     rep.heading("Overview").table(_overview(frame, stats), float_format="{:.2f}")
-    if synthetic:
-        rep.paragraph("This dataset contains generated (synthetic) samples: use it to check the pipeline, "
-                      "never to report accuracy.")
     rep.heading("Class distribution")
     rep.figure(figs.class_distribution(dist), "class_distribution", "Samples per class, all and per view.")
     rep.table(_wide(dist, "n", "{:.0f}"), caption="Samples per class and view")

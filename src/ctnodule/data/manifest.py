@@ -41,6 +41,24 @@ OPTIONAL = {
     "synthetic": "1 for generated data (phantom, GAN), 0 for real scans",
 }
 
+#: `source` values of generated samples, and how pages name them (a row with `synthetic` = 1 counts too)
+GENERATED_SOURCES = {"synthetic": "CT phantom", "phantom": "CT phantom", "cgan": "conditional GAN", "gan": "GAN"}
+
+
+def synthetic_info(frame: pd.DataFrame) -> dict | None:
+    """How much of a dataset is generated: {n_synthetic, n_samples, sources} or None when every sample is a
+    real scan. Pages (`ctnodule.pages.synthetic_banner`) and run folders (config.yaml) carry it, so no
+    number from a phantom, a GAN or a real+generated mix is ever shown as if it came from patients."""
+    blank = pd.Series("", index=frame.index)
+    source = frame.get("source", blank).astype(str).str.lower()
+    flagged = pd.to_numeric(frame.get("synthetic", blank), errors="coerce") == 1
+    generated = (flagged | source.isin(list(GENERATED_SOURCES))).to_numpy()
+    if not generated.any():
+        return None
+    names = sorted({GENERATED_SOURCES.get(s, s) for s in source[generated]})
+    return {"n_synthetic": int(generated.sum()), "n_samples": len(frame), "sources": names}
+
+
 def read_manifest(root: str | Path) -> pd.DataFrame:
     """Read and validate `root/manifest.csv` (schema only; `validate_files` checks the arrays)."""
     root = Path(root)

@@ -7,13 +7,10 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-import pandas as pd
-
 from ctnodule.errors import ConfigError
 from ctnodule.evaluate.bootstrap import bootstrap_ci
 from ctnodule.evaluate.metrics import compute_metrics
-from ctnodule.evaluate.plots import calibration_figure, confusion_matrix_figure, roc_figure
-from ctnodule.pages import HtmlReport
+from ctnodule.evaluate.page import evaluation_page
 from ctnodule.predict.apply import dataset_slices, prediction_rows, write_csv
 from ctnodule.predict.run import load_run
 from ctnodule.runfolder import write_metrics
@@ -23,7 +20,7 @@ from ctnodule.vocab import task_labels
 def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n_boot: int = 1000,
                  force: bool = False, device: str = "cpu") -> dict:
     """Score the run's final model on another labelled dataset: `out/metrics.json`, predictions.csv,
-    figures and report.html. Returns the metrics dictionary.
+    figures and report.html. Returns the metrics dictionary. `device`: where the model computes.
 
     `out` is checked before anything is computed: never a run folder (its own metrics.json and report.html
     would be overwritten), and an existing non-empty folder only with `force`. Patients of `data` the run
@@ -58,16 +55,9 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n_boot:
         write_metrics(tmp, metrics)
         write_csv(tmp / "predictions.csv",
                   prediction_rows(predictor, proba, ds.frame["sample_id"].astype(str).tolist(), y))
-        names = predictor.class_names
-        page = HtmlReport(f"Evaluation of {Path(run_dir).name} on {ds.root.name}",
-                          subtitle=f"{len(ds)} {predictor.view} samples, {predictor.task}")
-        if seen:
-            page.paragraph(seen_in_training(len(seen), metrics["n_patients"]))
-        page.table(pd.DataFrame([{k: v for k, v in metrics.items() if isinstance(v, (int, float))}]), "metrics")
-        page.figure(confusion_matrix_figure(y, proba.argmax(1), names), "confusion_matrix", "confusion matrix")
-        page.figure(roc_figure(y, proba, names), "roc", "ROC")
-        page.figure(calibration_figure(y, proba, names), "calibration", "reliability diagram")
-        page.save(tmp / "report.html")
+        warning = [seen_in_training(len(seen), metrics["n_patients"])] if seen else []
+        evaluation_page(run_dir, ds, predictor.view, predictor.task, predictor.class_names, metrics, y, proba,
+                        warnings=warning).save(tmp / "report.html")
     return metrics
 
 

@@ -1,13 +1,15 @@
 """The explain report: a gallery grouped by true class with correct and wrong predictions side by side
 (the seed's figures 27-30), and the localisation distribution against its chance level.
 
-Each gallery figure is one true class: correct predictions on the left, wrong ones on the right, the most
+Each gallery figure is one true class: correct predictions above, wrong ones below, the most
 confident first (confident mistakes are the ones worth looking at); each tile is the overlay with the
-nodule outline, its predicted class, probability, heat share on the nodule and pointing-game hit.
+nodule outline, its predicted class, probability, heat share on the nodule and pointing-game hit, under a
+colour bar that says what the colours mean. A side's title says how many it has and how many are shown.
 """
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ctnodule.pages import HtmlReport
+from ctnodule.pages import HtmlReport, synthetic_banner
+
+#: heat-map colours (OpenCV's COLORMAP_JET in `overlay.colorize` is matplotlib's "jet")
+CMAP = "jet"
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -29,54 +34,69 @@ def _tile_title(rec: dict[str, Any], class_names: Sequence[str]) -> str:
 
 
 def class_figure(records: list[dict[str, Any]], tiles: dict[str, np.ndarray], true: int,
-                 class_names: Sequence[str], per_side: int = 6, cols: int = 2):
-    """Matplotlib figure for one true class: correct | wrong, `per_side` tiles each, most confident first."""
+                 class_names: Sequence[str], per_side: int = 6, cols: int = 3):
+    """Matplotlib figure for one true class: the correct predictions above the wrong ones, `per_side` tiles
+    each (most confident first) in rows of `cols`, about 350 px a tile on the page, the colour bar below."""
     import matplotlib.pyplot as plt
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
 
     mine = [r for r in records if r["true"] == true]
-    groups = {"correct": [r for r in mine if r["pred"] == true], "wrong": [r for r in mine if r["pred"] != true]}
-    rows = max(1, int(np.ceil(min(per_side, max(len(g) for g in groups.values())) / cols)))
-    fig = plt.figure(figsize=(2.4 * 2 * cols + 0.4, 2.7 * rows + 0.8), layout="constrained")
-    fig.suptitle(f"true class {class_names[true]}", fontsize=12)
-    for sub, (side, group) in zip(fig.subfigures(1, 2, wspace=0.04), groups.items()):
-        sub.suptitle(f"{side}: {len(group)}", fontsize=11, fontweight="bold")
-        axes = np.atleast_1d(sub.subplots(rows, cols, squeeze=False)).ravel()
-        for ax in axes:
+    groups = {"predicted correctly": [r for r in mine if r["pred"] == true],
+              "predicted wrongly": [r for r in mine if r["pred"] != true]}
+    shown = {side: sorted(group, key=lambda r: -r["prob"])[:per_side] for side, group in groups.items()}
+    rows = {side: int(np.ceil(len(tiles_) / cols)) for side, tiles_ in shown.items()}
+    heights = [3.9 * n if n else 0.5 for n in rows.values()]
+    fig = plt.figure(figsize=(11, sum(heights) + 0.9), layout="constrained")
+    body, legend = fig.subfigures(2, 1, height_ratios=[sum(heights), 0.9])
+    for sub, (side, group), height in zip(body.subfigures(2, 1, height_ratios=heights), groups.items(), heights):
+        more = f" ({len(shown[side])} most confident shown)" if len(shown[side]) < len(group) else ""
+        title = f"true {class_names[true]}, {side}: {len(group)}{more}"
+        sub.suptitle(title if group else f"{title} (none)", fontsize=11, fontweight="bold", x=0.01, ha="left")
+        if not group:
+            continue
+        for ax, rec in zip(np.atleast_1d(sub.subplots(rows[side], cols, squeeze=False)).ravel(),
+                           shown[side] + [None] * (rows[side] * cols - len(shown[side]))):
             ax.axis("off")
-        shown = sorted(group, key=lambda r: -r["prob"])[:per_side]
-        for ax, rec in zip(axes, shown):
-            ax.imshow(tiles[rec["sample_id"]])
-            ax.set_title(_tile_title(rec, class_names), fontsize=7)
-        if not shown:
-            axes[0].text(0.5, 0.5, "none", ha="center", va="center", fontsize=10, color="grey",
-                         transform=axes[0].transAxes)
+            if rec is not None:
+                ax.imshow(tiles[rec["sample_id"]])
+                ax.set_title(_tile_title(rec, class_names), fontsize=8)
+    cax = legend.add_axes((0.1, 0.55, 0.8, 0.18))
+    bar = legend.colorbar(ScalarMappable(Normalize(0, 1), CMAP), cax=cax, orientation="horizontal")
+    bar.set_label("heat (share of the map's maximum); green outline: nodule mask, yellow: its bounding box",
+                  fontsize=9)
+    bar.ax.tick_params(labelsize=8)
     return fig
 
 
 def distribution_figure(records: list[dict[str, Any]]):
     """Histogram of the heat share on the nodule (correct vs wrong) with the chance level, and the
-    pointing-game hit rate beside the rate a random point would reach."""
+    pointing-game hit rate beside the rate a random point would reach. Needs scored records (a nodule
+    outline); `write_report` says so in a sentence when there are none."""
     import matplotlib.pyplot as plt
 
     scored = [r for r in records if r["cam_in_mask"] is not None]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [2, 1]})
     bins = np.linspace(0, 1, 21)
-    for label, group, colour in (("correct", [r for r in scored if r["pred"] == r["true"]], "tab:green"),
-                                 ("wrong", [r for r in scored if r["pred"] != r["true"]], "tab:red")):
-        if group:
-            ax1.hist([r["cam_in_mask"] for r in group], bins=bins, alpha=0.6, color=colour,
-                     label=f"{label} (n={len(group)})")
-    if scored:
-        chance = float(np.mean([r["area_fraction"] for r in scored]))
-        ax1.axvline(chance, color="k", ls="--", lw=1, label=f"flat map (nodule area) {chance:.3f}")
-        ax1.axvline(float(np.mean([r["cam_in_mask"] for r in scored])), color="tab:blue", lw=1.5,
-                    label="mean")
-        hits = [np.mean([r["pointing_game"] for r in g]) if g else np.nan for g in
-                (scored, [r for r in scored if r["pred"] == r["true"]], [r for r in scored if r["pred"] != r["true"]])]
-        ax2.bar(["all", "correct", "wrong"], hits, color=["tab:blue", "tab:green", "tab:red"])
-        ax2.axhline(chance, color="k", ls="--", lw=1, label="random point")
-        ax2.set_ylim(0, 1)
-        ax2.legend(fontsize=8)
+    sides = {"all": scored, "correct": [r for r in scored if r["pred"] == r["true"]],
+             "wrong": [r for r in scored if r["pred"] != r["true"]]}
+    colours = {"all": "tab:blue", "correct": "tab:green", "wrong": "tab:red"}
+    for label in ("correct", "wrong"):
+        if sides[label]:
+            ax1.hist([r["cam_in_mask"] for r in sides[label]], bins=bins, alpha=0.6, color=colours[label],
+                     label=f"{label} (n={len(sides[label])})")
+    chance = float(np.mean([r["area_fraction"] for r in scored]))
+    ax1.axvline(chance, color="k", ls="--", lw=1, label=f"flat map (nodule area) {chance:.3f}")
+    ax1.axvline(float(np.mean([r["cam_in_mask"] for r in scored])), color="tab:blue", lw=1.5, label="mean")
+    present = [k for k, g in sides.items() if g]
+    bars = ax2.bar([f"{k}\n(n={len(sides[k])})" for k in present],
+                   [np.mean([r["pointing_game"] for r in sides[k]]) for k in present],
+                   color=[colours[k] for k in present])
+    ax2.bar_label(bars, fmt="%.2f", fontsize=8)  # a hit rate of 0 is a result, not an empty chart
+    ax2.axhline(chance, color="k", ls="--", lw=1, label="random point")
+    ax2.set_ylim(0, 1)
+    ax2.set_ylabel("hit rate")
+    ax2.legend(fontsize=8)
     ax1.set_xlabel("share of the heat map on the nodule")
     ax1.set_ylabel("samples")
     ax1.legend(fontsize=8)
@@ -99,14 +119,16 @@ def group_table(records: list[dict[str, Any]], class_names: Sequence[str]) -> pd
 
 
 def write_report(path: Path, summary: dict[str, Any], records: list[dict[str, Any]],
-                 tiles: dict[str, np.ndarray], class_names: Sequence[str], attr: Any = None) -> Path:
-    """`report.html` (+ figures/) for one explain run; `attr`: the run's attributions of these samples."""
+                 tiles: dict[str, np.ndarray], class_names: Sequence[str], attr: Any = None,
+                 nav: Sequence[tuple[str, Path]] = (), run: str | None = None, data: str | None = None) -> Path:
+    """`report.html` (+ figures/) for one explain run; `attr`: the run's attributions of these samples;
+    `run`/`data`: how the page names them (default: the summary's paths); `nav`: links back (the index, the
+    run's model card)."""
     rep = HtmlReport(f"Explanations: {summary['method']} on {summary['view']} view ({summary['task']})",
-                     f"run {summary['run']} · data {summary['data']} · layer {', '.join(summary['layers'])}"
-                     + (f" ({summary['grid'][0]} x {summary['grid'][1]} cells)" if summary.get("grid") else ""))
-    if summary.get("synthetic"):
-        rep.paragraph("Synthetic data (phantom): these maps show the code works, not what a model learns "
-                      "from real CT.")
+                     f"run {run or summary['run']} · data {data or summary['data']} · layer "
+                     f"{', '.join(summary['layers'])}"
+                     + (f" ({summary['grid'][0]} x {summary['grid'][1]} cells)" if summary.get("grid") else ""),
+                     banner=synthetic_banner(summary.get("data_synthetic")), nav=nav)
     rep.heading("Localisation")
     sources = ", ".join(f"{k}: {v}" for k, v in summary["region_source"].items())
     rep.paragraph(
@@ -129,19 +151,28 @@ def write_report(path: Path, summary: dict[str, Any], records: list[dict[str, An
         rep.paragraph(f"Caution: the explained layer's map has only {grid[0]} x {grid[1]} cells, upsampled to "
                       "the image; it cannot point at a nodule inside the crop, so these scores sit near chance "
                       f"whatever the model does. Explain an earlier layer for a finer map{hint}.")
-    if records:
+    if summary["n_scored"]:
         rep.figure(distribution_figure(records), "localization", "Heat share on the nodule and pointing game.")
-        rep.table(group_table(records, class_names), "By true class and correctness.")
+    else:
+        rep.paragraph("No chart of the heat on the nodule: none of the explained samples has a nodule outline "
+                      "(mask or bounding box) to measure it against.")
+    if records:
+        rep.table(group_table(records, class_names), "By true class and correctness (—: no sample with a "
+                  "nodule outline in that group).")
     _faithfulness_section(rep, summary.get("faithfulness") or {}, summary["method"])
     if attr is not None:
         _attribution_section(rep, attr, records, path.parent)
     rep.heading("Gallery")
-    rep.paragraph("Per true class: correct predictions left, wrong right, most confident first. Green outline: "
-                  "nodule mask; yellow: bbox. Each sample's panels (slice in lung window, network input, "
-                  "overlay) are in samples/.")
+    if not records:
+        rep.paragraph("No sample was explained.")
+    rep.paragraph("Per true class: the correct predictions, then the wrong ones, most confident first. Every "
+                  "sample's full-size panels (slice in lung window, network input, overlay) are linked below.")
     for t in sorted({r["true"] for r in records}):
         rep.figure(class_figure(records, tiles, t, class_names), f"gallery_true_{t}",
                    f"True class {class_names[t]}.")
+    if records:
+        links = " · ".join(f'<a href="{html.escape(r["png"])}">{html.escape(r["sample_id"])}</a>' for r in records)
+        rep.html(f'<p class="caption">Every explained sample, full size: {links}</p>')
     return rep.save(path)
 
 

@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from ctnodule.atomic import atomic_dir
+from ctnodule.atomic import atomic_dir, final_path
 from ctnodule.data.dataset import SliceDataset
+from ctnodule.data.manifest import synthetic_info
 from ctnodule.errors import ConfigError, CTNoduleError, DataError
 from ctnodule.explain.core import (
     CHUNK,
@@ -35,6 +36,8 @@ from ctnodule.explain.localization import cam_mass_in_mask
 from ctnodule.explain.overlay import write_png
 from ctnodule.explain.why import attribution_outputs, faithfulness_curves
 from ctnodule.models.attribution import to_frame
+from ctnodule.pages import shown_path
+from ctnodule.runfolder import RunPaths
 
 #: a map with fewer cells a side than this cannot point at a nodule inside the image; say so
 COARSE = 4
@@ -60,8 +63,9 @@ def select_samples(labels: np.ndarray, n: int | None, seed: int = 0) -> np.ndarr
 def explain_run(run_dir: str | Path, data: str | Path | SliceDataset, out: str | Path, method: str = "gradcam",
                 n: int | None = None, layer: str | None = None, target: int | None = None,
                 tolerance: float = 0.0, seed: int = 0, force: bool = False, faithfulness: int = 40,
-                log: Callable[[str], None] = print, device: str = "cpu") -> Path:
-    """Explain run `run_dir` on dataset `data` (its samples of the run's view) into folder `out`."""
+                log: Callable[[str], None] = print, device: str = "cpu", index: Path | None = None) -> Path:
+    """Explain run `run_dir` on dataset `data` (its samples of the run's view) into folder `out`.
+    The page links back to `index` (the `ctnodule run` index) when given, and to the run's model card."""
     from tqdm import tqdm
 
     from ctnodule.predict.run import load_run
@@ -122,11 +126,13 @@ def explain_run(run_dir: str | Path, data: str | Path | SliceDataset, out: str |
         bar.close()
         grid = list(cam.grid_) if cam.grid_ else None
         finer = _finer_layer(predictor, slices) if grid and min(grid) < COARSE and layer is None else None
+        generated = synthetic_info(dataset.frame)
         summary = {
-            "method": method, "layers": cam.layers_ or [], "grid": grid, "finer_layer": finer, "run": str(Path(run_dir)), "data": str(dataset.root),
+            "method": method, "layers": cam.layers_ or [], "grid": grid, "finer_layer": finer,
+            "run": str(final_path(run_dir)), "data": str(final_path(dataset.root)),
             "view": predictor.view, "task": predictor.task, "class_names": names,
             "target": "predicted class" if target is None else names[target],
-            "synthetic": _synthetic(dataset),
+            "synthetic": generated is not None, "data_synthetic": generated,
             **summarise(records, tolerance),
             "faithfulness": deletion_summary(curves, seed=seed),
         }
@@ -143,7 +149,11 @@ def explain_run(run_dir: str | Path, data: str | Path | SliceDataset, out: str |
             summary["attribution"] = {"method": attr.method, "space": attr.space,
                                       "mean_abs": dict(zip(attr.names, np.abs(attr.values).mean(0).tolist()))}
         write_json(tmp / "localization.json", {**summary, "per_sample": records})
-        write_report(tmp / "report.html", summary, records, tiles, names, attr)
+        nav = [("index", index)] if index else []
+        if RunPaths(Path(run_dir)).report.is_file():
+            nav.append(("model card of the explained run", RunPaths(Path(run_dir)).report))
+        write_report(tmp / "report.html", summary, records, tiles, names, attr, nav=nav,
+                     run=shown_path(run_dir, tmp), data=shown_path(dataset.root, tmp))
     return out
 
 
@@ -169,11 +179,6 @@ def _finer_layer(predictor: Any, slices: list) -> str | None:
         return find_target_layer(net, predictor.prepare(slices[:2]), min_side=COARSE)
     except CTNoduleError:
         return None
-
-
-def _synthetic(dataset: SliceDataset) -> bool:
-    frame = dataset.frame
-    return "synthetic" in frame and bool(frame["synthetic"].fillna(0).astype(float).any())
 
 
 def _caption(rec: dict[str, Any], names: list[str]) -> str:

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from ctnodule.atomic import write_text
+from ctnodule.atomic import final_path, write_text
 from ctnodule.config import load_yaml
 from ctnodule.data.dataset import SliceDataset
 from ctnodule.data.io import write_nrrd
@@ -57,13 +57,14 @@ def resolve_configs(config: ConfigArg, views: Iterable[str]) -> dict[str, Prepro
 
 def preprocess_dataset(data: str | Path | SliceDataset, out: str | Path, config: ConfigArg = None, force: bool = False,
                        fit_on: Sequence[str] | None = None, workers: int | None = None,
-                       report: bool = True) -> Path:
+                       report: bool = True, index: Path | None = None) -> Path:
     """Preprocess the slice dataset `data` (a folder, or a `SliceDataset` such as `ds.subset(...)`) into
     `out`; returns `out`.
 
     `config`: a `PreprocessConfig`, a YAML path, or a list of those (one per view); missing views use
     `PreprocessConfig.default(view)`. `fit_on`: the sample_ids or patient_ids of the training samples
     the learning steps (noise threshold, learned standard size) are fitted on; None = all samples.
+    `index`: the page the report belongs to (the `ctnodule run` index), linked from it.
     """
     ds = data if isinstance(data, SliceDataset) else SliceDataset(data)
     views = [v for v in ("nodule", "full") if (ds.frame["view"] == v).any()]
@@ -91,12 +92,13 @@ def preprocess_dataset(data: str | Path | SliceDataset, out: str | Path, config:
         dump = {v: p.to_config().model_dump(mode="json") for v, p in pipes.items()}
         write_text(writer.folder / PIPELINE_FILE, yaml.safe_dump(dump, sort_keys=False))
         write_text(writer.folder / CACHE_FILE, json.dumps(
-            {"key": key, "source": str(ds.root.resolve()), "fit_on_all": fit_on is None,
+            {"key": key, "source": str(final_path(ds.root.resolve())), "fit_on_all": fit_on is None,
              "hashes": {v: p.hash for v, p in pipes.items()}}, indent=2))
         if report:
             from ctnodule.preprocess.report import write_report
 
-            write_report(writer.folder, ds, pipes, decisions, writer.frame(), fit_on_all=fit_on is None)
+            write_report(writer.folder, ds, pipes, decisions, writer.frame(), fit_on_all=fit_on is None,
+                         index=index)
     return out
 
 

@@ -15,8 +15,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from ctnodule.atomic import final_path
 from ctnodule.data.dataset import SliceDataset
-from ctnodule.pages import HtmlReport
+from ctnodule.data.manifest import synthetic_info
+from ctnodule.pages import HtmlReport, shown_path, synthetic_banner
 from ctnodule.preprocess.base import LUNG_MASK, centre_plane
 from ctnodule.preprocess.pipeline import Pipeline
 
@@ -24,9 +26,11 @@ N_SHOW = 8
 
 
 def write_report(folder: Path, ds: SliceDataset, pipes: dict[str, Pipeline], decisions: pd.DataFrame,
-                 kept: pd.DataFrame, fit_on_all: bool) -> Path:
-    """Write `folder/report.html` (+ figures/)."""
-    rep = HtmlReport("Preprocessing", f"{ds.root} -> {folder.name}: {len(kept)} of {len(ds)} samples kept")
+                 kept: pd.DataFrame, fit_on_all: bool, index: Path | None = None) -> Path:
+    """Write `folder/report.html` (+ figures/); `index`: the page this one belongs to, linked at the top."""
+    rep = HtmlReport("Preprocessing", f"{shown_path(ds.root, folder)} -> {final_path(folder).name}: "
+                     f"{len(kept)} of {len(ds)} samples kept", banner=synthetic_banner(synthetic_info(ds.frame)),
+                     nav=[("index", index)] if index else ())
     if fit_on_all:
         rep.paragraph("The learning steps (noise threshold, learned size) were fitted on ALL samples of this "
                       "dataset. For honest evaluation fit on the training split only (--fit-on).")

@@ -12,11 +12,14 @@ Reads (run folder layout; only metrics.json and oof_predictions.csv are required
     metrics.json           see `ctnodule.evaluate.summary.evaluate_oof`
 
 and writes `report.html` with figures under `figures/`. Random (not pretrained) weights are said loudly:
-a from-scratch CNN on 800 nodules is a different claim from a fine-tuned ImageNet one.
+a from-scratch CNN on 800 nodules is a different claim from a fine-tuned ImageNet one. A run trained on
+generated data (config.yaml's `data_synthetic`, written by `workflow.train_and_report`) gets the synthetic
+banner. The card ends with what the model is for and not for, and the data's licence.
 """
 
 from __future__ import annotations
 
+import html
 import math
 from pathlib import Path
 from typing import Any
@@ -25,17 +28,48 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from ctnodule.atomic import final_path
 from ctnodule.errors import RunError
 from ctnodule.evaluate.metrics import metric_keys
-from ctnodule.pages import HtmlReport
+from ctnodule.pages import MISSING, HtmlReport, shown_path, synthetic_banner
 from ctnodule.runfolder import RunPaths, read_metrics, read_oof
 from ctnodule.vocab import class_names
 
 RANDOM_WEIGHTS = {"", "none", "random", "scratch", "null"}
 
 
-def write_model_card(run_dir: str | Path) -> Path:
-    """Write `run_dir/report.html` (data, split, recipe, metrics with CIs beside the baselines, figures)."""
+#: recipe rows every card shows, and those that exist only for a head trained by gradient descent
+RECIPE_ROWS = ("view", "task", "preset", "preprocess", "backbone", "weights", "freeze_backbone", "channels",
+               "tabular", "head", "head_params", "imbalance", "folds", "holdout", "seed", "tta")
+TORCH_ROWS = ("optimizer", "lr", "backbone_lr", "weight_decay", "batch_size", "epochs", "patience",
+              "label_smoothing")
+
+INTENDED_USE = (
+    "For research on lung-nodule malignancy from CT and for teaching: it ranks nodules the way LIDC-IDRI "
+    "radiologists rated their suspicion. Not a medical device; not for diagnosis, triage or any decision "
+    "about a patient.")
+LIMITATIONS = [
+    ("The labels are radiologists' suspicion scores (1-5, majority vote of up to 4 readers), not pathology: "
+    "the model learns what readers found suspicious, not what biopsy or follow-up proved."),
+    ("Readers disagree: two LIDC readers agree with each other only at QWK ≈ 0.43 (binary AUC ≈ 0.69 reader vs "
+    "reader), and the other readers' consensus agrees with a held-out reader at QWK ≈ 0.54 (measured on the "
+    "LIDC ratings, ctnodule issue 9). A model's QWK against the majority vote must be read against that."),
+    ("Cross-validated on one public collection (LIDC-IDRI: scanners and protocols of 2000-2010); accuracy on "
+    "another hospital's scans is unknown until measured there (ctnodule evaluate)."),
+    "The nodule must already be found and outlined: the model classifies a given nodule, it does not detect one.",
+]
+LICENCE = (
+    "LIDC-IDRI is published by The Cancer Imaging Archive (TCIA) under the Creative Commons Attribution 3.0 "
+    "licence (CC BY 3.0). Cite: Armato SG III et al., \"The Lung Image Database Consortium (LIDC) and Image "
+    "Database Resource Initiative (IDRI): a completed reference database of lung nodules on CT scans\", "
+    "Medical Physics 38(2):915-931, 2011, and the TCIA data citation (doi:10.7937/K9/TCIA.2015.LO9QL9SX). "
+    "This run folder holds no image data, only predictions keyed by sample id.")
+
+
+def write_model_card(run_dir: str | Path, index: Path | None = None) -> Path:
+    """Write `run_dir/report.html` (data, split, recipe, metrics with CIs beside the baselines, figures,
+    intended use, licence). `index`: the page this run belongs to (the `ctnodule run` index), linked at the
+    top."""
     from ctnodule.evaluate.summary import oof_arrays
 
     run = Path(run_dir)
@@ -50,17 +84,23 @@ def write_model_card(run_dir: str | Path) -> Path:
     splits = _read_splits(run)
 
     title = f"Model card: {_find(cfg, 'backbone') or '?'} / {_find(cfg, 'view') or '?'} view / {task}"
-    page = HtmlReport(title, subtitle=str(run.resolve()))
+    page = HtmlReport(title, subtitle=f"run folder {final_path(run.absolute()).name}",
+                      banner=synthetic_banner(cfg.get("data_synthetic")), nav=[("index", index)] if index else ())
     warning = weights_warning(cfg)
     if warning:
-        page.paragraph(warning)
-    _data_block(page, cfg, oof, splits, y, names)
+        page.warning(warning)
+    _data_block(page, cfg, run, oof, splits, y, names)
     _split_block(page, cfg, splits)
     _recipe_block(page, cfg, run)
     _metrics_block(page, metrics, task, names)
     _thresholds_block(page, metrics.get("thresholds"))
-    _figures_block(page, run, y, proba, names)
+    _figures_block(page, cfg, run, y, proba, names)
     _attribution_block(page, run, names)
+    page.heading("Intended use and limitations")
+    page.paragraph(INTENDED_USE)
+    page.html("<ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in LIMITATIONS) + "</ul>")
+    page.heading("Data and licence")
+    page.paragraph(LICENCE)
     return page.save(RunPaths(run).report)
 
 
@@ -81,12 +121,13 @@ def weights_warning(cfg: dict) -> str | None:
     return None
 
 
-def _data_block(page: HtmlReport, cfg: dict, oof: pd.DataFrame, splits: list[pd.DataFrame],
+def _data_block(page: HtmlReport, cfg: dict, run: Path, oof: pd.DataFrame, splits: list[pd.DataFrame],
                 y: np.ndarray, names: list[str]) -> None:
     everyone = pd.concat(splits) if splits else oof
+    data = _find(cfg, "data", "dataset", "data_path", "dataset_path")
     page.heading("Data")
     page.table(pd.DataFrame({
-        "dataset": [str(_find(cfg, "data", "dataset", "data_path", "dataset_path") or "not recorded")],
+        "dataset": [shown_path(data, run) if data else "not recorded"],
         "samples": [everyone["sample_id"].nunique()],
         "patients": [everyone["patient_id"].nunique()],
         "evaluated samples": [len(oof)],
@@ -114,14 +155,20 @@ def _split_block(page: HtmlReport, cfg: dict, splits: list[pd.DataFrame]) -> Non
 
 
 def _recipe_block(page: HtmlReport, cfg: dict, run: Path) -> None:
+    """The settings that shaped this model: a scikit-learn head (fitted in one step) has no epochs or
+    learning rate, so those rows appear only for heads trained by gradient descent."""
     page.heading("Recipe")
     source = _find(cfg, "weights_source", "weights_loaded")
-    rows = [(key, _find(cfg, key)) for key in ("view", "task", "backbone", "head", "preset", "folds", "holdout",
-                                                "seed", "weights", "freeze_backbone", "channels", "size_feature",
-                                                "imbalance", "epochs", "lr")]
-    rows = [(k, v) for k, v in rows if v is not None or k in ("backbone", "head", "preset", "seed", "weights")]
+    head = _find(cfg, "head")
+    sklearn = _sklearn(head)
+    keys = RECIPE_ROWS + (() if sklearn else TORCH_ROWS)
+    rows = [(key, cfg.get(key) if key == "head_params" else _find(cfg, key)) for key in keys]
+    augment = cfg.get("augment")
+    if not sklearn and isinstance(augment, dict):
+        rows.append(("augment", augment.get("mode")))
+    rows = [(k, v) for k, v in rows if v not in (None, {}) or k in ("backbone", "head", "preset", "seed", "weights")]
     rows.append(("weights loaded", source if source is not None else "not recorded"))
-    page.table(pd.DataFrame([(k, "" if v is None else str(v)) for k, v in rows], columns=["setting", "value"]))
+    page.table(pd.DataFrame([(k, "" if v is None else _setting(v)) for k, v in rows], columns=["setting", "value"]))
     pipeline = _read_yaml(RunPaths(run).pipeline)
     page.paragraph("Preprocessing: " + (_pipeline_summary(pipeline) if pipeline else "no pipeline.yaml recorded"))
 
@@ -135,7 +182,7 @@ def _metrics_block(page: HtmlReport, metrics: dict, task: str, names: list[str])
     for key in metric_keys(task):
         lo, hi = ci.get(key, (None, None))
         row = {"metric": key, "model": _fmt(metrics.get(key), key),
-               "95% CI (patient bootstrap)": "" if lo is None else f"{_fmt(lo)} - {_fmt(hi)}"}
+               "95% CI (patient bootstrap)": MISSING if lo is None else f"[{_fmt(lo)}, {_fmt(hi)}]"}
         if len(folds) > 1:
             row["fold mean ± sd"] = (f"{folds[key].mean():.3f} ± {folds[key].std(ddof=1):.3f}"
                                      if key in folds and key != "n" else "")
@@ -145,7 +192,8 @@ def _metrics_block(page: HtmlReport, metrics: dict, task: str, names: list[str])
         rows.append(row)
     page.table(pd.DataFrame(rows), caption="Out-of-fold metrics of the model beside the baselines on the same "
                "splits (majority: training-fold class prior; size: logistic regression on log nodule diameter; "
-               "radiomics: pyradiomics IBSI features + logistic regression)")
+               f"radiomics: pyradiomics IBSI features + logistic regression). {MISSING}: not defined on these "
+               "predictions (e.g. ROC-AUC when a class is absent, a CI when the bootstrap could not compute it).")
     _size_block(page, metrics)
     _readers_block(page, metrics.get("readers") or {})
     per_class = metrics.get("per_class") or {}
@@ -221,17 +269,26 @@ def _thresholds_block(page: HtmlReport, thresholds: dict | None) -> None:
                "The final model's threshold is the rule applied to all out-of-fold predictions.")
 
 
-def _figures_block(page: HtmlReport, run: Path, y: np.ndarray, proba: np.ndarray, names: list[str]) -> None:
+def _figures_block(page: HtmlReport, cfg: dict, run: Path, y: np.ndarray, proba: np.ndarray,
+                   names: list[str]) -> None:
     from ctnodule.evaluate import plots
 
     page.heading("Figures")
     page.figure(plots.confusion_matrix_figure(y, proba.argmax(axis=1), names), "confusion_matrix",
                 "Out-of-fold confusion matrix (rows: truth; counts and row-normalised recall)")
     page.figure(plots.roc_figure(y, proba, names), "roc", "Out-of-fold ROC")
-    page.figure(plots.calibration_figure(y, proba, names), "calibration", "Reliability diagram")
+    page.figure(plots.calibration_figure(y, proba, names), "calibration",
+                "Reliability diagram: predicted probability against the observed rate, per bin; below, the "
+                "number of out-of-fold samples in each bin (a point resting on few samples says little)")
     history = RunPaths(run).history
-    if history.is_file():
-        page.figure(plots.learning_curves_figure(pd.read_csv(history)), "learning_curves", "Learning curves")
+    frame = pd.read_csv(history) if history.is_file() else None
+    if frame is not None and not frame.empty:
+        page.figure(plots.learning_curves_figure(frame), "learning_curves", "Learning curves")
+    else:
+        head = _find(cfg, "head")
+        why = (f"the {head} head is fitted by scikit-learn in one step on frozen features, so there are no "
+               "epochs to plot" if _sklearn(head) else "this run recorded no training history")
+        page.paragraph(f"No learning curves: {why}.")
 
 
 def _attribution_block(page: HtmlReport, run: Path, names: list[str]) -> None:
@@ -299,9 +356,22 @@ def _pipeline_summary(pipeline: Any) -> str:
     return " -> ".join(parts) if parts else "(no steps)"
 
 
+def _sklearn(head: Any) -> bool:
+    """True for a head scikit-learn fits in one step (no epochs, learning rate or learning curves)."""
+    from ctnodule.models.heads import is_sklearn_head
+
+    return head is not None and is_sklearn_head(str(head))
+
+
+def _setting(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    return str(value)
+
+
 def _fmt(value: Any, key: str = "") -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
+        return MISSING
     if key == "n" or isinstance(value, (int, np.integer)):
         return str(int(value))
     return f"{float(value):.3f}"

@@ -13,7 +13,9 @@ from pathlib import Path
 
 from ctnodule.atomic import write_text
 from ctnodule.data.dataset import SliceDataset
+from ctnodule.data.manifest import synthetic_info
 from ctnodule.errors import DataError
+from ctnodule.pages import synthetic_banner
 from ctnodule.recipe import load_preset
 from ctnodule.runfolder import RunPaths, read_metrics
 from ctnodule.vocab import TASKS
@@ -50,6 +52,7 @@ def benchmark(data: str | Path, out: str | Path, backbones: Sequence[str] = DEFA
                                 "preset": preset, "folds": metrics["folds"],
                                 "train_time_s": metrics.get("train_seconds")})
     markdown, page = benchmark_table(results)
+    page.banner = synthetic_banner(synthetic_info(ds.frame))
     write_text(out / "benchmark.md", markdown)
     page.save(out / "benchmark.html")
     return out, results

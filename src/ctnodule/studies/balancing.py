@@ -32,12 +32,14 @@ METRICS = ("f1_macro", "balanced_accuracy", "roc_auc", "qwk", "minority_recall")
 def balance_benchmark(data: str | Path, out: str | Path, methods: Sequence[str] = ALL,
                       tasks: Sequence[str] = TASKS, preset: str = "default", folds: int = 5, seed: int = 0,
                       overrides: dict | None = None, engine: bool = True, feature_path: bool = True,
-                      cgan_params: dict | None = None, log: Callable[[str], None] = print) -> pd.DataFrame:
+                      cgan_params: dict | None = None, log: Callable[[str], None] = print,
+                      force: bool = False) -> pd.DataFrame:
     """Train every (task, method), score per fold, write `OUT/balance.html`, `OUT/balance.csv`; returns
     the per-fold scores (one row per task, method, fold, path; `error` set where a method could not run).
 
     `engine`: through `ctnodule.train` with the preset (slow: minutes per run). `feature_path`: the fast
     image-level path of `studies.balance_features` (every method incl. pixel SMOTE and cGAN; image features only).
+    A finished run under `OUT/runs/` is reused (an interrupted one resumed) unless `force`, which retrains it.
     """
     from ctnodule.balance import available
     from ctnodule.errors import ConfigError
@@ -59,8 +61,8 @@ def balance_benchmark(data: str | Path, out: str | Path, methods: Sequence[str] 
                 log(f"   note: head {cfg.head!r} is fitted by scikit-learn and ignores the loss, so {method!r} "
                     "acts like 'none' here; pass --head linear (or mlp) to compare loss-based methods")
             try:
-                if not RunPaths(run).oof.is_file():
-                    train(data, run, cfg, resume=RunPaths(run).config.is_file(), log=log)
+                if force or not RunPaths(run).oof.is_file():
+                    train(data, run, cfg, resume=not force and RunPaths(run).config.is_file(), force=force, log=log)
             except CTNoduleError as exc:
                 log(f"   not run: {exc}")
                 rows.append({"task": task, "method": method, "fold": -1, "error": str(exc)})
@@ -76,7 +78,12 @@ def balance_benchmark(data: str | Path, out: str | Path, methods: Sequence[str] 
         out.mkdir(parents=True, exist_ok=True)
         oof.to_csv(out / "feature_path_oof.csv", index=False)
         scores = pd.concat([scores, fp.assign(path="feature")], ignore_index=True)
-    write_benchmark(scores, out, f"{folds}-fold patient-grouped CV, seed {seed}; engine preset {preset!r}")
+    from ctnodule.data.dataset import SliceDataset
+    from ctnodule.data.manifest import synthetic_info
+    from ctnodule.pages import synthetic_banner
+
+    write_benchmark(scores, out, f"{folds}-fold patient-grouped CV, seed {seed}; engine preset {preset!r}",
+                    banner=synthetic_banner(synthetic_info(SliceDataset(data).frame)))
     return scores
 
 
@@ -115,7 +122,8 @@ def summary_table(scores: pd.DataFrame, task: str) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def write_benchmark(scores: pd.DataFrame, out: Path, recipe: str, extra: list[tuple[str, pd.DataFrame]] = ()) -> Path:
+def write_benchmark(scores: pd.DataFrame, out: Path, recipe: str, extra: list[tuple[str, pd.DataFrame]] = (),
+                    banner: str | None = None) -> Path:
     """`balance.csv` (per fold) + `balance.md` + `balance.html` (mean ± sd tables per task)."""
     from ctnodule.atomic import atomic_path, write_text
     from ctnodule.pages import HtmlReport
@@ -123,7 +131,7 @@ def write_benchmark(scores: pd.DataFrame, out: Path, recipe: str, extra: list[tu
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "balance.csv") as tmp:
         scores.to_csv(tmp, index=False)
-    page = HtmlReport("Class-imbalance methods compared", recipe)
+    page = HtmlReport("Class-imbalance methods compared", recipe, banner=banner)
     page.paragraph("Each cell: mean ± sd over the CV folds of that fold's out-of-fold predictions. Minority "
                    "recall: recall of the rarest class (binary: malignant; 5-class: the least frequent score).")
     md = [f"# Class-imbalance methods ({recipe})", ""]

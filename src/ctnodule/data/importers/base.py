@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from ctnodule.atomic import write_text
+from ctnodule.atomic import final_path, write_text
 from ctnodule.data.writer import DatasetWriter
 from ctnodule.errors import DataError
 from ctnodule.registry import Registry
@@ -83,7 +83,7 @@ def finish(writer: DatasetWriter, kind: str, source: str | Path | None, out: str
         for (view, mal), n in frame.groupby(["view", "malignancy"]).size().items():
             counts.setdefault(str(view), {})[str(int(mal))] = int(n)
     report = ImportReport(
-        kind=kind, source="" if source is None else str(source), out=str(out), n_samples=len(frame),
+        kind=kind, source="" if source is None else str(source), out=str(final_path(out)), n_samples=len(frame),
         counts=counts, skipped=skips.items, seconds=round(time.perf_counter() - started, 2),
         options={k: (list(v) if isinstance(v, tuple) else v) for k, v in options.items()},
         details=details or {},
