@@ -28,8 +28,8 @@ from ctnodule.errors import CTNoduleError
 from ctnodule.vocab import Head, Imbalance, LabelMode, Task, View
 
 #: the order `ctnodule --help` lists the commands in: the order data walks through them
-PIPELINE = ("import", "explore", "preprocess", "synthesize", "train", "predict", "evaluate", "explain", "benchmark",
-            "balance-benchmark", "run")
+PIPELINE = ("import", "explore", "preprocess", "synthesize", "train", "export", "predict", "evaluate", "explain",
+            "benchmark", "balance-benchmark", "run")
 
 
 class _PipelineOrder(TyperGroup):

@@ -31,18 +31,29 @@ N_RANDOM = 3
 Forward = Callable[[np.ndarray], np.ndarray]  # (N, C, H, W) float32 images -> (N,) explained probability
 
 
-def occlusion_map(forward: Forward, image: np.ndarray, window: int = 8, stride: int = 8) -> np.ndarray:
-    """(H, W) occlusion sensitivity of one (C, H, W) image, clipped at 0 and scaled to [0, 1]. All window
-    positions go through `forward` in one batch (a run's forward pass has a large fixed cost per call)."""
+#: memory for one batch of occluded copies (float32)
+OCCLUSION_BATCH_BYTES = 256 * 1024**2
+
+
+def occlusion_map(forward: Forward, image: np.ndarray, window: int | None = None,
+                  stride: int | None = None) -> np.ndarray:
+    """(H, W) occlusion sensitivity of one (C, H, W) image, clipped at 0 and scaled to [0, 1]. Window positions
+    go through `forward` in as few batches as fit `OCCLUSION_BATCH_BYTES` (a run's forward pass has a large
+    fixed cost per call; a 512 x 512 slice has 4096 positions, which in one batch would need 12 GB)."""
     import torch
     from captum.attr import Occlusion
 
+    # default patch: 8 px (5.6 mm on the 0.7 mm/px nodule crops), or 1/16 of the image side when larger, so a
+    # 512 x 512 full slice needs 256 positions, not 4096
+    window = window or max(8, max(image.shape[-2:]) // 16)
+    stride = stride or window
     x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None]
     occ = Occlusion(lambda t: torch.from_numpy(np.asarray(forward(t.numpy()), dtype=np.float32)))
     channels, h, w = x.shape[1:]
     positions = ((h - window) // stride + 1) * ((w - window) // stride + 1)
     attr = occ.attribute(x, sliding_window_shapes=(channels, window, window), strides=(channels, stride, stride),
-                         baselines=float(image.mean()), perturbations_per_eval=positions)
+                         baselines=float(image.mean()),
+                         perturbations_per_eval=max(1, min(positions, OCCLUSION_BATCH_BYTES // x.numel() // 4)))
     heat = np.clip(attr[0].sum(0).numpy(), 0.0, None)
     top = heat.max()
     return (heat / top if top > 0 else heat).astype(np.float32)
