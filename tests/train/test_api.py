@@ -25,21 +25,14 @@ from ctnodule.recipe import load_preset
 from ctnodule.runfolder import RunPaths
 from ctnodule.workflow import train_and_report as train
 
-QUIET = {"log": lambda m: None}
-
-
-def _frozen_cfg(**kw):
-    base = {"backbone": "resnet18", "weights": "none", "folds": 2, "epochs": 2, "tta": False, "tabular": "descriptors",
-                "head": "mlp", "freeze_backbone": True}
-    base.update(kw)
-    return load_preset("default", **base)
+from .recipes import QUIET, tiny_frozen_cfg
 
 
 @pytest.fixture(scope="module")
 def frozen_run(phantom, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "frozen"
     with pytest.warns(UserWarning, match="NO PRETRAINED WEIGHTS|no nodule size"):
-        train(phantom, out, _frozen_cfg(weights="auto"), **QUIET)
+        train(phantom, out, tiny_frozen_cfg(weights="auto"), **QUIET)
     return out
 
 
@@ -109,9 +102,9 @@ def test_predict_explain_adds_a_heat_map_per_prediction(frozen_run, phantom, tmp
 
 def test_existing_run_needs_resume_or_force(frozen_run, phantom):
     with pytest.raises(RunError, match="--resume.*--force"):
-        train(phantom, frozen_run, _frozen_cfg(weights="auto"), **QUIET)
+        train(phantom, frozen_run, tiny_frozen_cfg(weights="auto"), **QUIET)
     with pytest.raises(RunError, match="different recipe"):
-        train(phantom, frozen_run, _frozen_cfg(weights="auto", epochs=3), resume=True, **QUIET)
+        train(phantom, frozen_run, tiny_frozen_cfg(weights="auto", epochs=3), resume=True, **QUIET)
 
 
 def test_corrupt_checkpoint_and_other_format_version(frozen_run, tmp_path):
@@ -155,13 +148,13 @@ def _subset(phantom: Path, dest: Path, keep) -> Path:
 def test_bad_data_is_a_clear_error(phantom, tmp_path):
     one = _subset(phantom, tmp_path / "one", lambda f: f["patient_id"] == f["patient_id"].iloc[0])
     with pytest.raises(DataError, match="patient"):
-        train(one, tmp_path / "r1", _frozen_cfg(), **QUIET)
+        train(one, tmp_path / "r1", tiny_frozen_cfg(), **QUIET)
     nodule_only = _subset(phantom, tmp_path / "nod", lambda f: f["view"] == "nodule")
     with pytest.raises(DataError, match="no 'full'-view samples"):
-        train(nodule_only, tmp_path / "r2", _frozen_cfg(view="full"), **QUIET)
+        train(nodule_only, tmp_path / "r2", tiny_frozen_cfg(view="full"), **QUIET)
     no_fives = _subset(phantom, tmp_path / "no5", lambda f: f["malignancy"] != 5)
     with pytest.raises(DataError, match=r"no nodule-view samples of class \['5'\]"):
-        train(no_fives, tmp_path / "r3", _frozen_cfg(task="multiclass"), **QUIET)
+        train(no_fives, tmp_path / "r3", tiny_frozen_cfg(task="multiclass"), **QUIET)
 
     def one_patient_with_fives(f):
         five = f.loc[f["malignancy"] == 5, "patient_id"].iloc[0]
@@ -169,4 +162,4 @@ def test_bad_data_is_a_clear_error(phantom, tmp_path):
 
     rare = _subset(phantom, tmp_path / "rare5", one_patient_with_fives)
     with pytest.raises(DataError, match="5"):  # a fold would miss class 5 in training or validation
-        train(rare, tmp_path / "r4", _frozen_cfg(task="multiclass"), **QUIET)
+        train(rare, tmp_path / "r4", tiny_frozen_cfg(task="multiclass"), **QUIET)

@@ -20,24 +20,16 @@ from ctnodule.data.io import write_nrrd
 from ctnodule.errors import ConfigError, DataError, RunError
 from ctnodule.evaluate.run import evaluate_run
 from ctnodule.predict.apply import predict_files
-from ctnodule.recipe import load_preset
 from ctnodule.runfolder import RunPaths
 from ctnodule.workflow import train_and_report as train
 
-QUIET = {"log": lambda m: None}
-
-
-def _cfg(**kw):
-    base = {"backbone": "resnet18", "weights": "none", "folds": 2, "epochs": 2, "tta": False, "tabular": "descriptors",
-            "head": "mlp", "freeze_backbone": True}
-    base.update(kw)
-    return load_preset("default", **base)
+from .recipes import QUIET, tiny_frozen_cfg
 
 
 @pytest.fixture(scope="module")
 def run(phantom, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "frozen"
-    train(phantom, out, _cfg(), **QUIET)
+    train(phantom, out, tiny_frozen_cfg(), **QUIET)
     return out
 
 
@@ -57,7 +49,7 @@ def test_force_keeps_the_old_run_when_the_new_one_fails(run, phantom, tmp_path):
     before = _snapshot(old)
     with pytest.raises(DataError, match="no 'full'-view samples"):
         only_nodules = _subset(phantom, tmp_path / "nod", lambda f: f["view"] == "nodule")
-        train(only_nodules, old, _cfg(view="full"), force=True, **QUIET)
+        train(only_nodules, old, tiny_frozen_cfg(view="full"), force=True, **QUIET)
     assert _snapshot(old) == before
     assert _leftovers(tmp_path, "old") == []
 
@@ -74,7 +66,7 @@ def test_force_keeps_the_old_run_on_ctrl_c(run, phantom, tmp_path, monkeypatch):
 
     monkeypatch.setattr(api, "train_fold", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        train(phantom, old, _cfg(), force=True, **QUIET)
+        train(phantom, old, tiny_frozen_cfg(), force=True, **QUIET)
     assert _snapshot(old) == before
     assert _leftovers(tmp_path, "old") == []
 
@@ -83,7 +75,7 @@ def test_force_replaces_the_run_once_complete(run, phantom, tmp_path):
     old = tmp_path / "old"
     shutil.copytree(run, old)
     (old / "stale.txt").write_text("from the old run")
-    train(phantom, old, _cfg(epochs=1), force=True, **QUIET)
+    train(phantom, old, tiny_frozen_cfg(epochs=1), force=True, **QUIET)
     assert not (old / "stale.txt").exists()
     paths = RunPaths(old)
     assert all(f.is_file() for f in (paths.config, paths.model, paths.metrics, paths.report, paths.oof))
@@ -102,7 +94,7 @@ def test_force_replaces_the_run_once_complete(run, phantom, tmp_path):
 def test_bad_options_fail_before_the_run_folder_exists(phantom, tmp_path, option, match):
     out = tmp_path / "r"
     with pytest.raises(ConfigError, match=match):
-        train(phantom, out, _cfg(**option), **QUIET)
+        train(phantom, out, tiny_frozen_cfg(**option), **QUIET)
     assert not out.exists()
 
 
@@ -110,12 +102,12 @@ def test_unwritable_outputs_fail_before_anything_is_written(phantom, tmp_path, m
     blocker = tmp_path / "file"
     blocker.write_text("a file, not a folder")
     with pytest.raises(ConfigError, match="file"):
-        train(phantom, blocker / "run", _cfg(), **QUIET)
+        train(phantom, blocker / "run", tiny_frozen_cfg(), **QUIET)
     with pytest.raises(ConfigError, match="not writable"):
-        train(phantom, Path("/proc/ctnodule-run"), _cfg(), **QUIET)
+        train(phantom, Path("/proc/ctnodule-run"), tiny_frozen_cfg(), **QUIET)
     monkeypatch.setenv("CTNODULE_CACHE", "/proc/ctnodule-cache")  # read-only for everyone, root included
     with pytest.raises(ConfigError, match="CTNODULE_CACHE"):
-        train(phantom, tmp_path / "r", _cfg(), **QUIET)
+        train(phantom, tmp_path / "r", tiny_frozen_cfg(), **QUIET)
     assert not (tmp_path / "r").exists()
 
 
@@ -126,7 +118,7 @@ def test_garbage_config_is_a_one_line_error_for_resume_predict_evaluate(run, pha
         shutil.copytree(run, bad)
         (bad / "config.yaml").write_text(body)
         with pytest.raises(RunError, match="config.yaml"):
-            train(phantom, bad, _cfg(), resume=True, **QUIET)
+            train(phantom, bad, tiny_frozen_cfg(), resume=True, **QUIET)
         with pytest.raises(RunError, match="config.yaml"):
             predict_files(bad, [phantom], tmp_path / "p.csv")
         with pytest.raises(RunError, match="config.yaml"):
@@ -228,7 +220,7 @@ def test_resume_retrains_a_corrupt_fold_checkpoint(run, phantom, tmp_path):
     paths.fold_model(0).write_bytes(b"truncated")
     paths.model.unlink()
     msgs: list[str] = []
-    train(phantom, broken, _cfg(), resume=True, log=msgs.append)
+    train(phantom, broken, tiny_frozen_cfg(), resume=True, log=msgs.append)
     assert any("fold 0" in m and "corrupt" in m and "retrain" in m for m in msgs), msgs
     assert any("fold 1: done earlier" in m for m in msgs)
     pd.testing.assert_frame_equal(pd.read_csv(RunPaths(run).oof), pd.read_csv(paths.oof))
@@ -237,7 +229,7 @@ def test_resume_retrains_a_corrupt_fold_checkpoint(run, phantom, tmp_path):
 def test_resume_mid_fold_matches_an_uninterrupted_run(phantom, tmp_path, monkeypatch):
     from ctnodule.train import engine
 
-    cfg = _cfg(epochs=4, holdout=0.3, patience=10)
+    cfg = tiny_frozen_cfg(epochs=4, holdout=0.3, patience=10)
     train(phantom, tmp_path / "whole", cfg, **QUIET)
     save = engine._save_state
     calls = {"n": 0}
