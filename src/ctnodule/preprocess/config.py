@@ -11,19 +11,15 @@ crops to 0.7 mm/px and crop/pad 64 x 64 around the nodule, so physical size surv
 from __future__ import annotations
 
 from importlib import resources
-from typing import Any, Literal
+from typing import Any
 
 import pydantic
 import yaml
 
 from ctnodule.config import StrictModel
 from ctnodule.errors import ConfigError
-from ctnodule.recipe import PREPROCESS_RECIPES
-
-View = Literal["full", "nodule"]
-
-#: The shipped recipes, one YAML file per recipe and view in `ctnodule/configs/`.
-RECIPES = PREPROCESS_RECIPES
+from ctnodule.recipe import PREPROCESS_RECIPES  # one YAML file per recipe and view in ctnodule/configs/
+from ctnodule.vocab import VIEWS, View
 
 
 class StepSpec(StrictModel):
@@ -58,8 +54,8 @@ class PreprocessConfig(StrictModel):
         """A shipped recipe, `configs/preprocess-{name}-{view}.yaml`: those files ARE the recipes (copy one,
         edit it, pass it with `--config`/`--preprocess`)."""
         _check_view(view)
-        if name not in RECIPES:
-            raise ConfigError(f"unknown preprocessing recipe {name!r}; use one of {RECIPES} or a YAML file")
+        if name not in PREPROCESS_RECIPES:
+            raise ConfigError(f"unknown preprocessing recipe {name!r}; use one of {PREPROCESS_RECIPES} or a YAML file")
         path = resources.files("ctnodule").joinpath("configs", f"preprocess-{name}-{view}.yaml")
         if not path.is_file():
             raise ConfigError(f"preprocessing recipe {name!r} has no {view!r}-view version")
@@ -70,7 +66,7 @@ class PreprocessConfig(StrictModel):
     def resolve(cls, recipe: str, view: str) -> PreprocessConfig:
         """`recipe` = a shipped recipe's name ("default", "seed") or the path of a recipe YAML file, whose
         view must be `view`."""
-        if recipe in RECIPES:
+        if recipe in PREPROCESS_RECIPES:
             return cls.named(recipe, view)
         from ctnodule.config import load_yaml
 
@@ -82,5 +78,5 @@ class PreprocessConfig(StrictModel):
 
 
 def _check_view(view: str) -> None:
-    if view not in ("full", "nodule"):
-        raise ConfigError(f"unknown view {view!r}; expected 'full' or 'nodule'")
+    if view not in VIEWS:
+        raise ConfigError(f"unknown view {view!r}; expected one of {VIEWS}")
