@@ -154,7 +154,10 @@ class Bundle:
 
             raise DataError(f"no {self.view!r}-view samples here; this model needs that view", ds.root)
         read = functools.partial(_read_prepare, self, ds)
-        parts = list(parallel_map(read, range(len(ds)), workers=workers, chunksize=32, pays_s=INDEX_PAYS_S))
+        # the first sample here, before any worker forks: it builds the dataset's row index (manifest rows
+        # as dicts) once, instead of once per worker
+        parts = [read(0)]
+        parts += parallel_map(read, range(1, len(ds)), workers=workers, chunksize=32, pays_s=INDEX_PAYS_S)
         images = None if self.session is None else _stack_images([p[0] for p in parts])
         tab = np.stack([p[1] for p in parts])
         return apply_head(self.head, None if images is None else self.features(images), tab)
