@@ -37,9 +37,10 @@ METADATA = "metadata.json"
 NETWORK = "network.onnx"
 HEAD = "head.json"
 PIPELINE = "pipeline.yaml"
-#: `predict_dataset` sends workers sample indices and gets back descriptors (and 64 px images): shipping
-#: costs ~20 us, so workers pay from ~0.2 ms of work per sample (a descriptors-only model needs ~1 ms)
-INDEX_PAYS_S = 0.0002
+#: samples per batch in `prepare_many`/`predict_dataset`: reading a batch and then computing it took ~15 %
+#: less CPU than reading and computing sample by sample (descriptors-only bundle, 798 LIDC VOIs), and a
+#: batch of 16 is well above the ~2 ms of work from which a worker process pays (`parallel_map`)
+BATCH = 16
 
 
 def is_bundle(path: str | Path) -> bool:
@@ -96,27 +97,26 @@ class Bundle:
         return self.channels if self.session is not None else "grey"
 
     # -- the stages, each usable alone (bench/bench_infer.py times them) -----------------------------
-    def prepare(self, s: Slice) -> tuple[np.ndarray | None, np.ndarray]:
-        """One slice -> (preprocessed (3, H, W) float32 image or None without a network, raw descriptors)."""
+    def prepare(self, slices: Sequence[Slice]) -> tuple[np.ndarray | None, np.ndarray]:
+        """A batch of slices -> ((k, 3, H, W) preprocessed float32 images or None without a network,
+        (k, D) raw descriptors)."""
         from ctnodule.models.descriptors import tabular_features
 
-        image = None
+        images = None
         if self.session is not None:
-            a = np.asarray(self.pipeline.transform(s).array, dtype=np.float32)
-            image = np.repeat(a[None], 3, axis=0) if a.ndim == 2 else a
-        return image, tabular_features([s], self.head["tabular"]["set"])[0]
+            arrays = [np.asarray(self.pipeline.transform(s).array, dtype=np.float32) for s in slices]
+            images = _stack_images([np.repeat(a[None], 3, axis=0) if a.ndim == 2 else a for a in arrays])
+        return images, tabular_features(slices, self.head["tabular"]["set"])
 
     def prepare_many(self, slices: Sequence[Slice], workers: int | None = None) -> tuple[np.ndarray | None,
                                                                                           np.ndarray]:
-        """(N, 3, H, W) images (None without a network) and (N, D) raw descriptors of `slices`, computed
-        on `workers` processes (default: decided by measuring, see `parallel_map`)."""
+        """`prepare` of `slices` in batches of `BATCH`, on `workers` processes (default: decided by
+        measuring, see `parallel_map`)."""
         from ctnodule.preprocess.parallel import parallel_map
 
-        parts = list(parallel_map(self.prepare, slices, workers=workers, chunksize=32))
-        tab = np.stack([p[1] for p in parts]) if parts else np.zeros((0, len(self.head["tabular"]["names"])))
-        if self.session is None:
-            return None, tab
-        return _stack_images([p[0] for p in parts]), tab
+        batches = [slices[i:i + BATCH] for i in range(0, len(slices), BATCH)]
+        return _concat(list(parallel_map(self.prepare, batches, workers=workers, chunksize=1)),
+                       len(self.head["tabular"]["names"]))
 
     def features(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """(N, F) image features: the network's per-view pooled features, rounded to float16 (what the
@@ -154,12 +154,12 @@ class Bundle:
 
             raise DataError(f"no {self.view!r}-view samples here; this model needs that view", ds.root)
         read = functools.partial(_read_prepare, self, ds)
-        # the first sample here, before any worker forks: it builds the dataset's row index (manifest rows
+        batches = [range(i, min(i + BATCH, len(ds))) for i in range(0, len(ds), BATCH)]
+        # the first batch here, before any worker forks: it builds the dataset's row index (manifest rows
         # as dicts) once, instead of once per worker
-        parts = [read(0)]
-        parts += parallel_map(read, range(1, len(ds)), workers=workers, chunksize=32, pays_s=INDEX_PAYS_S)
-        images = None if self.session is None else _stack_images([p[0] for p in parts])
-        tab = np.stack([p[1] for p in parts])
+        parts = [read(batches[0])]
+        parts += parallel_map(read, batches[1:], workers=workers, chunksize=1)
+        images, tab = _concat(parts, len(self.head["tabular"]["names"]))
         return apply_head(self.head, None if images is None else self.features(images), tab)
 
     def load_slices(self, dataset) -> list[Slice]:
@@ -287,14 +287,26 @@ def _session(path: Path, threads: int, providers: list):
         raise RunError(f"{path}: onnxruntime cannot load the network ({type(exc).__name__}: {exc})") from exc
 
 
-def _read_prepare(bundle: Bundle, dataset, i: int) -> tuple[np.ndarray | None, np.ndarray]:
+def _read_prepare(bundle: Bundle, dataset, rows: range) -> tuple[np.ndarray | None, np.ndarray]:
+    """`bundle.prepare` of the dataset's samples `rows`, read here and checked (finite HU)."""
     from ctnodule.errors import DataError
     from ctnodule.preprocess.inputs import load_slice
 
-    s = load_slice(dataset, i, bundle.reads)
-    if s.array.dtype.kind == "f" and not np.isfinite(s.array).all():
-        raise DataError(f"sample {s.meta.get('sample_id', i)!r}: pixels contain NaN or infinite values", dataset.root)
-    return bundle.prepare(s)
+    slices = [load_slice(dataset, i, bundle.reads) for i in rows]
+    for i, s in zip(rows, slices):
+        if s.array.dtype.kind == "f" and not np.isfinite(s.array).all():
+            raise DataError(f"sample {s.meta.get('sample_id', i)!r}: pixels contain NaN or infinite values",
+                            dataset.root)
+    return bundle.prepare(slices)
+
+
+def _concat(parts: list[tuple[np.ndarray | None, np.ndarray]], n_tabular: int) -> tuple[np.ndarray | None,
+                                                                                        np.ndarray]:
+    """The batches' (images, descriptors) joined in order."""
+    if not parts:
+        return None, np.zeros((0, n_tabular))
+    tab = np.concatenate([p[1] for p in parts])
+    return (None if parts[0][0] is None else np.concatenate([p[0] for p in parts])), tab
 
 
 def _stack_images(images: list[np.ndarray]) -> np.ndarray:

@@ -47,17 +47,16 @@ PROBE = 4
 
 
 def parallel_map(fn: Callable[[Any], Any], items: Iterable[Any], workers: int | None = None,
-                 chunksize: int = 16, pays_s: float = PAYS_S) -> Iterator[Any]:
+                 chunksize: int = 16) -> Iterator[Any]:
     """`map(fn, items)` in input order. `workers=None` decides by measuring: the first few items run
-    here, and the rest go to one process per usable core only if an item takes over `pays_s` seconds
-    (lower it where items and results are small, e.g. sample indices that each worker reads itself)."""
+    here, and the rest go to one process per usable core only if an item takes over `PAYS_S` seconds."""
     items = iter(items)
     if workers is None:
         t0, n = time.perf_counter(), 0
         for item in itertools.islice(items, PROBE):
             yield fn(item)
             n += 1
-        if n < PROBE or (time.perf_counter() - t0) / n < pays_s:
+        if n < PROBE or (time.perf_counter() - t0) / n < PAYS_S:
             yield from map(fn, items)
             return
         workers = usable_cores()
