@@ -163,7 +163,8 @@ class Bundle:
         return apply_head(self.head, None if images is None else self.features(images), tab)
 
     def load_slices(self, dataset) -> list[Slice]:
-        """A `SliceDataset`'s samples of this model's view, as it was trained on them (2.5D where used)."""
+        """A `SliceDataset`'s samples of this model's view, as it reads them (`reads`: 2.5D stacks where the
+        network was trained on them)."""
         from ctnodule.preprocess.inputs import load_slices
 
         return load_slices(dataset.view(self.view), self.reads)
