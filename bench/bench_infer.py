@@ -6,7 +6,8 @@ the two paths' agreement.
 Run: python bench/bench_infer.py DATA RUN [--fast-run RUN] [--out DIR]
      (DATA: a slice dataset, e.g. `ctnodule import voi`; RUN: a default-preset run on it; --fast-run: a
      `--preset fast` run, descriptors only; --out: where the bundles go, reused when already exported
-     from the same run). About 1 minute on 2 idle cores for the 798 LIDC VOIs.
+     from the same run). On the 798 LIDC VOIs: 147 s wall at load average 14 on 2 cores; its ~45
+     CPU-seconds make about 1 minute on 2 idle cores.
 
 Every figure is given per wall second and per CPU second (user + sys of this process and its worker
 processes), with the 1-minute load average when the stage ended: on a shared machine the wall figure
