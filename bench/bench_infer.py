@@ -143,7 +143,8 @@ def print_table(diffs: dict[str, float]) -> None:
     print(f"\n{head}\n{'':7s} {'':64s} {'':>4s} {'':>6s} {'':>6s} {'':>7s} {'':>7s} {'CPU eq.':>7s} {'1 min':>5s} "
           f"{'(CPU-s)':>9s}\n{'-' * len(head)}")
     for r in ROWS:
-        per_cpu = r.n / r.cpu if r.cpu >= 0.02 else float("nan")  # os.times ticks are 10 ms
+        timed_cpu = r.cpu >= 0.02  # os.times ticks are 10 ms
+        per_cpu = r.n / max(r.cpu, 0.01)
         torch_row = next((t for t in ROWS if t.preset == r.preset and t.stage == TORCH_E2E), None)
         ratio = ""
         if r.stage.startswith("END TO END bundle") and torch_row:
@@ -151,7 +152,7 @@ def print_table(diffs: dict[str, float]) -> None:
         elif r.stage.startswith("network onnxruntime"):
             t = next(t for t in ROWS if t.preset == r.preset and t.stage.startswith("network torch"))
             ratio = f"{per_cpu / (t.n / t.cpu):8.1f}x"
-        cpu_rate = f"{per_cpu:7.0f} {2 * per_cpu:7.0f}" if per_cpu == per_cpu else f"{'<10 ms':>7s} {'':>7s}"
+        cpu_rate = f"{per_cpu:7.0f} {2 * per_cpu:7.0f}" if timed_cpu else f"{'<10 ms':>7s} {'':>7s}"
         print(f"{r.preset:7s} {r.stage:64s} {r.n:4d} {r.wall:6.2f} {r.cpu:6.2f} {r.n / r.wall:7.0f} {cpu_rate} "
               f"{r.load:5.1f} {ratio:>9s}")
     print()
