@@ -140,7 +140,8 @@ def metadata(run_dir: Path, predictor, head: dict[str, Any], n_image: int, files
     scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     size = next((s.get_params().get("size") for s in predictor.pipeline.steps if s.name == "size"), None)
     views = 4 if cfg.tta else 1
-    slice_shape = ["3 (slice and its 2 neighbours)", "H", "W"] if config.get("used_context") else ["H", "W"]
+    # a descriptors-only model reads the centre slice alone (`Bundle.reads`)
+    slice_shape = ["3 (slice and its 2 neighbours)", "H", "W"] if config.get("used_context") and n_image else ["H", "W"]
     return {
         "bundle_format": BUNDLE_FORMAT,
         "name": run_dir.name,

@@ -20,7 +20,6 @@ from ctnodule.data.manifest import MANIFEST
 from ctnodule.data.slice import Slice
 from ctnodule.errors import DataError
 from ctnodule.predict.bundle import Bundle, is_bundle, load_bundle
-from ctnodule.preprocess.inputs import load_slices
 
 if TYPE_CHECKING:  # the torch side is imported only when a run folder (not a bundle) is opened
     from ctnodule.predict.run import Predictor
@@ -47,7 +46,7 @@ def dataset_slices(predictor: Predictor | Bundle, data: str | Path | SliceDatase
     ds = ds.view(predictor.view)
     if len(ds) == 0:
         raise DataError(f"no {predictor.view!r}-view samples here; this run needs that view", ds.root)
-    return ds, load_slices(ds, predictor.channels)
+    return ds, predictor.load_slices(ds)
 
 
 def read_inputs(inputs: Sequence[str | Path], masks: Sequence[str | Path] | None = None,
