@@ -178,7 +178,8 @@ def unzip_series(archive: Path, out: Path, max_unpacked: int) -> Path:
 def phantom_scan(seed: int = 0, n_slices: int = 96, spacing: float = 0.7, thickness: float = 1.25,
                  scores: Sequence[int] = (2, 4, 5)) -> tuple[Volume, list[dict[str, Any]]]:
     """A synthetic 512 x 512 x `n_slices` CT from the phantom (`ctnodule.data.phantom`) with one nodule per
-    score, all inside the volume, and their centres (voxel and world) for the page to mark."""
+    score, all inside the volume, their centres (voxel) for the page to mark, the score they were drawn with and
+    the diameter of their drawn mask's largest section."""
     from ctnodule.data.phantom import PhantomPatient, place_nodules, render_volume
 
     rng = np.random.default_rng(seed)
@@ -191,7 +192,7 @@ def phantom_scan(seed: int = 0, n_slices: int = 96, spacing: float = 0.7, thickn
                                                       float(np.clip(n.centre[2], z0 + margin,
                                                                     z0 + (n_slices - 1) * thickness - margin))))
                        for n in nodules]
-    hu, _ = render_volume(patient, z0, n_slices, thickness)
+    hu, labels = render_volume(patient, z0, n_slices, thickness)
     half = hu.shape[1] / 2
     volume = Volume(hu=hu, spacing=(spacing, spacing, thickness), origin=np.array([-half * spacing, -half * spacing, z0]),
                     direction=np.eye(3), source=Path("phantom"), series_uid="", patient_id="PHANTOM")
@@ -199,8 +200,9 @@ def phantom_scan(seed: int = 0, n_slices: int = 96, spacing: float = 0.7, thickn
     for n, spec in enumerate(patient.nodules, start=1):
         world = (spec.centre[1], spec.centre[0], spec.centre[2])  # (x, y, z) = (col mm, row mm, z)
         i, j, k = volume.to_voxel(world)
+        largest = float((labels == n).sum(axis=(1, 2)).max()) * spacing**2  # mm^2, as the mask diameter is measured
         cands.append({"name": f"nodule {n}", "i": round(float(i), 1), "j": round(float(j), 1), "k": round(float(k), 1),
-                      "drawn_score": spec.malignancy, "diameter_mm": round(spec.diameter_mm, 1)})
+                      "drawn_score": spec.malignancy, "drawn_diameter_mm": round(2 * np.sqrt(largest / np.pi), 1)})
     return volume, cands
 
 
