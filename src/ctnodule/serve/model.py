@@ -80,7 +80,7 @@ class ServedRun:
         what = "were malignant" if self.task == "binary" else "had the predicted class right"
         shown = "P(malignant)" if self.task == "binary" else "top-class probability"
         note = (f"Of this run's {len(self.oof)} out-of-fold predictions, the {int(b['count'][which])} with "
-                f"{shown} {b['lo'][which]:.2f}–{b['hi'][which]:.2f} {what} "
+                f"{shown} {b['lo'][which]:.3f}–{b['hi'][which]:.3f} {what} "
                 f"{100 * b['observed'][which]:.0f} % of the time (mean predicted {100 * b['confidence'][which]:.0f} %).")
         ece, brier = self.metrics.get("ece"), self.metrics.get("brier")
         if ece is not None and brier is not None:

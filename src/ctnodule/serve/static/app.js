@@ -425,6 +425,7 @@ async function showCase(id) {
 function setupDatasetView() {
   for (const sel of ["#search", "#filter-true", "#filter-pred", "#filter-wrong", "#filter-disagree"]) {
     $(sel).addEventListener("input", renderCases);
+    $(sel).addEventListener("change", renderCases);
   }
   for (const th of document.querySelectorAll("#cases th[data-key]")) {
     th.addEventListener("click", () => {
