@@ -58,7 +58,7 @@ def test_phantom_scan_and_its_slices(client, serve_app, ct_volume):
     assert info["shape"] == list(volume.shape_ijk) and info["synthetic"] is True
     assert [c["k"] for c in info["candidates"]] == [c["k"] for c in nodules]
     assert len(info["z_mm"]) == volume.hu.shape[0] and info["flip_x"] is False
-    k = int(round(nodules[0]["k"]))
+    k = round(nodules[0]["k"])
     raw = client.get(f"/api/scans/{info['id']}/slices/{k}")
     assert raw.headers["content-type"] == "application/octet-stream"
     assert np.array_equal(np.frombuffer(raw.content, "<i2").reshape(volume.hu.shape[1:]), volume.hu[k])

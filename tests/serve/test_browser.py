@@ -143,8 +143,8 @@ def test_scan_view_in_chromium(server, driver, shots, ct_root):
     assert "out-of-fold" in d.find_element("id", "calibration").text
     res = js(d, f"return {viewer}.result")
     assert res["heatmap"] is not None and js(d, f"return {viewer}.k") == res["heatmap"]["k"]
-    region = "const h = {v}.result.heatmap, c = document.getElementById('slice').getContext('2d'); " \
-             "return Array.from(c.getImageData(h.i0, h.j0, h.width, h.height).data);".format(v=viewer)
+    region = f"const h = {viewer}.result.heatmap, c = document.getElementById('slice').getContext('2d'); " \
+             "return Array.from(c.getImageData(h.i0, h.j0, h.width, h.height).data);"
     with_heat = js(d, region)
     d.find_element("id", "heat-toggle").click()
     without = js(d, region)
@@ -165,7 +165,7 @@ def test_dataset_and_run_views_in_chromium(server, driver, shots, client):
     wait(d, lambda d: len(d.find_elements("css selector", "#cases tbody tr")) == len(rows))
     wait(d, lambda d: js(d, "return Array.from(document.querySelectorAll('#cases img')).slice(0, 5)"
                             ".every(i => i.complete && i.naturalWidth > 0)"))
-    count = lambda: d.find_element("id", "case-count").text  # noqa: E731
+    count = lambda: d.find_element("id", "case-count").text
     d.find_element("id", "filter-wrong").click()
     wrong = [r for r in rows if not r["correct"]]
     assert count() == f"{len(wrong)} of {len(rows)}"
@@ -180,9 +180,8 @@ def test_dataset_and_run_views_in_chromium(server, driver, shots, client):
     Select(d.find_element("id", "filter-disagree")).select_by_index(0)
     d.find_element("css selector", "th[data-key='diameter_mm']").click()
     ids = [tr.get_attribute("data-id") for tr in d.find_elements("css selector", "#cases tbody tr")]
-    by_size = [r["sample_id"] for r in sorted(rows, key=lambda r: r["diameter_mm"])]
-    assert [rows_by := {r["sample_id"]: r["diameter_mm"] for r in rows}][0] and \
-        [rows_by[i] for i in ids] == [rows_by[i] for i in by_size]
+    size = {r["sample_id"]: r["diameter_mm"] for r in rows}
+    assert [size[i] for i in ids] == sorted(size.values())
     target = ids[-1]  # the largest nodule
     d.find_element("css selector", f"#cases tbody tr[data-id='{target}']").click()
     wait(d, lambda d: js(d, "const im = document.querySelectorAll('#detail img'); return im.length >= 4 && "

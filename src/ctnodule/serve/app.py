@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import anyio
 import numpy as np
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -37,7 +38,8 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse as _StarletteJSON, Response
+from starlette.responses import FileResponse, Response
+from starlette.responses import JSONResponse as _StarletteJSON
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -101,12 +103,12 @@ def create_app(run_dir: str | Path, data: str | Path | None = None, roots: Seque
         with tempfile.TemporaryDirectory(prefix="ctnodule-upload-") as tmp:
             saved = Path(tmp) / "body"
             size = 0
-            with open(saved, "wb") as out:
+            async with await anyio.open_file(saved, "wb") as out:  # written by a worker thread, chunk by chunk
                 async for chunk in request.stream():
                     size += len(chunk)
                     if size > limit:
                         raise HTTPException(413, f"upload is over the {max_upload_mb:g} MB limit")
-                    out.write(chunk)
+                    await out.write(chunk)
             if size == 0:
                 raise HTTPException(400, "empty upload: send the file as the request body")
             volume = await run_in_threadpool(scans.read_upload, saved, name, 8 * limit,

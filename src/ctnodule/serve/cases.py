@@ -26,6 +26,7 @@ from ctnodule.explain.overlay import draw_region, enlarge, grey_rgb, overlay
 from ctnodule.pages import synthetic_banner
 from ctnodule.preprocess.inputs import load_slice
 from ctnodule.serve.model import ServedRun
+from ctnodule.serve.nodule import heat_note, is_flat, prediction
 
 THUMB_SIDE = 72
 PANEL_SIDE = 192
@@ -89,10 +90,6 @@ class Cases:
         s = self._sample(sample_id)
         n_slices = 1 if s.array.ndim == 2 else s.array.shape[0]
         proba = self.run.oof_proba()[self.run.oof["sample_id"].astype(str).to_numpy() == sample_id][0]
-        from ctnodule.serve.nodule import prediction
-
-        from ctnodule.serve.nodule import heat_note, is_flat
-
         cam = self._cam(sample_id, s) if self.run.has_image_network else None
         flat = cam is not None and is_flat(cam)
         note = heat_note(self.run, True, cam) if cam is None or flat else \
