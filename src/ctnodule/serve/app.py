@@ -93,7 +93,8 @@ def create_app(run_dir: str | Path, data: str | Path | None = None, roots: Seque
         if not isinstance(path, str) or not path.strip():
             raise HTTPException(400, 'give {"path": "..."}: a DICOM series folder, NIfTI or NRRD under an allowed root')
         volume = await run_in_threadpool(scans.open_path, path.strip(), allowed, body.get("series_uid"))
-        return _opened(store.add(Path(path).name or path, volume))
+        name = Path(path.strip().rstrip("/")).name or path
+        return _opened(store.add(f"{volume.patient_id} {name}".strip() if volume.patient_id else name, volume))
 
     async def upload(request: Request) -> Response:
         name = scans.upload_name(request.query_params.get("name", ""))
