@@ -29,7 +29,7 @@ from ctnodule.vocab import Head, Imbalance, LabelMode, Task, View
 
 #: the order `ctnodule --help` lists the commands in: the order data walks through them
 PIPELINE = ("import", "explore", "preprocess", "synthesize", "train", "export", "predict", "evaluate", "explain",
-            "benchmark", "balance-benchmark", "run")
+            "benchmark", "balance-benchmark", "run", "serve")
 
 
 class _PipelineOrder(TyperGroup):
@@ -205,6 +205,7 @@ def _register_commands() -> None:
     from ctnodule.explain import commands as explain_commands
     from ctnodule.export import commands as export_commands
     from ctnodule.preprocess import commands as preprocess_commands
+    from ctnodule.serve import commands as serve_commands
     from ctnodule.studies import commands as studies_commands
 
     data_commands.register(app)
@@ -217,6 +218,7 @@ def _register_commands() -> None:
     export_commands.register(app)
     studies_commands.register(app)
     app.command("run")(run_cmd)
+    serve_commands.register(app)
 
 
 _register_commands()
