@@ -116,6 +116,8 @@ def main() -> None:
     ap.add_argument("--nodules", type=Path, help="nodule-view dataset with the same nodules")
     ap.add_argument("--match", default=None, help="full-view column holding the nodule dataset's sample_id")
     ap.add_argument("--modes", nargs="+", default=["found", "truth"])
+    ap.add_argument("--inner", default="find-crop", help="preset of the nodule model inside (find-crop: the "
+                    "default nodule recipe; nodule-cnn: the nodule-scale CNN, whose Grad-CAM can point)")
     ap.add_argument("--n-loc", type=int, default=1000, help="held-out slices explained (at most)")
     ap.add_argument("--limit", type=int, default=0, help="first N full slices only (smoke test)")
     args = ap.parse_args()
@@ -149,7 +151,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="fc-", dir=args.out))
     for mode in args.modes:
         c1 = cpu()
-        cfg = load_preset("find-crop", find=mode)
+        cfg = load_preset(args.inner, view="full", find=mode)
         from ctnodule.preprocess.find import truth_sample
 
         inputs = FindInputs(found, [truth_sample(s) for s in slices] if mode == "truth" else None, NoduleFinder())
@@ -170,16 +172,16 @@ def main() -> None:
                 loc += localise(model, slices, found, idx, lungs)
         summ = auc_summary(y, proba, splits)
         summ["cpu_s"] = cpu() - c1
-        results[f"find_crop_{mode}"] = summ
+        results[f"find_crop_{mode}_{args.inner}"] = summ
         pd.DataFrame({"sample_id": frame.sample_id, "y": y, "proba_1": proba[:, 1]}).to_csv(
             args.out / f"oof_{mode}.csv", index=False)
-        print(f"find-crop ({mode} crops for training): AUC {summ['auc_mean']:.3f} +- {summ['auc_sd']:.3f} "
+        print(f"find-crop ({mode} crops for training, inner {args.inner}): AUC {summ['auc_mean']:.3f} +- {summ['auc_sd']:.3f} "
               f"(pooled {summ['auc_pooled']:.3f}); {summ['cpu_s']:.0f} CPU-s")
         if loc:
             table = pd.DataFrame(loc)
-            table.to_csv(args.out / "localisation_find_crop.csv", index=False)
+            table.to_csv(args.out / f"localisation_find_crop_{args.inner}.csv", index=False)
             means = table.mean(numeric_only=True).round(3).to_dict()
-            results["localisation_find_crop"] = {"n": len(table), **means}
+            results[f"localisation_find_crop_{args.inner}"] = {"n": len(table), **means}
             print(f"localisation find-then-classify (n={len(table)} held-out slices; miss = no heat): "
                   + json.dumps(means))
     if args.nodules:

@@ -72,3 +72,11 @@ def test_slice_without_a_nodule_is_a_reported_error(find_run):
     img[:, 40:160, 105:170] = -850
     with pytest.raises(DataError, match="no nodule found on 1 of 1.*'empty'"):
         predictor.predict_proba([Slice(img, (1.0, 1.0), {"sample_id": "empty"})])
+
+
+def test_predict_files_reports_where_the_nodule_was_found(find_run, phantom, tmp_path):
+    from ctnodule.predict.apply import predict_files
+
+    frame = predict_files(find_run, [phantom], tmp_path / "p.csv")
+    assert {"found_r", "found_c", "found_diameter_mm"} <= set(frame.columns)
+    assert frame["found_r"].between(0, 511).all() and len(frame) == len(SliceDataset(phantom).view("full"))
