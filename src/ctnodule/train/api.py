@@ -259,7 +259,8 @@ def _check_resumable(paths: RunPaths, cfg: TrainConfig) -> None:
     if not paths.config.is_file():
         raise RunError(f"{paths.root}: nothing to resume (no config.yaml); train without --resume")
     old = read_config(paths.root)
-    changed = [k for k, v in cfg.model_dump(mode="json").items() if k != "device" and old.get(k) != v]
+    defaults = TrainConfig().model_dump(mode="json")  # a field added since the run was written had its default
+    changed = [k for k, v in cfg.model_dump(mode="json").items() if k != "device" and old.get(k, defaults[k]) != v]
     if changed:
         raise RunError(f"{paths.root}: cannot resume with a different recipe (changed: {changed}); "
                        "use the same options or --force to start over")
