@@ -72,6 +72,9 @@ def export_bundle(run_dir: str | Path, out: str | Path, force: bool = False) -> 
     if not (cfg.freeze_backbone and cfg.head == "logreg" and fm.sk_head is not None):
         raise RunError(f"{run_dir}: only frozen-backbone logistic-regression runs (the default preset) export to "
                        f"a bundle; this run has head {cfg.head!r} (freeze_backbone={cfg.freeze_backbone})")
+    if fm.finder is not None:
+        raise RunError(f"{run_dir}: a find-then-classify run (find: {cfg.find}) searches full slices for the nodule "
+                       "in Python before its network; a bundle would skip that step, so it does not export")
     n_extra = fm.net.n_extra
     n_image = fm.net.backbone.num_features
     head = head_json(fm.sk_head.model_, n_image, n_extra, cfg.tabular, fm.scaler, len(predictor.class_names))
