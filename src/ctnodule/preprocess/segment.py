@@ -45,7 +45,7 @@ VOI_MIN_SIDE = 44
 #: around the seed: a median between these HU marks ground glass (lung is ~-850, solid tissue > -650)
 GGO_HU = -800.0
 GGO_BALL_MM = 2.5
-PULL = 1.0
+PULL = 0.5
 #: the lung-noise floor never lifts the threshold closer than this to the nodule's own core HU
 NODULE_MARGIN_HU = 100.0
 #: voxels below this HU in the box (away from the seed) are the local lung the noise floor is measured on
@@ -169,9 +169,10 @@ def _lung_level(roi: np.ndarray, dist_mm: np.ndarray, search_mm: float) -> tuple
 
 def _core(depth: np.ndarray, near: np.ndarray, dist_mm: np.ndarray) -> tuple[int, int, int]:
     """The nodule's centre: near the seed, deep inside the foreground, but not far from the seed
-    (depth - PULL x distance, so a point off-centre moves to the centre while the thicker chest wall or
-    mediastinum beside a juxtapleural nodule does not pull it away: at PULL 0.5 a wall more than 3x the
-    nodule's radius thick won from an exact centre seed)."""
+    (depth - distance / 2, so a point off-centre moves to the centre while the thicker chest wall
+    beside a juxtapleural nodule does not pull it away). A stronger pull (1.0) kept an exactly centred
+    seed out of a thick neighbouring wall, but a click 3 mm off a small nodule then picked a vessel beside
+    the click: 114 of the 798 dev VOIs refused instead of 18."""
     score = np.where(near & (depth > 0), depth - PULL * dist_mm, -np.inf)
     return tuple(int(v) for v in np.unravel_index(int(np.argmax(score)), depth.shape))
 
