@@ -5,7 +5,7 @@ No retraining: each fold's checkpoint (`RUN/checkpoints/fold-K.pt`) predicts its
 this reproduces the run's OOF AUC), with `segment_nodule` masks seeded at the given mask's centroid, and
 seeded up to 3 mm off it (seeded RNG). With automatic masks the sample is cut from the VOI exactly as the
 importer cuts it (`nodule_sample(view="full")` on the VOI: the slice with the largest mask area, its
-neighbours), so only the mask, and the decision slice it picks, change. Pooled OOF AUC per way.
+neighbours), so only the mask, and the decision slice it picks, change. Pooled OOF AUC per way (and QWK for a 5-class run).
 
 Run: python bench/bench_auto_masks.py RUN [RUN ...] [--voi path/to/lidc-voi] [--data path/to/imported/voi]
 """
@@ -90,12 +90,18 @@ def bench_run(run: Path, data: Path, voi: Path) -> None:
           f"{time.process_time() - cpu:.0f} s CPU")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        aucs = {way: compute_metrics(y, np.concatenate(p), config["task"])["roc_auc"] for way, p in proba.items()}
+        scores = {way: compute_metrics(y, np.concatenate(p), config["task"]) for way, p in proba.items()}
     recorded = yaml.safe_load(paths.metrics.read_text()).get("roc_auc") if paths.metrics.is_file() else None
     print(f"  pooled OOF AUC recorded by the run: {recorded:.4f}" if recorded is not None else "")
-    for way, auc in aucs.items():
-        delta = "" if way == "given" else f"  (delta {auc - aucs['given']:+.4f})"
-        print(f"  {way:15s} AUC {auc:.4f}{delta}")
+    for way, m in scores.items():
+        line = f"  {way:15s} AUC {m['roc_auc']:.4f}"
+        if way != "given":
+            line += f" (delta {m['roc_auc'] - scores['given']['roc_auc']:+.4f})"
+        if "qwk" in m:  # 5-class: the ordinal agreement too
+            line += f"  QWK {m['qwk']:.4f}"
+            if way != "given":
+                line += f" (delta {m['qwk'] - scores['given']['qwk']:+.4f})"
+        print(line)
 
 
 def main() -> None:

@@ -79,6 +79,31 @@ def test_candidates_segment_and_predict_each_nodule(mask_run, ct, tmp_path):
     assert np.allclose(one.filter(like="proba_").to_numpy(), probas[1:], atol=1e-6)
 
 
+def test_explain_states_the_maps_grid_and_when_it_is_empty(mask_run, ct, tmp_path):
+    import cv2
+
+    from ctnodule.explain.ct import cam_note
+    from ctnodule.explain.core import explain_slices
+    from ctnodule.predict.run import load_run
+    from ctnodule.predict.volume import predict_volume as volume_samples
+
+    folder, centres, _, _, _ = ct
+    at = [",".join(map(str, c)) for c in centres]
+    out = predict_volume(mask_run, folder, tmp_path / "p.csv", at=at, method="gradcam")
+    _, slices = volume_samples(load_run(mask_run), folder, at=at)
+    maps = explain_slices(load_run(mask_run), slices)
+    assert out["cam_empty"].tolist() == [bool(m.max() <= 0) for m in maps]
+    rows, cols = (int(v) for v in out["cam_grid"].iloc[0].split("x"))
+    assert rows >= 1 and cols >= 1
+    saved = pd.read_csv(tmp_path / "p.csv")
+    assert {"cam_grid", "cam_empty"} <= set(saved.columns)
+    png = cv2.imread(out["png"].iloc[0])
+    assert png.shape[0] > 256 + 2 * 22  # the caption and the map's note above the panels
+    assert "EMPTY" in cam_note({"cam_grid": "2x2", "cam_empty": True, "predicted": "x"})
+    assert "coarse" in cam_note({"cam_grid": "2x2", "cam_empty": False})
+    assert cam_note({"cam_grid": "8x8", "cam_empty": False}) == "Grad-CAM (8x8 cells)"
+
+
 def test_given_mask_overrides_segmentation(mask_run, ct, tmp_path):
     import nibabel as nib
 

@@ -44,6 +44,39 @@ def test_segments_the_drawn_nodule_from_its_centre_and_from_an_inexact_click(pha
         assert _dice(segment_nodule(hu, SP, seed + off).mask, truth) > 0.7, spec
 
 
+def _ball(shape: tuple[int, int, int], centre: tuple[float, float, float], r_mm: float) -> np.ndarray:
+    grid = np.indices(shape, dtype=np.float32)
+    return sum(((grid[a] - centre[a]) * SP[a]) ** 2 for a in range(3)) <= r_mm**2
+
+
+def test_dense_noisy_lung_does_not_leak_into_the_parenchyma():
+    """Dependent or expiratory lung at -680 HU with 60 HU of blotchy noise: a fixed -700 HU threshold
+    takes the parenchyma (the mask grew ~200x here); the threshold is kept above the local lung's noise."""
+    from scipy import ndimage as ndi
+
+    shape = (24, 80, 80)
+    rng = np.random.default_rng(0)
+    noise = ndi.gaussian_filter(rng.normal(0.0, 1.0, shape), (0.5, 2.0, 2.0))
+    truth = _ball(shape, (12, 40, 40), 3.0)
+    hu = np.where(truth, 20.0, -680.0) + noise / noise.std() * 60.0
+    mask = segment_nodule(hu, SP, (12, 40, 40)).mask
+    assert _dice(mask, truth) > 0.85
+    assert 0.7 < mask.sum() / truth.sum() < 1.3
+
+
+def test_real_vois_that_leaked_keep_their_size(voi_src):
+    """Two LIDC VOIs whose automatic mask was 5-20x the readers' (dense lung beside a small solid nodule)."""
+    import nibabel as nib
+
+    for name in ("LIDC-IDRI-0039_R_3.nii.gz", "LIDC-IDRI-0043_R_1.nii.gz"):
+        img = nib.load(voi_src / "image" / name)
+        hu = np.transpose(np.asarray(img.dataobj), (2, 1, 0))
+        truth = np.transpose(np.asarray(nib.load(voi_src / "nodule_mask" / name).dataobj) > 0, (2, 1, 0))
+        sp = np.asarray(img.header.get_zooms()[:3], float)[::-1]
+        mask = segment_nodule(hu, sp, np.argwhere(truth).mean(axis=0)).mask
+        assert 0.5 < mask.sum() / truth.sum() < 2.0, name
+
+
 def test_refuses_points_outside_in_air_and_in_bone(phantom_ct):
     patient, cases = phantom_ct
     _, hu, _, _ = cases[0]
