@@ -37,6 +37,7 @@ class Background:
     context: np.ndarray
     avoid: np.ndarray  # bool (H, W): annotated nodules on this slice or its context neighbours
     replicated: int = 0  # context neighbours missing in the series, replaced by the nearer slice
+    synthetic: bool = False  # a phantom slice (a composite built on it is synthetic too)
 
     @property
     def hu(self) -> np.ndarray:
@@ -124,5 +125,6 @@ def _from_dataset(src: Path, k: int, skips: Skips) -> list[Background]:
         out[key] = Background(
             name=name, patient_id=key[0], series_uid=str(s.meta.get("series_uid", "")),
             slice_z=float(s.meta.get("slice_z", np.nan)), slice_index=int(i), spacing=tuple(s.spacing),
-            thickness=float(s.meta.get("slice_thickness", np.nan)), context=stack.astype(np.int16), avoid=mask)
+            thickness=float(s.meta.get("slice_thickness", np.nan)), context=stack.astype(np.int16), avoid=mask,
+            synthetic=str(s.meta.get("synthetic", 0)) in ("1", "1.0") or s.meta.get("source") in ("synthetic",))
     return list(out.values())

@@ -50,7 +50,8 @@ COMPOSITE_SOURCE = "composite"
 
 def synthetic_info(frame: pd.DataFrame) -> dict | None:
     """How much of a dataset is generated: {n_synthetic, n_samples, sources, n_composite} or None when every
-    sample is a real scan (composites count as generated: their pixels were never acquired together). Pages (`ctnodule.pages.synthetic_banner`) and run folders (config.yaml) carry it, so no
+    sample is a real scan (composites count as generated: their pixels were never acquired together;
+    `n_composite` counts those made of real scans only, a composite of phantom data stays synthetic). Pages (`ctnodule.pages.synthetic_banner`) and run folders (config.yaml) carry it, so no
     number from a phantom, a GAN or a real+generated mix is ever shown as if it came from patients."""
     blank = pd.Series("", index=frame.index)
     source = frame.get("source", blank).astype(str).str.lower()
@@ -60,7 +61,7 @@ def synthetic_info(frame: pd.DataFrame) -> dict | None:
         return None
     names = sorted({GENERATED_SOURCES.get(s, s) for s in source[generated]})
     return {"n_synthetic": int(generated.sum()), "n_samples": len(frame), "sources": names,
-            "n_composite": int((source == COMPOSITE_SOURCE).sum())}
+            "n_composite": int(((source == COMPOSITE_SOURCE) & ~flagged).sum())}
 
 
 def read_manifest(root: str | Path) -> pd.DataFrame:

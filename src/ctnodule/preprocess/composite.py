@@ -71,6 +71,7 @@ class CompositeConfig:
     min_lung_mm2: float = 2000.0  # a background with less lung (both lungs together) is not used
     parenchyma_hu: float = -500.0  # below: lung parenchyma, for the level match
     wall_hu: float = -400.0  # above, connected to the crop border: chest wall / mediastinum, not pasted
+    wall_share: float = 0.1  # ... when it covers at least this share of the nodule crop (else: a vessel)
 
     def check(self) -> None:
         if not (self.margin_mm > 0 and self.clearance_mm >= 0 and self.avoid_mm >= 0 and self.min_lung_mm2 >= 0):
@@ -149,7 +150,10 @@ def make_graft(planes: np.ndarray, mask: np.ndarray, spacing: tuple[float, float
     dense = (centre > cfg.wall_hu) & (outside > 1.01 * max(target))
     labels, n = ndi.label(dense)
     border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    wall = np.isin(labels, border[border > 0])
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    # a vessel crossing the crop is pasted (it fades across the margin); chest wall or mediastinum covers a
+    # large share of the crop (median 34 % on the VOIs where present)
+    wall = np.isin(labels, [b for b in border if b > 0 and sizes[b] >= cfg.wall_share * mask.size])
     juxta = bool(wall.any() and outside[wall].min() <= 2.5 * max(target))
     if wall.any():
         keep = 1.0 - np.clip(cv2.GaussianBlur(wall.astype(np.float32), (0, 0), 1.0) * 2.0, 0.0, 1.0)
@@ -325,7 +329,7 @@ def _add_one(writer, ds: SliceDataset, i: int, sites: list[Site], cfg: Composite
         "bg_patient_id": bg.patient_id, "bg_name": bg.name, "bg_series_uid": bg.series_uid,
         "bg_slice_z": bg.slice_z, "bg_slice_index": bg.slice_index,
         "series_uid": bg.series_uid, "slice_z": bg.slice_z, "slice_thickness": bg.thickness,
-        "context_replicated": bg.replicated, "synthetic": 0,
+        "context_replicated": bg.replicated, "synthetic": int(_flag(row.get("synthetic")) or bg.synthetic),
         "scale": round(math.sqrt(s.spacing[0] * s.spacing[1] / (bg.spacing[0] * bg.spacing[1])), 4),
         "juxta_pleural": int(graft.juxta_pleural),
     }
@@ -355,6 +359,13 @@ def _histograms(graft: Graft, plane: np.ndarray, mask: np.ndarray, r: int, c: in
     return {"hist_before": np.histogram(before, HU_BINS)[0], "hist_after": np.histogram(after, HU_BINS)[0],
             "mask_hu_before": float(np.median(graft.planes[k][graft.mask])),
             "mask_hu_after": float(np.median(plane[mask.astype(bool)]))}
+
+
+def _flag(value: Any) -> bool:
+    try:
+        return float(value) == 1
+    except (TypeError, ValueError):
+        return False
 
 
 def _cpu() -> float:
