@@ -89,8 +89,11 @@ def test_same_seed_same_composite_other_seed_other_place(phantom: Path, composit
     assert moved.mean() > 0.8
 
 
-def test_folds_group_by_the_nodule_patient(composite: Path):
+@pytest.mark.parametrize("patient_column", ["nodule_patient_id", "bg_patient_id"])
+def test_folds_group_by_the_nodule_patient(composite: Path, patient_column: str):
+    """Even a manifest whose patient_id names the background's patient is split by the nodule's."""
     frame = pd.read_csv(composite / "manifest.csv", dtype={"patient_id": str})
+    frame["patient_id"] = frame[patient_column]
     seen: dict[str, int] = {}
     for k, (_, val) in enumerate(patient_kfold(frame, "binary", folds=3, seed=0)):
         for p in frame["nodule_patient_id"].iloc[val]:
