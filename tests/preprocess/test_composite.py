@@ -23,7 +23,8 @@ from ctnodule.data.splits import patient_kfold
 from ctnodule.data.writer import open_dataset
 from ctnodule.errors import DataError
 from ctnodule.pages import synthetic_banner
-from ctnodule.preprocess.composite import CompositeConfig, import_composite, make_graft, prepare_sites
+from ctnodule.data.backgrounds import Background
+from ctnodule.preprocess.composite import CompositeConfig, Site, import_composite, make_graft, place, prepare_sites
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +70,28 @@ def test_scale_is_kept_when_the_spacing_differs():
     assert abs((rows.max() - rows.min() + 1) * 0.8 - 10.0) <= 0.8
 
 
+def test_blend_matches_the_parenchyma_and_keeps_the_nodule_hu():
+    """A solid 40 HU nodule in -800 HU lung goes into -900 HU lung: the nodule stays 40 HU, its surrounding
+    parenchyma becomes -900 HU, and beyond the margin the background is untouched (no halo)."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:40, :40]
+    disc = (yy - 20) ** 2 + (xx - 20) ** 2 <= 6**2
+    nodule = np.where(disc, 40, -800).astype(np.int16)[None]
+    hu = (-900 + rng.normal(0, 5, (200, 200))).astype(np.int16)
+    bg = Background("B z=0", "B", "", 0.0, 0, (0.7, 0.7), 1.0, hu[None], np.zeros(hu.shape, bool))
+    site = Site(bg, np.ones(hu.shape, bool), np.full(hu.shape, 50.0, np.float32))
+    cfg = CompositeConfig()
+    graft = make_graft(nodule, disc, (0.7, 0.7), (0.7, 0.7), cfg)
+    stack, mask, numbers = place(site, graft, 100, 100)
+    out = stack[0].astype(float)
+    assert abs(np.median(out[mask.astype(bool)]) - 40) <= 1
+    assert numbers["level_shift_hu"] == pytest.approx(-100, abs=3)
+    dist = ndi.distance_transform_edt(~mask.astype(bool)) * 0.7
+    ring = (dist > 1.0) & (dist < cfg.margin_mm)
+    assert abs(np.median(out[ring]) + 900) < 10
+    assert np.array_equal(stack[0][dist > cfg.margin_mm + 1], hu[dist > cfg.margin_mm + 1])
+
+
 def test_composite_areas_match_the_nodules(composite: Path):
     frame = pd.read_csv(composite / "manifest.csv")
     ratio = frame["mask_area_mm2"] / frame["nodule_mask_area_mm2"]
@@ -76,14 +99,16 @@ def test_composite_areas_match_the_nodules(composite: Path):
 
 
 def test_same_seed_same_composite_other_seed_other_place(phantom: Path, composite: Path, tmp_path: Path):
+    """Draws depend on (seed, sample), not on the order or the subset: a 12-nodule import repeats the first 12
+    composites of the full one exactly."""
     again = tmp_path / "again"
-    import_composite(again, nodules=phantom, full=phantom, seed=3, progress=False)
-    a, b = pd.read_csv(composite / "manifest.csv"), pd.read_csv(again / "manifest.csv")
+    import_composite(again, nodules=phantom, full=phantom, seed=3, limit=12, progress=False)
+    a, b = pd.read_csv(composite / "manifest.csv").head(12), pd.read_csv(again / "manifest.csv")
     pd.testing.assert_frame_equal(a, b)
-    for rel in a["context_path"][:5]:
+    for rel in a["context_path"]:
         assert np.array_equal(read_nrrd(composite / rel)[0], read_nrrd(again / rel)[0])
     other = tmp_path / "other"
-    import_composite(other, nodules=phantom, full=phantom, seed=4, progress=False)
+    import_composite(other, nodules=phantom, full=phantom, seed=4, limit=12, progress=False)
     c = pd.read_csv(other / "manifest.csv")
     moved = (a[["bg_name", "centre_r", "centre_c"]] != c[["bg_name", "centre_r", "centre_c"]]).any(axis=1)
     assert moved.mean() > 0.8
@@ -202,3 +227,20 @@ def test_real_nodules_in_the_real_lidc_slices(voi_src: Path, lidc_src: Path, tmp
         mask = read_nrrd(out / row.mask_path)[0].astype(bool)
         site = sites[row.bg_name]
         assert site.lung[mask].all() and not (mask & site.bg.avoid).any()
+
+
+def test_cli_refuses_a_dataset_without_nodule_views_in_one_line(phantom: Path, tmp_path: Path, capsys):
+    from ctnodule.cli import main
+
+    full_only = tmp_path / "full-only"
+    ds = SliceDataset(phantom).view("full")
+    with open_dataset(full_only) as w:
+        s = ds[0]
+        w.add(s.array, s.spacing, sample_id="A_N1_full", patient_id="A", nodule_id=1, view="full", malignancy=2,
+              source="synthetic", mask=s.mask, synthetic=1)
+    with pytest.raises(SystemExit) as exc:
+        main(["import", "composite", str(full_only), str(phantom), str(tmp_path / "out")])
+    assert exc.value.code == 3
+    err = capsys.readouterr().err.strip()
+    assert "no `nodule` samples to place" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()

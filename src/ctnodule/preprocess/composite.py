@@ -14,9 +14,10 @@ LIDC-IDRI archive, every slice of it, or a slice dataset's `full` samples):
   every reader's outline of an annotated nodule on the slice or its context neighbours;
 - blend, in HU: inside the mask the nodule's own pixels; across a `margin_mm` margin their weight falls
   linearly to 0, after the nodule crop's parenchyma has been shifted to the local parenchyma level of the
-  background (medians of HU < `parenchyma_hu`). Dense tissue that reaches the crop border (chest wall or
-  mediastinum of a juxta-pleural nodule) is not pasted: the nodule loses its pleural contact
-  (`juxta_pleural` = 1 counts those), rather than carry a piece of another patient's wall into open lung;
+  background (medians of HU < `parenchyma_hu`; soft tissue keeps its HU: `parenchyma_share`). Dense
+  tissue that reaches the crop border (chest wall or mediastinum of a juxta-pleural nodule) is not pasted:
+  the nodule loses its pleural contact (`juxta_pleural` = 1 counts those), rather than carry a piece of
+  another patient's wall into open lung;
 - 2.5D: every context plane gets its own neighbour plane of the nodule with the same weights;
 - manifest: `view=full`, `source=composite`, `patient_id` = the NODULE's patient (splits group by it: the
   label and the nodule belong to that patient), `bg_patient_id` etc. the background's; the new mask, bbox
@@ -196,6 +197,13 @@ def _mean(values: np.ndarray, where: np.ndarray) -> float:
     return round(float(values[where].mean()), 2) if where.any() else float("nan")
 
 
+def parenchyma_share(hu: np.ndarray, lung_hu: float = -500.0, tissue_hu: float = -100.0) -> np.ndarray:
+    """How much of the parenchyma level shift a pixel takes: 1 at or below `lung_hu`, 0 at or above
+    `tissue_hu` (solid nodule, vessels: soft tissue keeps its HU whatever the patient's lung density), linear
+    between (ground glass, partial volume)."""
+    return np.clip((tissue_hu - hu) / (tissue_hu - lung_hu), 0.0, 1.0)
+
+
 def place(site: Site, graft: Graft, r: int, c: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Paste `graft` with its mask centroid at (r, c) of `site`: (context stack int16, full mask, numbers)."""
     bg = site.bg
@@ -225,7 +233,7 @@ def place(site: Site, graft: Graft, r: int, c: int) -> tuple[np.ndarray, np.ndar
     out = bg.context.copy()
     for j in range(len(out)):
         plane = out[j][win].astype(np.float32)
-        mixed = wgt * (graft.planes[j][g] + shift) + (1.0 - wgt) * plane
+        mixed = wgt * (graft.planes[j][g] + shift * parenchyma_share(graft.planes[j][g])) + (1.0 - wgt) * plane
         out[j][win] = np.clip(np.rint(mixed), -1024, 3071).astype(np.int16)
     mask = np.zeros((H, W), np.uint8)
     mask[win] = graft.mask[g]
