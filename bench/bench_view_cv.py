@@ -8,6 +8,12 @@ exactly as in `ctnodule train` (`train_fold` per fold on the same `patient_kfold
 pipeline, the feature cache, the head). No final refit. Writes `OUT/NAME/oof_predictions.csv` (the
 columns of a run's) and prints pooled and per-fold metrics.
 
+`--split background` (composites): instead of patient-grouped k-fold, each background patient P is left
+out in turn: test = the composites placed in P's slices, train = those placed in the other patients'
+slices whose nodule patient has no composite in the test set (no nodule patient on both sides either).
+The test composites' backgrounds were never seen in training; compare with the same samples' predictions
+from the plain CV (`bench/compare_views.py --subset`).
+
 Run: python bench/bench_view_cv.py DATA OUT --view full --task binary --task multiclass \
         [--preset default] [--tabular descriptors --tabular none] [--epochs N] [--batch-size N] [--preprocess YAML]
 """
@@ -43,6 +49,19 @@ def _memo_lung_mask(hu: np.ndarray, spacing, *args, **kwargs) -> np.ndarray:
     return _MASKS[key]
 
 
+def background_splits(frame: pd.DataFrame) -> list[tuple[np.ndarray, np.ndarray]]:
+    """One (train, test) pair per background patient: see the module docstring."""
+    bg = frame["bg_patient_id"].astype(str).to_numpy()
+    patients = frame["patient_id"].astype(str).to_numpy()
+    out = []
+    for held in sorted(set(bg)):
+        test = np.nonzero(bg == held)[0]
+        train = np.nonzero((bg != held) & ~np.isin(patients, patients[test]))[0]
+        print(f"background {held} left out: train {len(train)}, test {len(test)}", flush=True)
+        out.append((train, test))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("data", type=Path)
@@ -55,6 +74,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=None)
     ap.add_argument("--preprocess", default=None)
     ap.add_argument("--name", default=None, help="run name prefix (default: VIEW-PRESET)")
+    ap.add_argument("--split", default="patient", choices=["patient", "background"])
     args = ap.parse_args()
     lungmask.lung_mask_array = _memo_lung_mask
     ds = SliceDataset(args.data).view(args.view)
@@ -70,7 +90,11 @@ def main() -> None:
             y = task_labels(frame, task)
             t0 = time.perf_counter()
             parts, per_fold = [], []
-            for k, (tr, va) in enumerate(patient_kfold(frame, task, cfg.folds, cfg.seed)):
+            splits = patient_kfold(frame, task, cfg.folds, cfg.seed) if args.split == "patient" else \
+                background_splits(frame)
+            if args.split == "background":
+                name += "-unseen-background"
+            for k, (tr, va) in enumerate(splits):
                 with tempfile.TemporaryDirectory() as tmp:
                     _, _, proba = train_fold(cfg, slices, frame, y, tr, k, Path(tmp) / "state.pt",
                                              log=lambda s: None, predict_idx=va)
