@@ -7,6 +7,9 @@ patient-bootstrap 95 % CI of full - nodule, whether the two runs used the same p
 pooled numbers apart for juxta-pleural nodules (their wall is not pasted: see `juxta_pleural`).
 
 Run: python bench/compare_views.py COMPOSITE_DATA FULL_RUN NODULE_RUN [FULL_RUN NODULE_RUN ...]
+     python bench/compare_views.py COMPOSITE_DATA --unseen UNSEEN_RUN FULL_RUN
+(the second: per background patient, the predictions of `bench_view_cv.py --split background` beside the
+plain CV's on the same composites)
 """
 
 from __future__ import annotations
@@ -71,6 +74,25 @@ def compare(data: Path, full_run: Path, nodule_run: Path, n_boot: int = 2000) ->
     return rows
 
 
+def unseen(data: Path, unseen_run: Path, seen_run: Path) -> pd.DataFrame:
+    """Per held-out background patient: metrics with that background unseen vs seen in training."""
+    manifest = pd.read_csv(data / "manifest.csv").set_index("sample_id")
+    a, task = _oof(unseen_run)
+    b, _ = _oof(seen_run)
+    pair = a.merge(b, on="sample_id", suffixes=("_u", "_s"))
+    pair["bg"] = manifest.loc[pair["sample_id"], "bg_patient_id"].to_numpy()
+    cols = sorted(c.removesuffix("_u") for c in pair.columns if c.startswith("proba_") and c.endswith("_u"))
+    rows = []
+    for bg, part in [*pair.groupby("bg"), ("all (pooled)", pair)]:
+        y = part["y_true_u"].to_numpy()
+        row = {"held_out_background": bg, "n_test": len(part)}
+        for tag, suffix in (("unseen", "_u"), ("seen", "_s")):
+            for key, value in _scores(task, y, part[[c + suffix for c in cols]].to_numpy()).items():
+                row[f"{tag}_{key}"] = round(value, 3)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def _ci(diff: np.ndarray) -> str:
     lo, hi = np.nanpercentile(diff[1:], [2.5, 97.5])
     return f"{diff[0]:+.3f} [{lo:+.3f}, {hi:+.3f}]"
@@ -80,7 +102,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("data", type=Path)
     ap.add_argument("runs", type=Path, nargs="+", help="pairs: FULL_RUN NODULE_RUN")
+    ap.add_argument("--unseen", type=Path, default=None, help="a --split background run; RUNS: the plain CV run")
     args = ap.parse_args()
+    if args.unseen:
+        print(unseen(args.data, args.unseen, args.runs[0]).to_string(index=False))
+        return
     if len(args.runs) % 2:
         raise SystemExit("give runs in pairs: FULL_RUN NODULE_RUN")
     for full_run, nodule_run in zip(args.runs[::2], args.runs[1::2]):
