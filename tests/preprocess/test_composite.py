@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from scipy import ndimage as ndi
 
-from ctnodule.data.backgrounds import load_backgrounds
+from ctnodule.data.backgrounds import Background, load_backgrounds
 from ctnodule.data.dataset import SliceDataset
 from ctnodule.data.importers.base import REPORT, Skips
 from ctnodule.data.io import read_nrrd
@@ -23,8 +23,14 @@ from ctnodule.data.splits import patient_kfold
 from ctnodule.data.writer import open_dataset
 from ctnodule.errors import DataError
 from ctnodule.pages import synthetic_banner
-from ctnodule.data.backgrounds import Background
-from ctnodule.preprocess.composite import CompositeConfig, Site, import_composite, make_graft, place, prepare_sites
+from ctnodule.preprocess.composite import (
+    CompositeConfig,
+    Site,
+    import_composite,
+    make_graft,
+    place,
+    prepare_sites,
+)
 
 
 @pytest.fixture(scope="module")

@@ -208,8 +208,8 @@ def place(site: Site, graft: Graft, r: int, c: int) -> tuple[np.ndarray, np.ndar
     """Paste `graft` with its mask centroid at (r, c) of `site`: (context stack int16, full mask, numbers)."""
     bg = site.bg
     rows, cols = np.nonzero(graft.mask)
-    r0 = r - int(round(rows.mean()))
-    c0 = c - int(round(cols.mean()))
+    r0 = r - round(rows.mean())
+    c0 = c - round(cols.mean())
     h, w = graft.mask.shape
     H, W = bg.hu.shape
     # the footprint (weight > 0) must lie inside the slice, the lung, and off annotated nodules
@@ -360,7 +360,7 @@ def _histograms(graft: Graft, plane: np.ndarray, mask: np.ndarray, r: int, c: in
     k = len(graft.planes) // 2
     foot = graft.weight > 0
     rows, cols = np.nonzero(graft.mask)
-    r0, c0 = r - int(round(rows.mean())), c - int(round(cols.mean()))
+    r0, c0 = r - round(rows.mean()), c - round(cols.mean())
     fr, fc = np.nonzero(foot)
     before = graft.planes[k][foot]
     after = plane[fr + r0, fc + c0]
