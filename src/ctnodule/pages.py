@@ -133,6 +133,13 @@ def synthetic_banner(info: Mapping[str, Any] | None) -> str | None:
     if not info or not info.get("n_synthetic"):
         return None
     sources = ", ".join(info.get("sources") or []) or "generated"
+    if info.get("n_composite") and info["n_composite"] >= info["n_synthetic"]:
+        share = ("every sample on this page is" if info["n_composite"] >= info.get("n_samples", 0)
+                 else f"{info['n_composite']} of {info['n_samples']} samples are")
+        return (f"COMPOSITE DATA (lesion insertion): {share} a real nodule of one patient placed into a real "
+                "lung slice of another patient (few background patients). Nodules and labels are real, their "
+                "surroundings are not the nodule's own: numbers measure full-slice models on inserted nodules, "
+                "not on clinical scans.")
     if info["n_synthetic"] >= info.get("n_samples", 0):
         return (f"SYNTHETIC DATA ({sources}): every sample on this page was generated, none comes from a "
                 "patient. The numbers show that the pipeline works; they say nothing about clinical accuracy.")

