@@ -64,4 +64,8 @@ def test_label_modes_need_the_ordinal_or_the_logistic_head():
     assert load_preset("default", labels="mean", imbalance="weights").labels == "mean"  # class weights compose
     with pytest.raises(ConfigError, match="imbalance"):  # resampling and calibration act on hard labels
         load_preset("default", labels="soft", imbalance="oversample")
-
+    # the default's own soft labels give way where the options cannot take them
+    assert load_preset("default").labels == "soft"
+    assert load_preset("default", imbalance="smote").labels == "maxvote"
+    assert load_preset("default", calibration="platt").labels == "maxvote"
+    assert load_preset("default", head="svm").labels == "maxvote"
