@@ -240,12 +240,11 @@ def main() -> None:
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    logf = open(out / "bench.log", "a")
 
     def log(msg: str) -> None:
         print(msg, flush=True)
-        logf.write(msg + "\n")
-        logf.flush()
+        with open(out / "bench.log", "a") as fh:
+            fh.write(msg + "\n")
 
     t0, c0 = time.time(), time.process_time()
     ds = SliceDataset(args.data).view("nodule")

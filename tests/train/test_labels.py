@@ -9,10 +9,16 @@ import pytest
 from ctnodule.data.dataset import SliceDataset
 from ctnodule.errors import ConfigError, DataError
 from ctnodule.models.descriptors import TABULAR_SETS, tabular_features
+from ctnodule.models.heads import LogRegHead
 from ctnodule.preprocess import Pipeline, PreprocessConfig
 from ctnodule.preprocess.inputs import load_slices, to_images
-from ctnodule.models.heads import LogRegHead
-from ctnodule.train.labels import class_targets, is_reader_column, parse_ratings, target_distributions, two_point
+from ctnodule.train.labels import (
+    class_targets,
+    is_reader_column,
+    parse_ratings,
+    target_distributions,
+    two_point,
+)
 
 
 def _frame() -> pd.DataFrame:
