@@ -50,6 +50,7 @@ bench: setup
 	$(BIN)/python bench/bench_segment.py $(SHARED)
 	$(BIN)/python bench/bench_auto_masks.py runs/bench/train/default-binary runs/bench/train/default-multiclass --voi $(SHARED)/lidc-voi
 	$(BIN)/python bench/bench_predict_ct.py runs/bench/train/default-binary
+	$(BIN)/python bench/bench_serve.py runs/bench/train/default-binary
 	$(BIN)/python bench/bench_cgan.py $(SHARED)/lidc-voi
 	$(BIN)/python bench/bench_gpu.py runs/bench/voi
 	$(BIN)/ctnodule train runs/bench/voi --out runs/bench/infer-default --force

@@ -29,7 +29,7 @@ from ctnodule.vocab import Head, Imbalance, LabelMode, Task, View
 
 #: the order `ctnodule --help` lists the commands in: the order data walks through them
 PIPELINE = ("import", "explore", "preprocess", "synthesize", "train", "export", "predict", "evaluate", "explain",
-            "benchmark", "balance-benchmark", "run")
+            "benchmark", "balance-benchmark", "run", "serve")
 
 
 class _PipelineOrder(TyperGroup):
@@ -71,10 +71,12 @@ def train_cmd(
     out: Annotated[Path, typer.Option(help="Run folder to write.")],
     view: Annotated[View, typer.Option(help="Which samples: the full slice or the nodule crop.")] = "nodule",
     task: Annotated[Task, typer.Option(help="binary (1-3 vs 4-5) or multiclass (1..5).")] = "binary",
-    preset: Annotated[str, typer.Option(help="Recipe: 'default' (ours, tuned by patient-grouped CV), 'fast' (default "
-                                             "without the image network: descriptors only), 'nodule-cnn' "
-                                             "(nodule-scale CNN + descriptors) or 'seed' (the original "
-                                             "report's).")] = "default",
+    preset: Annotated[str | None, typer.Option(help="Recipe: 'default' (ours, tuned by patient-grouped CV), 'fast' "
+                                                    "(default without the image network: descriptors only), "
+                                                    "'nodule-cnn' (nodule-scale CNN + descriptors), 'find-crop' "
+                                                    "(full slices: find the nodule, judge its crop) or 'seed' "
+                                                    "(the original report's). Default: 'default' for the "
+                                                    "nodule view, the best measured for the full view.")] = None,
     preprocess: Annotated[str | None, typer.Option(help="Preprocessing recipe: default | seed | PATH to a recipe "
                                                         "YAML (e.g. an edited configs/preprocess-*.yaml).")] = None,
     backbone: Annotated[str | None, typer.Option(help="timm backbone name (default: the preset's).")] = None,
@@ -102,10 +104,10 @@ def train_cmd(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing run folder.")] = False,
 ) -> None:
     """Train a classifier with patient-grouped CV and write a self-contained run folder + model card."""
-    from ctnodule.recipe import load_preset
+    from ctnodule.recipe import default_preset, load_preset
     from ctnodule.workflow import train_and_report
 
-    cfg = load_preset(preset, view=view, task=task, backbone=backbone, head=head, freeze_backbone=freeze,
+    cfg = load_preset(preset or default_preset(view), view=view, task=task, backbone=backbone, head=head, freeze_backbone=freeze,
                       tabular=tabular, folds=folds, holdout=holdout, weights=weights, imbalance=imbalance,
                       calibration=calibration, epochs=epochs, labels=labels, device=device, seed=seed,
                       preprocess=preprocess)
@@ -205,6 +207,7 @@ def _register_commands() -> None:
     from ctnodule.explain import commands as explain_commands
     from ctnodule.export import commands as export_commands
     from ctnodule.preprocess import commands as preprocess_commands
+    from ctnodule.serve import commands as serve_commands
     from ctnodule.studies import commands as studies_commands
 
     data_commands.register(app)
@@ -217,6 +220,7 @@ def _register_commands() -> None:
     export_commands.register(app)
     studies_commands.register(app)
     app.command("run")(run_cmd)
+    serve_commands.register(app)
 
 
 _register_commands()

@@ -17,7 +17,9 @@ from ctnodule.config import StrictModel
 from ctnodule.errors import ConfigError
 from ctnodule.vocab import LabelMode
 
-PRESETS = ("seed", "default", "fast", "nodule-cnn")
+PRESETS = ("seed", "default", "fast", "nodule-cnn", "find-crop")
+#: the preset `ctnodule train` uses per view when none is named (full: chosen on the composite CV, issue 13)
+DEFAULT_PRESETS = {"nodule": "default", "full": "find-crop"}
 #: the shipped preprocessing recipes (`ctnodule/configs/preprocess-NAME-VIEW.yaml`)
 PREPROCESS_RECIPES = ("default", "seed", "nodule_cnn")
 
@@ -39,6 +41,10 @@ class TrainConfig(StrictModel):
 
     preset: str = "default"
     view: Literal["full", "nodule"] = "nodule"
+    # full view only: find the nodule on the slice and classify the nodule-view crop cut around it
+    # (preprocess/find.py). none: the whole slice is the input | found: train on crops found the same way
+    # as at prediction | truth: train on crops around the manifest's mask (prediction still finds them)
+    find: Literal["none", "found", "truth"] = "none"
     task: Literal["binary", "multiclass"] = "binary"
     # a shipped preprocessing recipe ("default", "seed": configs/preprocess-NAME-VIEW.yaml) or a recipe YAML path
     preprocess: str = "default"
@@ -109,9 +115,16 @@ class TrainConfig(StrictModel):
                              "resampling --imbalance or --calibration (both act on hard labels); use labels: maxvote")
         if self.head == "ordinal" and self.freeze_backbone:
             raise ValueError("head 'ordinal' trains its backbone (the nodule CNN): set freeze_backbone: false")
+        if self.find != "none" and self.view != "full":
+            raise ValueError(f"find {self.find!r} finds the nodule on full slices: use view: full (or find: none)")
         if self.folds < 2:
             raise ValueError(f"folds must be >= 2, got {self.folds}")
         return self
+
+    @property
+    def input_view(self) -> str:
+        """The view the model itself judges: a find-then-classify model judges the nodule view it cuts."""
+        return "nodule" if self.find != "none" else self.view
 
 
 def labels_fit(labels: str, head: str, imbalance: str, calibration: str) -> bool:
@@ -121,6 +134,11 @@ def labels_fit(labels: str, head: str, imbalance: str, calibration: str) -> bool
     if labels == "maxvote" or head == "ordinal":
         return True
     return head == "logreg" and imbalance in ("none", "weights") and calibration == "none"
+
+
+def default_preset(view: str) -> str:
+    """The preset for `view` when none is named."""
+    return DEFAULT_PRESETS.get(view, "default")
 
 
 def load_preset(name: str, **overrides: Any) -> TrainConfig:

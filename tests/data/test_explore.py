@@ -88,3 +88,19 @@ def test_explore_real_voi_via_cli(voi_src, tmp_path):
     figures = {p.stem for p in (tmp_path / "rep" / "figures").glob("*.png")}
     assert figures == FIGURES - {"samples_full"}
     assert "SYNTHETIC" not in (tmp_path / "rep" / PAGE).read_text()
+
+
+def test_force_replaces_the_whole_report_and_refuses_without_it(phantom, tmp_path):
+    from ctnodule.errors import ConfigError
+
+    out = tmp_path / "rep"
+    (out / "figures").mkdir(parents=True)
+    stale = out / "figures" / "samples_old_view.png"
+    stale.write_bytes(b"left over from an earlier report")
+    with pytest.raises(ConfigError, match="pass --force"):
+        explore(phantom, out, samples_per_class=1)
+    assert stale.exists()
+    explore(phantom, out, samples_per_class=1, force=True)
+    assert not stale.exists()
+    assert {p.stem for p in (out / "figures").glob("*.png")} == FIGURES
+    assert not list(tmp_path.glob(".rep.*"))

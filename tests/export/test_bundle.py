@@ -99,8 +99,13 @@ def test_fast_preset_exports_without_a_network(phantom, tmp_path, monkeypatch):
     assert bundle.session is None and not (tmp_path / "bundle" / "network.onnx").exists()
     predictor = load_run(tmp_path / "fast")
     slices = predictor.load_slices(SliceDataset(phantom))
-    np.testing.assert_allclose(bundle.predict_proba(slices, workers=1), predictor.predict_proba(slices), atol=1e-4,
-                               rtol=0)
+    got = bundle.predict_proba(slices, workers=1)  # the 2.5D stacks, as the run reads them
+    np.testing.assert_allclose(got, predictor.predict_proba(slices), atol=1e-4, rtol=0)
+    # reading a dataset, the bundle reads the slices alone (its descriptors use only the stack's centre,
+    # which is the slice): the same numbers
+    assert slices[0].array.ndim == 3 and bundle.reads == "grey"
+    assert bundle.metadata["inputs"]["slice"]["shape"] == ["H", "W"]
+    np.testing.assert_array_equal(bundle.predict_dataset(SliceDataset(phantom, validate=False), workers=2), got)
 
 
 def test_export_refuses_an_existing_folder_and_other_heads(phantom_default_run, phantom_bundle, phantom, tmp_path,

@@ -69,3 +69,48 @@ def test_radiomics_sets_read_the_3d_columns_or_compute_2d_and_name_the_fix():
     names = feature_names(two_d=False)
     stored = Slice(hu, (0.7, 0.7), meta={n: float(i) for i, n in enumerate(names)}, mask=disc)
     assert tabular_features([stored], "radiomics").tolist() == [list(map(float, range(107)))]
+
+
+def _blobs(seed: int, n: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """A random HU slice and a mask of a few irregular blobs, some cut by the slice's edges."""
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(seed)
+    mask = ndi.gaussian_filter(rng.normal(size=(n, n + 7)), 2.5) > 0.08
+    hu = rng.normal(-400, 300, size=mask.shape).astype(np.int16)
+    return hu, mask
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_fast_morphology_and_hull_equal_scipy_and_scikit_image(seed):
+    from scipy import ndimage as ndi
+    from skimage.morphology import convex_hull_image
+
+    from ctnodule.models.descriptors import _convex_hull_area, _dilate, _erode, _largest_region
+
+    _, mask = _blobs(seed)
+    assert mask.any() and (mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any())
+    np.testing.assert_array_equal(_erode(mask), ndi.binary_erosion(mask))
+    for k in (1, 4):
+        np.testing.assert_array_equal(_dilate(mask, k), ndi.binary_dilation(mask, iterations=k))
+    region = _largest_region(mask)
+    assert _convex_hull_area(region) == np.count_nonzero(convex_hull_image(region))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_descriptors_near_the_slice_edge_equal_the_whole_slice_computation(seed):
+    """describe() works on the mask's surroundings only; gradient, border and rim must still be what
+    the whole slice gives, also where the nodule touches the slice's edge."""
+    from scipy import ndimage as ndi
+
+    hu, mask = _blobs(seed)
+    spacing = (0.7, 0.6)
+    d = describe(Slice(hu, spacing, {}, mask.astype(np.uint8)))
+    h = hu.astype(np.float32)
+    grad = np.hypot(ndi.sobel(h, 0) / (8 * spacing[0]), ndi.sobel(h, 1) / (8 * spacing[1])) / 1000
+    border = mask & ~ndi.binary_erosion(mask)
+    rim = ndi.binary_dilation(mask, iterations=max(1, round(3.0 / math.sqrt(spacing[0] * spacing[1])))) & ~mask
+    assert d["grad_inside"] == float(grad[mask].mean())
+    assert d["grad_boundary"] == float(grad[border].mean())
+    assert d["rim_hu_mean"] == float(h[rim].mean()) / 1000
+    assert d["hu_p50"] == np.percentile(h[mask], [10, 50, 90])[1] / 1000

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ctnodule.atomic import atomic_path, final_path
+from ctnodule.atomic import atomic_dir, check_out_dir, final_path
 from ctnodule.data import explore_figures as figs
 from ctnodule.data.explore_stats import (
     class_distribution,
@@ -46,8 +46,7 @@ def explore(
         raise ConfigError("min_shape_count must be >= 0 and samples_per_class >= 1")
     data, out = Path(data), Path(out)
     frame = read_manifest(data)
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise ConfigError(f"{out}: report folder exists and is not empty; pass --force to replace its report")
+    check_out_dir(out, force, "report folder")
     stats = slice_stats(data, frame, progress=progress)
     dist = class_distribution(frame)
     shape_table = shape_distribution(stats, min_shape_count)
@@ -81,12 +80,15 @@ def explore(
     rep.paragraph("sklearn's balanced weights w_i = n_samples / (n_classes x n_i) "
                   "(sklearn.utils.class_weight.compute_class_weight), per view and task.")
     rep.table(_wide(weights, "weight", "{:.3f}"), caption="Class weights (blank: class absent)")
-    page = rep.save(out / PAGE)
-    for name, table in (("class_distribution", dist), ("slice_shapes", shape_table),
-                        ("laplacian_percentiles", pct), ("class_weights", weights), ("slice_stats", stats)):
-        with atomic_path(out / "tables" / f"{name}.csv") as tmp:
-            table.to_csv(tmp, index=False)
-    return page
+    # Built in a temporary folder that replaces `out` whole: a --force rerun leaves no stale figure or table
+    # of the previous report (e.g. a view the dataset no longer has).
+    with atomic_dir(out, force=force) as tmp:
+        rep.save(tmp / PAGE)
+        (tmp / "tables").mkdir()
+        for name, table in (("class_distribution", dist), ("slice_shapes", shape_table),
+                            ("laplacian_percentiles", pct), ("class_weights", weights), ("slice_stats", stats)):
+            table.to_csv(tmp / "tables" / f"{name}.csv", index=False)
+    return out / PAGE
 
 
 def _overview(frame: pd.DataFrame, stats: pd.DataFrame) -> pd.DataFrame:

@@ -78,7 +78,10 @@ def _centre(a: np.ndarray) -> np.ndarray:
 
 def explain_batch(predictor: Any, slices: Sequence[Slice], cam: CamExplainer,
                   target: int | None = None) -> list[Explained]:
-    """Explain up to a chunk of raw (HU) slices with an open `CamExplainer` over `predictor.model`."""
+    """Explain up to a chunk of raw (HU) slices with an open `CamExplainer` over `predictor.model`. A
+    find-then-classify run explains the nodule crop it found (its frame, its found mask)."""
+    if hasattr(predictor, "found"):
+        slices = predictor.found(slices)
     processed = [predictor.pipeline.transform(s) for s in slices]
     # the run's own prediction (its TTA, its SVM) decides the predicted class; the map explains it
     probs = np.asarray(predictor.predict_proba(list(slices)), dtype=np.float64)

@@ -34,10 +34,10 @@ def predict_ct(run_dir: str | Path, source: str | Path, out: str | Path, *, at: 
     from ctnodule.predict.bundle import is_bundle, load_bundle
     from ctnodule.runtime import check_device
 
+    check_device(device)
     if is_bundle(run_dir):
         load_bundle(run_dir)  # a damaged bundle says so first
         raise ConfigError(f"{run_dir}: CT-volume prediction needs the run folder, not an exported bundle")
-    check_device(device)
     predictor = load_run(run_dir)
     predictor.device = device
     check_out_file(out, force, "predictions CSV")

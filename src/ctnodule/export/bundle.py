@@ -72,6 +72,9 @@ def export_bundle(run_dir: str | Path, out: str | Path, force: bool = False) -> 
     if not (cfg.freeze_backbone and cfg.head == "logreg" and fm.sk_head is not None):
         raise RunError(f"{run_dir}: only frozen-backbone logistic-regression runs (the default preset) export to "
                        f"a bundle; this run has head {cfg.head!r} (freeze_backbone={cfg.freeze_backbone})")
+    if fm.finder is not None:
+        raise RunError(f"{run_dir}: a find-then-classify run (find: {cfg.find}) searches full slices for the nodule "
+                       "in Python before its network; a bundle would skip that step, so it does not export")
     n_extra = fm.net.n_extra
     n_image = fm.net.backbone.num_features
     head = head_json(fm.sk_head.model_, n_image, n_extra, cfg.tabular, fm.scaler, len(predictor.class_names))
@@ -140,7 +143,8 @@ def metadata(run_dir: Path, predictor, head: dict[str, Any], n_image: int, files
     scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     size = next((s.get_params().get("size") for s in predictor.pipeline.steps if s.name == "size"), None)
     views = 4 if cfg.tta else 1
-    slice_shape = ["3 (slice and its 2 neighbours)", "H", "W"] if config.get("used_context") else ["H", "W"]
+    # a descriptors-only model reads the centre slice alone (`Bundle.reads`)
+    slice_shape = ["3 (slice and its 2 neighbours)", "H", "W"] if config.get("used_context") and n_image else ["H", "W"]
     return {
         "bundle_format": BUNDLE_FORMAT,
         "name": run_dir.name,

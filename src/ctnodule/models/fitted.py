@@ -42,19 +42,39 @@ class FittedModel:
     scaler: TabularScaler | None
     sk_head: SklearnHead | None = None  # a scikit-learn head (svm, logreg); `net` then holds its surrogate
     info: dict = dataclasses.field(default_factory=dict)  # facts recorded in the checkpoint (e.g. agreement)
+    # find-then-classify (`find` recipes): `NoduleFinder` parameters; full slices are turned into the found
+    # nodule's crop before anything else, so nothing downstream sees their own mask or position
+    finder: dict | None = None
+
+    def found(self, slices: Sequence[Slice]) -> list[Slice]:
+        """The samples this model judges: with a finder, each full slice's found nodule crop (`DataError`
+        naming the slices where none is found); samples found already, and any without a finder, as given."""
+        slices = list(slices)
+        if self.finder is None:
+            return slices
+        from ctnodule.preprocess.find import FOUND_KEY, NoduleFinder
+
+        raw = [i for i, s in enumerate(slices) if FOUND_KEY not in s.meta]
+        for i, s in zip(raw, NoduleFinder(**self.finder)([slices[i] for i in raw])):
+            slices[i] = s
+        return slices
 
     def images(self, slices: Sequence[Slice]) -> np.ndarray:
-        return to_images(list(self.pipeline.transform_many(slices, workers=1)),
+        return to_images(list(self.pipeline.transform_many(self.found(slices), workers=1)),
                          with_mask=getattr(self.net.backbone, "takes_mask", False))
 
     def extra(self, slices: Sequence[Slice]) -> np.ndarray | None:
-        return None if self.scaler is None else self.scaler.transform(tabular_features(slices, self.cfg.tabular))
+        if self.scaler is None:
+            return None
+        return self.scaler.transform(tabular_features(self.found(slices), self.cfg.tabular))
 
     def predict_proba(self, slices: Sequence[Slice], device: str = "cpu") -> np.ndarray:
+        slices = self.found(slices)
         return self.proba_from(self.images(slices), self.extra(slices), device)
 
     def head_inputs(self, slices: Sequence[Slice], device: str = "cpu", use_cache: bool = False) -> np.ndarray:
         """The rows a scikit-learn head reads: TTA-averaged pooled image features | standardised descriptors."""
+        slices = self.found(slices)
         feats = extract_features(self.images(slices), self.net.backbone, pooled=True, tta=self.cfg.tta,
                                  device=device, use_cache=use_cache)
         return sklearn_matrix(feats, self.extra(slices))
@@ -94,7 +114,7 @@ class FittedModel:
             "config": self.cfg.model_dump(mode="json"), "weights_status": net.backbone.weights_status,
             "state": state, "head_only": frozen_pretrained, "pipeline": self.pipeline.to_config().model_dump(mode="json"),
             "scaler": None if self.scaler is None else self.scaler.state(), "sk_head": self.sk_head,
-            "n_extra": net.n_extra, **(extra or {}),
+            "n_extra": net.n_extra, "finder": self.finder, **(extra or {}),
         })
 
     @classmethod
@@ -124,7 +144,7 @@ class FittedModel:
         pipeline = Pipeline.from_config(PreprocessConfig.model_validate(blob["pipeline"]))
         scaler = None if blob["scaler"] is None else TabularScaler.from_state(blob["scaler"])
         info = {k: blob[k] for k in ("surrogate_agreement", "feature_groups") if k in blob}
-        return cls(cfg, pipeline, net, scaler, blob["sk_head"], info), blob
+        return cls(cfg, pipeline, net, scaler, blob["sk_head"], info, blob.get("finder")), blob
 
 
 def as_maps(feats: np.ndarray) -> torch.Tensor:

@@ -20,7 +20,6 @@ from ctnodule.data.manifest import MANIFEST
 from ctnodule.data.slice import Slice
 from ctnodule.errors import DataError
 from ctnodule.predict.bundle import Bundle, is_bundle, load_bundle
-from ctnodule.preprocess.inputs import load_slices
 
 if TYPE_CHECKING:  # the torch side is imported only when a run folder (not a bundle) is opened
     from ctnodule.predict.run import Predictor
@@ -47,7 +46,7 @@ def dataset_slices(predictor: Predictor | Bundle, data: str | Path | SliceDatase
     ds = ds.view(predictor.view)
     if len(ds) == 0:
         raise DataError(f"no {predictor.view!r}-view samples here; this run needs that view", ds.root)
-    return ds, load_slices(ds, predictor.channels)
+    return ds, predictor.load_slices(ds)
 
 
 def read_inputs(inputs: Sequence[str | Path], masks: Sequence[str | Path] | None = None,
@@ -101,16 +100,19 @@ def predict_inputs(predictor: Predictor | Bundle, inputs: Sequence[str | Path],
             proba = predictor.predict_dataset(ds)
         else:
             ds, slices = dataset_slices(predictor, folder)
+            slices = predictor.found(slices)
             proba = predictor.predict_proba(slices)
         ids = ds.frame["sample_id"].astype(str).tolist()
-        parts.append(_with_reasons(predictor, slices, prediction_rows(predictor, proba, ids, None,
-                                                                      source=[str(folder)] * len(ds))))
+        parts.append(_with_found(slices, _with_reasons(predictor, slices, prediction_rows(
+            predictor, proba, ids, None, source=[str(folder)] * len(ds)))))
         all_slices += slices
     if file_slices:
         ids = [s.meta["sample_id"] for s in file_slices]
-        parts.append(_with_reasons(predictor, file_slices, prediction_rows(
+        if not isinstance(predictor, Bundle):
+            file_slices = predictor.found(file_slices)
+        parts.append(_with_found(file_slices, _with_reasons(predictor, file_slices, prediction_rows(
             predictor, predictor.predict_proba(file_slices), ids, None,
-            source=[s.meta["source_file"] for s in file_slices])))
+            source=[s.meta["source_file"] for s in file_slices]))))
         all_slices += file_slices
     return pd.concat(parts, ignore_index=True), all_slices
 
@@ -156,6 +158,17 @@ def _with_reasons(predictor: Predictor | Bundle, slices: Sequence[Slice], rows: 
     if isinstance(predictor, Bundle) or not predictor.has_sklearn_head:
         return rows
     return rows.assign(reasons=predictor.attribute(slices)[1])
+
+
+def _with_found(slices: Sequence[Slice], rows: pd.DataFrame) -> pd.DataFrame:
+    """`rows` with where a find-then-classify run found each nodule on its full slice (pixel row, column)
+    and the found nodule's diameter; unchanged for other runs."""
+    from ctnodule.preprocess.find import FOUND_KEY
+
+    if not slices or not all(FOUND_KEY in s.meta for s in slices):
+        return rows
+    return rows.assign(found_r=[s.meta["found_r"] for s in slices], found_c=[s.meta["found_c"] for s in slices],
+                       found_diameter_mm=[s.meta["mask_diameter_mm"] for s in slices])
 
 
 def write_csv(path: Path, frame: pd.DataFrame) -> None:

@@ -79,7 +79,7 @@ class Predictor:
         from ctnodule.errors import DataError
         from ctnodule.models.descriptors import diameter_mm
 
-        if not self.needs_mask:
+        if not self.needs_mask or self._fm.finder is not None:  # a finder segments the nodule itself
             return
         full = self._fm.cfg.tabular == "descriptors"
         missing = [str(s.meta.get("sample_id", f"#{i}")) for i, s in enumerate(slices)
@@ -93,7 +93,8 @@ class Predictor:
     def prepare(self, slices: Sequence[Slice]) -> torch.Tensor:
         """Preprocessed (N, 3, H, W) float32 images in [0, 1] — exactly what the network sees."""
         self.check_masks(slices)
-        x = torch.from_numpy(self._fm.images(self._channels(slices)))
+        slices = self._channels(slices)
+        x = torch.from_numpy(self._fm.images(slices))
         extra = self._fm.extra(slices)
         self.model.bind_extra(None if extra is None else torch.from_numpy(extra))
         return x
@@ -132,15 +133,21 @@ class Predictor:
         raw = tabular_features(slices, self._fm.cfg.tabular)
         return attr, reasons(attr, raw, names, self.class_names, top), raw
 
+    def found(self, slices: Sequence[Slice]) -> list[Slice]:
+        """What the model judges: a find-then-classify run's found nodule crops of full slices (`DataError`
+        naming slices without one), else the slices as given."""
+        return self._fm.found(slices)
+
     def _channels(self, slices: Sequence[Slice]) -> list[Slice]:
-        """A 2.5D model given single slices (e.g. one DICOM file) sees the slice repeated: warned once."""
+        """A 2.5D model given single slices (e.g. one DICOM file) sees the slice repeated: warned once.
+        A find-then-classify run finds the nodule here, once per call."""
         slices = list(slices)
         if self._fm.cfg.channels == "context" and any(s.array.ndim == 2 for s in slices) and \
                 self.config.get("used_context", False):
             warnings.warn("this model was trained on 3 neighbouring slices (2.5D); single slices are fed "
                           "as 3 copies, which it has not seen: expect weaker predictions", UserWarning,
                           stacklevel=3)
-        return slices
+        return self._fm.found(slices)
 
 
 def load_run(run_dir: str | Path) -> Predictor:

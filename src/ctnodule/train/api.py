@@ -124,6 +124,13 @@ def _train(dataset: SliceDataset, paths: RunPaths, cfg: TrainConfig, weights_sta
     used_context = any(s.array.ndim == 3 for s in slices)
     if main:
         _write_config(paths, cfg, dataset, weights_status, used_context, len(splits))
+    if cfg.find != "none":  # find-then-classify: every full slice searched once, its crops reused per fold
+        from ctnodule.train.find_crop import find_inputs
+
+        slices = find_inputs(cfg, slices, log)
+        if main:
+            with atomic_path(paths.root / "found.csv") as tmp:
+                slices.table(frame).to_csv(tmp, index=False)
 
     oof_parts, history = [], []
     for k, (tr, va) in enumerate(splits):
@@ -135,7 +142,7 @@ def _train(dataset: SliceDataset, paths: RunPaths, cfg: TrainConfig, weights_sta
     if not main:
         return paths.root
     final.pipeline.save(paths.pipeline)
-    if final.has_sklearn_head and final.scaler is not None:
+    if final.has_sklearn_head and final.scaler is not None and cfg.find == "none":
         _write_attributions(paths, final, slices, frame, y)
     train_seconds = time.perf_counter() - t0
     oof = pd.concat(oof_parts).sort_values("sample_id", kind="stable").reset_index(drop=True)
@@ -164,8 +171,7 @@ def _fold(paths: RunPaths, cfg: TrainConfig, slices, frame: pd.DataFrame, y: np.
             log(f"fold {k}: done earlier, reusing its checkpoint")
             return part, hist
     log(f"fold {k}: training on {len(tr)} samples, validating on {len(va)}")
-    model, hist, proba = train_fold(cfg, slices, frame, y, tr, k, paths.fold_state(k), resume, log,
-                                    predict_idx=va)
+    model, hist, proba = _train_fold(cfg, slices, frame, y, tr, k, paths.fold_state(k), resume, log, va)
     part = pd.DataFrame({"sample_id": frame["sample_id"].astype(str).to_numpy()[va],
                          "patient_id": frame["patient_id"].astype(str).to_numpy()[va], "fold": k,
                          "y_true": y[va]})
@@ -185,12 +191,23 @@ def _final(paths: RunPaths, cfg: TrainConfig, slices, frame, y, resume: bool, lo
         except (RunError, KeyError) as exc:
             log(f"final model: corrupt checkpoint {paths.model} ({exc}); retraining it")
     log(f"final model: training on all {len(frame)} samples")
-    model, hist, _ = train_fold(cfg, slices, frame, y, np.arange(len(frame)), -1, paths.fold_state(-1), resume,
-                                log)
+    model, hist, _ = _train_fold(cfg, slices, frame, y, np.arange(len(frame)), -1, paths.fold_state(-1), resume,
+                                 log)
     if distributed()[0] == 0:
         model.save(paths.model, {"history": hist, **model.info})
         paths.fold_state(-1).unlink(missing_ok=True)
     return model, hist
+
+
+def _train_fold(cfg: TrainConfig, slices, frame: pd.DataFrame, y: np.ndarray, tr: np.ndarray, k: int,
+                checkpoint: Path, resume: bool, log, predict_idx: np.ndarray | None = None):
+    """`train_fold`, or for a find-then-classify recipe (`slices` are then its `FindInputs`) the same on
+    the nodule crops."""
+    if cfg.find != "none":
+        from ctnodule.train.find_crop import train_found_fold
+
+        return train_found_fold(cfg, slices, frame, y, tr, k, checkpoint, resume, log, predict_idx)
+    return train_fold(cfg, slices, frame, y, tr, k, checkpoint, resume, log, predict_idx=predict_idx)
 
 
 def _write_attributions(paths: RunPaths, model, slices, frame: pd.DataFrame, y: np.ndarray) -> None:
@@ -242,7 +259,8 @@ def _check_resumable(paths: RunPaths, cfg: TrainConfig) -> None:
     if not paths.config.is_file():
         raise RunError(f"{paths.root}: nothing to resume (no config.yaml); train without --resume")
     old = read_config(paths.root)
-    changed = [k for k, v in cfg.model_dump(mode="json").items() if k != "device" and old.get(k) != v]
+    defaults = TrainConfig().model_dump(mode="json")  # a field added since the run was written had its default
+    changed = [k for k, v in cfg.model_dump(mode="json").items() if k != "device" and old.get(k, defaults[k]) != v]
     if changed:
         raise RunError(f"{paths.root}: cannot resume with a different recipe (changed: {changed}); "
                        "use the same options or --force to start over")

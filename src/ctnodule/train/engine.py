@@ -128,11 +128,11 @@ def _train_indices(n: int, batch_size: int, gen: torch.Generator, rank: int, wor
 
 
 def _save_state(path: Path, module: nn.Module, opt, sched, gen: torch.Generator, state: dict) -> None:
-    """Everything the next epoch depends on, the global RNGs included (dropout draws from torch's): a run
-    resumed from here continues exactly as the uninterrupted one would have."""
+    """Everything the next epoch depends on, the global RNGs included (dropout draws from torch's, or from
+    CUDA's on a GPU): a run resumed from here continues exactly as the uninterrupted one would have."""
     blob = {"model": module.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
             "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
-            "state": state}
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None, "state": state}
     with atomic_path(path) as tmp:
         torch.save(blob, tmp)
 
@@ -146,6 +146,8 @@ def _load_state(path: Path, module: nn.Module, opt, sched, gen: torch.Generator)
         gen.set_state(blob["generator"])
         torch.set_rng_state(blob["torch_rng"])
         np.random.set_state(blob["numpy_rng"])
+        if blob.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(blob["cuda_rng"])  # GPU dropout draws from the CUDA generators
         return blob["state"]
     except Exception as exc:
         raise RunError(f"{path}: cannot resume from this checkpoint ({exc}); delete it or train without "

@@ -43,7 +43,7 @@ def train_fold(cfg: TrainConfig, slices: Sequence[Slice], frame: pd.DataFrame, y
     strategy = strategy_for(cfg)
     seed_everything(cfg.seed + fold)
     train_slices = [slices[i] for i in train_idx]
-    pipeline = Pipeline.from_config(PreprocessConfig.resolve(cfg.preprocess, cfg.view)).fit(train_slices)
+    pipeline = Pipeline.from_config(PreprocessConfig.resolve(cfg.preprocess, cfg.input_view)).fit(train_slices)
     keep = pipeline.keep_mask(train_slices, workers=1)
     if not keep.any():
         raise DataError(f"fold {fold}: the noise filter dropped every training slice")

@@ -1,0 +1,96 @@
+"""Training a find-then-classify model (`find: found|truth`, preset `find-crop`): full slices in, the nodule
+model of the default recipe trained on nodule crops.
+
+The finder (`preprocess.find`) has nothing to fit, so every full slice is searched once per run
+(`find_inputs`) and each fold reuses the result:
+- `find: found` trains on the crops found the same way as at prediction (the model learns the finder's own
+  cuts and its occasional wrong finds); `find: truth` trains on crops around the true masks;
+- a held-out slice is always judged on its FOUND crop. Where nothing was found the fold reports the
+  training folds' class frequencies for it and counts it (`found.csv`, the log): the miss costs accuracy in
+  the CV numbers instead of being dropped from them. At prediction time a miss is a `DataError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ctnodule.data.slice import Slice
+from ctnodule.errors import DataError
+from ctnodule.models.fitted import FittedModel
+from ctnodule.preprocess.find import NoduleFinder, truth_sample
+from ctnodule.recipe import TrainConfig
+from ctnodule.train.fold import train_fold
+from ctnodule.vocab import N_CLASSES
+
+
+@dataclasses.dataclass
+class FindInputs:
+    """Per sample of a run: its found crop (or the reason none was found), its true crop for `find: truth`."""
+
+    found: list[Slice | str]
+    truth: list[Slice] | None
+    finder: NoduleFinder
+
+    def table(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """`found.csv`: where each slice's nodule was found (or why not)."""
+        rows = []
+        for sid, f in zip(frame["sample_id"].astype(str), self.found):
+            if isinstance(f, str):
+                rows.append({"sample_id": sid, "found": False, "reason": f})
+            else:
+                m = f.meta
+                rows.append({"sample_id": sid, "found": True, "found_r": m["found_r"], "found_c": m["found_c"],
+                             "found_rank": m["found_rank"], "found_score": m["found_score"],
+                             "found_diameter_mm": m["mask_diameter_mm"], "found_crop_r0": m["found_crop_r0"],
+                             "found_crop_c0": m["found_crop_c0"], "reason": ""})
+        return pd.DataFrame(rows)
+
+
+def find_inputs(cfg: TrainConfig, slices: Sequence[Slice], log: Callable[[str], None]) -> FindInputs:
+    """Search every full slice once (and cut the true crops for `find: truth`)."""
+    finder = NoduleFinder()
+    found = finder.try_each(slices)
+    misses = sum(isinstance(f, str) for f in found)
+    log(f"find: a nodule found on {len(found) - misses} of {len(found)} full slices")
+    truth = [truth_sample(s) for s in slices] if cfg.find == "truth" else None
+    return FindInputs(found, truth, finder)
+
+
+def train_found_fold(cfg: TrainConfig, inputs: FindInputs, frame: pd.DataFrame, y: np.ndarray,
+                     train_idx: np.ndarray, fold: int, checkpoint: Path, resume: bool, log: Callable[[str], None],
+                     predict_idx: np.ndarray | None = None) -> tuple[FittedModel, list[dict], np.ndarray | None]:
+    """`train_fold` on the nodule crops of rows `train_idx` (found or true, per `cfg.find`); returns the
+    model (carrying its finder), its history and the probabilities of rows `predict_idx` judged on their
+    found crops (training class frequencies where none was found)."""
+    def ok(i: int) -> bool:
+        return not isinstance(inputs.found[i], str)
+
+    train_rows = np.asarray([i for i in train_idx if cfg.find == "truth" or ok(i)], dtype=int)
+    if len(train_rows) == 0:
+        raise DataError(f"fold {fold}: no nodule found on any training slice")
+    pred_rows = np.asarray([] if predict_idx is None else [i for i in predict_idx if ok(i)], dtype=int)
+    source = inputs.truth if cfg.find == "truth" else inputs.found
+    rows = np.concatenate([train_rows, pred_rows])
+    slices = [source[i] for i in train_rows] + [inputs.found[i] for i in pred_rows]
+    model, history, proba = train_fold(cfg, slices, frame.iloc[rows].reset_index(drop=True), y[rows],
+                                       np.arange(len(train_rows)), fold, checkpoint, resume, log,
+                                       predict_idx=None if predict_idx is None else
+                                       np.arange(len(train_rows), len(rows)))
+    model.finder = inputs.finder.get_params()
+    if predict_idx is None:
+        return model, history, None
+    prior = np.bincount(y[train_rows], minlength=N_CLASSES[cfg.task]) / len(train_rows)
+    out = np.tile(prior, (len(predict_idx), 1))
+    position = {int(i): k for k, i in enumerate(predict_idx)}
+    for k, i in enumerate(pred_rows):
+        out[position[int(i)]] = proba[k]
+    missed = len(predict_idx) - len(pred_rows)
+    if missed:
+        log(f"fold {fold}: no nodule found on {missed} held-out slice(s): scored with the training class "
+            "frequencies")
+    return model, history, out

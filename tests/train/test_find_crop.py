@@ -1,0 +1,82 @@
+"""Find-then-classify runs (`find: found`): full slices in, patient-grouped folds, a run folder that predicts
+full slices by itself, and predictions that never depend on the manifest's mask or nodule position."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ctnodule.data.dataset import SliceDataset
+from ctnodule.errors import ConfigError, DataError
+from ctnodule.predict import load_run
+from ctnodule.preprocess.find import without_truth
+from ctnodule.recipe import default_preset, load_preset
+from ctnodule.train.api import train
+
+
+@pytest.fixture(scope="module")
+def find_run(phantom, tmp_path_factory):
+    """The find-crop recipe with the descriptors-only nodule model (no image network: fast), 2 folds."""
+    out = tmp_path_factory.mktemp("runs") / "find"
+    cfg = load_preset("find-crop", folds=2, backbone="none", head_params={"C": 1.0}, tta=False)
+    train(phantom, out, cfg, log=lambda m: None)
+    return out
+
+
+def test_full_view_default_preset_is_find_crop():
+    assert default_preset("full") == "find-crop"
+    assert default_preset("nodule") == "default"
+    with pytest.raises(ConfigError, match="view: full"):
+        load_preset("find-crop", view="nodule")
+
+
+def test_no_patient_in_two_folds(find_run):
+    folds = [pd.read_csv(p) for p in sorted((find_run / "splits").glob("fold-*.csv"))]
+    assert len(folds) == 2
+    val = [set(f.loc[f["split"] == "val", "patient_id"]) if "split" in f else set(f["patient_id"]) for f in folds]
+    assert not val[0] & val[1]
+    oof = pd.read_csv(find_run / "oof_predictions.csv")
+    assert oof.groupby("patient_id")["fold"].nunique().max() == 1
+
+
+def test_run_folder_predicts_full_slices_and_records_what_it_found(find_run, phantom):
+    found = pd.read_csv(find_run / "found.csv")
+    assert found["found"].all()
+    predictor = load_run(find_run)
+    slices = predictor.load_slices(SliceDataset(phantom))[:6]
+    assert all(s.array.shape[-1] == 512 for s in slices)  # full slices go in
+    proba = predictor.predict_proba(slices)
+    assert proba.shape == (6, 2) and np.allclose(proba.sum(1), 1)
+    assert found.set_index("sample_id").loc[[s.meta["sample_id"] for s in slices], "found_r"].notna().all()
+
+
+def test_predictions_never_read_the_manifest_mask_or_position(find_run, phantom):
+    predictor = load_run(find_run)
+    slices = predictor.load_slices(SliceDataset(phantom))[:6]
+    blind = [s.replace(mask=None, meta=without_truth(s.meta)) for s in slices]
+    moved = [s.replace(mask=np.roll(np.asarray(s.mask), 100, axis=1),
+                       meta={**s.meta, "centre_r": 1.0, "centre_c": 1.0, "mask_diameter_mm": 99.0}) for s in slices]
+    reference = predictor.predict_proba(slices)
+    np.testing.assert_array_equal(predictor.predict_proba(blind), reference)
+    np.testing.assert_array_equal(predictor.predict_proba(moved), reference)
+
+
+def test_slice_without_a_nodule_is_a_reported_error(find_run):
+    predictor = load_run(find_run)
+    from ctnodule.data.slice import Slice
+
+    img = np.full((3, 200, 200), -1000, np.int16)
+    img[:, 10:190, 10:190] = 40
+    img[:, 40:160, 30:95] = -850
+    img[:, 40:160, 105:170] = -850
+    with pytest.raises(DataError, match="no nodule found on 1 of 1.*'empty'"):
+        predictor.predict_proba([Slice(img, (1.0, 1.0), {"sample_id": "empty"})])
+
+
+def test_predict_files_reports_where_the_nodule_was_found(find_run, phantom, tmp_path):
+    from ctnodule.predict.apply import predict_files
+
+    frame = predict_files(find_run, [phantom], tmp_path / "p.csv")
+    assert {"found_r", "found_c", "found_diameter_mm"} <= set(frame.columns)
+    assert frame["found_r"].between(0, 511).all() and len(frame) == len(SliceDataset(phantom).view("full"))
