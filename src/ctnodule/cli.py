@@ -95,9 +95,9 @@ def train_cmd(
                                                          "patient-grouped inner folds of each training fold.")] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Maximum epochs (default: the preset's).")] = None,
     labels: Annotated[LabelMode | None, typer.Option(help="Training targets of the ordinal image model (preset "
-                                                          "nodule-cnn): the max-vote label, the readers' mean or "
-                                                          "their distribution. Evaluation always uses the "
-                                                          "max-vote label.")] = None,
+                                                          "nodule-cnn) or the logistic head (default): the max-vote "
+                                                          "label, the readers' mean or their distribution. "
+                                                          "Evaluation always uses the max-vote label.")] = None,
     device: Device = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (splits, init, augmentation); recorded.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run.")] = False,

@@ -69,8 +69,8 @@ class TrainConfig(StrictModel):
     lr_patience: int = 5
     lr_factor: float = 0.3
     label_smoothing: float = 0.0
-    # training targets of the ordinal image model (head: ordinal): maxvote | mean | soft (readers' ratings);
-    # evaluation is always against the max-vote label
+    # training targets of the ordinal image model (head: ordinal) or the logistic head (head: logreg):
+    # maxvote | mean | soft (readers' ratings, train/labels.py); evaluation is always against the max vote
     labels: LabelMode = "maxvote"
     augment: AugmentConfig = pydantic.Field(default_factory=AugmentConfig)
     tta: bool = False  # average the prediction over flips at validation/inference
@@ -109,9 +109,10 @@ class TrainConfig(StrictModel):
         if self.preprocess not in PREPROCESS_RECIPES and not self.preprocess.endswith((".yaml", ".yml")):
             raise ValueError(f"preprocess must be one of {PREPROCESS_RECIPES} or a recipe .yaml file, "
                              f"got {self.preprocess!r}")
-        if self.labels != "maxvote" and self.head != "ordinal":
-            raise ValueError(f"labels {self.labels!r} train the ordinal image model: set head: ordinal "
-                             "(e.g. --preset nodule-cnn) or use labels: maxvote")
+        if not labels_fit(self.labels, self.head, self.imbalance, self.calibration):
+            raise ValueError(f"labels {self.labels!r} (the readers' ratings as targets) train the ordinal image "
+                             "model (head: ordinal, e.g. --preset nodule-cnn) or the logistic head without a "
+                             "resampling --imbalance or --calibration (both act on hard labels); use labels: maxvote")
         if self.head == "ordinal" and self.freeze_backbone:
             raise ValueError("head 'ordinal' trains its backbone (the nodule CNN): set freeze_backbone: false")
         if self.find != "none" and self.view != "full":
@@ -120,11 +121,19 @@ class TrainConfig(StrictModel):
             raise ValueError(f"folds must be >= 2, got {self.folds}")
         return self
 
-
     @property
     def input_view(self) -> str:
         """The view the model itself judges: a find-then-classify model judges the nodule view it cuts."""
         return "nodule" if self.find != "none" else self.view
+
+
+def labels_fit(labels: str, head: str, imbalance: str, calibration: str) -> bool:
+    """Whether label mode `labels` can train `head`: the max vote trains anything; the readers' ratings
+    (mean/soft) train the ordinal image model, or the logistic head without a resampling balancer or
+    calibration, which act on hard labels (class weights compose with soft targets)."""
+    if labels == "maxvote" or head == "ordinal":
+        return True
+    return head == "logreg" and imbalance in ("none", "weights") and calibration == "none"
 
 
 def default_preset(view: str) -> str:
@@ -133,7 +142,10 @@ def default_preset(view: str) -> str:
 
 
 def load_preset(name: str, **overrides: Any) -> TrainConfig:
-    """The preset `name` with `overrides` (None values ignored) applied; errors name the bad field."""
+    """The preset `name` with `overrides` (None values ignored) applied; errors name the bad field.
+
+    A preset's own `labels: soft` gives way to the max vote when the overrides pick a head, balancer or
+    calibration that cannot take it (e.g. `--preset default --imbalance smote`); asking for both is an error."""
     if name not in PRESETS:
         import difflib
 
@@ -152,6 +164,10 @@ def load_preset(name: str, **overrides: Any) -> TrainConfig:
             data.setdefault("augment", {})["mode"] = value
         else:
             data[key] = value
+    if overrides.get("labels") is None and not labels_fit(data.get("labels", "maxvote"), data.get("head", ""),
+                                                          data.get("imbalance", "none"),
+                                                          data.get("calibration", "none")):
+        data["labels"] = "maxvote"  # the preset's soft labels give way to the options asked for
     try:
         return TrainConfig.model_validate(data)
     except pydantic.ValidationError as exc:

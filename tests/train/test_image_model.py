@@ -58,6 +58,14 @@ def test_the_run_predicts_fused_and_grad_cam_explains_the_image_model(cnn_run, p
     assert outside.any() and maps[outside].max() < 0.05
 
 
-def test_label_modes_need_the_ordinal_head():
+def test_label_modes_need_the_ordinal_or_the_logistic_head():
     with pytest.raises(ConfigError, match="ordinal"):
-        load_preset("default", labels="soft")
+        load_preset("seed", labels="soft")
+    assert load_preset("default", labels="mean", imbalance="weights").labels == "mean"  # class weights compose
+    with pytest.raises(ConfigError, match="imbalance"):  # resampling and calibration act on hard labels
+        load_preset("default", labels="soft", imbalance="oversample")
+    # the default's own soft labels give way where the options cannot take them
+    assert load_preset("default").labels == "soft"
+    assert load_preset("default", imbalance="smote").labels == "maxvote"
+    assert load_preset("default", calibration="platt").labels == "maxvote"
+    assert load_preset("default", head="svm").labels == "maxvote"

@@ -142,6 +142,18 @@ class SklearnHead:
         self.classes_ = self.model_.classes_
         return self
 
+    def fit_distribution(self, X: np.ndarray, targets: np.ndarray, n_extra: int = 0) -> SklearnHead:
+        """Fit on (N, K) target distributions (soft labels): cross-entropy on soft targets, done as each row
+        entering once per class with weight `targets[:, k]`. The PCA / standardisation steps are fitted on
+        the N rows once, so a row the readers split is not counted twice there."""
+        model = self.pipeline(X.shape[1] - n_extra, len(X))
+        rows, classes = np.nonzero(targets > 0)
+        Xt = model[:-1].fit_transform(X)  # fits the pipeline's own step objects in place
+        model.steps[-1][1].fit(Xt[rows], classes, sample_weight=targets[rows, classes])
+        self.model_ = model
+        self.classes_ = self.model_.classes_
+        return self
+
     def pipeline(self, n_image: int, n_rows: int):
         """The unfitted scikit-learn pipeline: [image PCA | tabular] -> standardise -> classifier (the
         classifier step is last, named after its class, e.g. `logisticregression`)."""

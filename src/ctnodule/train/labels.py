@@ -5,9 +5,19 @@ Each mode becomes a (N, 5) target distribution over malignancy 1..5 (see `ctnodu
 "4;4;3;5"), as the empirical distribution or (through the loss) its mean. A row without reader ratings
 falls back to its max-vote label. These columns are LABELS: `READER_COLUMNS` lists what must never reach a
 model's inputs (tests check the feature builders against it).
+
+The logistic-regression head (`head: logreg`) takes the same modes as class targets (`class_targets`):
+`soft` is cross-entropy on the readers' distribution; `mean` is cross-entropy on the two-point
+distribution on the scores either side of the readers' mean (its expected score is their mean), since a
+multinomial regression has no expected-score loss. For the binary task both collapse to the share of
+readers who rated 4-5 (`mean`: the share of the two-point distribution there). There a dataset without
+any reader ratings trains on the max vote (`effective_labels`), so the default preset (`labels: soft`)
+runs on every dataset; the ordinal image model asks for the ratings instead.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -58,3 +68,35 @@ def target_distributions(frame: pd.DataFrame, mode: str) -> np.ndarray:
         if ratings:
             out[i] = np.bincount(np.asarray(ratings) - 1, minlength=N_SCORES) / len(ratings)
     return out
+
+
+def two_point(dist: np.ndarray) -> np.ndarray:
+    """(N, 5) distributions -> the distributions on the two scores either side of each one's mean (a mean
+    of 3.25 -> 0.75 on 3 and 0.25 on 4), which have the same mean and the least spread."""
+    mean = dist @ np.arange(N_SCORES)
+    low = np.clip(np.floor(mean).astype(int), 0, N_SCORES - 1)
+    frac = mean - low
+    out = np.zeros_like(dist)
+    out[np.arange(len(dist)), low] = 1.0 - frac
+    out[np.arange(len(dist)), np.minimum(low + 1, N_SCORES - 1)] += frac
+    return out
+
+
+def class_targets(frame: pd.DataFrame, mode: str, task: str) -> np.ndarray:
+    """(N, n_classes) target distributions of the scikit-learn head for label `mode` and `task` (module doc)."""
+    dist = target_distributions(frame, mode)
+    if mode == "mean":
+        dist = two_point(dist)
+    if task == "binary":
+        return np.stack([dist[:, :3].sum(1), dist[:, 3:].sum(1)], axis=1)
+    return dist
+
+
+def effective_labels(frame: pd.DataFrame, mode: str, log: Callable[[str], None] | None = None) -> str:
+    """`mode`, or "maxvote" (said once through `log`) when `frame` holds no reader ratings at all."""
+    if mode == "maxvote":
+        return mode
+    has = "reader_ratings" in frame and any(parse_ratings(v) for v in frame["reader_ratings"].tolist())
+    if not has and log is not None:
+        log(f"labels {mode}: the data has no reader ratings (reader_ratings), training on the max vote")
+    return mode if has else "maxvote"

@@ -34,6 +34,7 @@ from ctnodule.models.network import Classifier
 from ctnodule.preprocess import Pipeline
 from ctnodule.recipe import TrainConfig
 from ctnodule.train.engine import fit
+from ctnodule.train.labels import class_targets, effective_labels
 from ctnodule.vocab import N_CLASSES
 
 IMAGE_BALANCERS = ("smote", "cgan")  # balancers that resample pixels: run before a frozen backbone's features
@@ -110,7 +111,11 @@ class FrozenSklearnHead(Strategy):
         w = d.balancer.class_weights(yb, n_classes)  # `weights`: the loss weighting, as sample weights
         sk_head = create_head(cfg.head, 0, n_classes, seed=cfg.seed, **cfg.head_params)
         sw = None if w is None else np.asarray(w)[yb]
-        if cfg.calibration == "none":
+        labels = effective_labels(d.frame, cfg.labels, d.log if d.fold == 0 else None)
+        if labels != "maxvote":  # the readers' ratings as targets; the recipe allows class weights only
+            targets = class_targets(d.frame.iloc[d.rows], labels, cfg.task)
+            sk_head.fit_distribution(Xb, targets if w is None else targets * np.asarray(w)[None], d.n_extra)
+        elif cfg.calibration == "none":
             sk_head.fit(Xb, yb, d.n_extra, sample_weight=sw)
         else:  # Xb are the rows `d.rows` (the recipe refuses resampling balancers with calibration)
             groups = d.frame["patient_id"].astype(str).to_numpy()[d.rows]
