@@ -80,7 +80,8 @@ def cli_run(run: Path, folder: Path, candidates: Path, out: Path, threads: int) 
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     wall = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "ctnodule", "predict", str(run), str(folder), "--candidates",
-                           str(candidates), "--out", str(out)], env=env, capture_output=True, text=True)
+                           str(candidates), "--out", str(out)], check=False, env=env, capture_output=True,
+                          text=True)
     wall = time.perf_counter() - wall
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode:

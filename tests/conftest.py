@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from support import private_cache
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("CTNODULE_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -64,15 +65,8 @@ def phantom_default_run(phantom, tmp_path_factory: pytest.TempPathFactory) -> Pa
     from ctnodule.workflow import train_and_report
 
     out = tmp_path_factory.mktemp("runs") / "default"
-    old = os.environ.get("CTNODULE_CACHE")
-    os.environ["CTNODULE_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    try:
+    with private_cache(tmp_path_factory.mktemp("cache")):
         train_and_report(phantom, out, load_preset("default", folds=2), log=lambda m: None)
-    finally:
-        if old is None:
-            os.environ.pop("CTNODULE_CACHE")
-        else:
-            os.environ["CTNODULE_CACHE"] = old
     return out
 
 

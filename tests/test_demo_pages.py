@@ -17,9 +17,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pytest
+from support import chromium_driver
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
 #: the name `ctnodule.atomic.atomic_dir` gives a folder while it is built: `.NAME.tmp-XXXXXXXX`
 TEMPORARY = re.compile(r"\.[^/\\\s\"'<>]+\.tmp-[A-Za-z0-9_]+")
 
@@ -105,20 +104,8 @@ def test_outputs_are_readable_by_others_under_the_usual_umask(demo):
 
 @pytest.fixture(scope="module")
 def browser():
-    if not (CHROMIUM and CHROMEDRIVER):
-        pytest.skip("chromium / chromedriver not installed (Debian: apt-get install chromium chromium-driver; "
-                    "`make test` does it when run as root)")
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1280,900", "--allow-file-access-from-files"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    yield driver
-    driver.quit()
+    with chromium_driver("--window-size=1280,900", "--allow-file-access-from-files") as d:
+        yield d
 
 
 def test_pages_in_chromium(demo, browser, tmp_path):

@@ -82,8 +82,8 @@ def test_candidates_segment_and_predict_each_nodule(mask_run, ct, tmp_path):
 def test_explain_states_the_maps_grid_and_when_it_is_empty(mask_run, ct, tmp_path):
     import cv2
 
-    from ctnodule.explain.ct import cam_note
     from ctnodule.explain.core import explain_slices
+    from ctnodule.explain.ct import cam_note
     from ctnodule.predict.run import load_run
     from ctnodule.predict.volume import predict_volume as volume_samples
 

@@ -9,7 +9,6 @@ a manifest holds, whatever it holds.
 
 from __future__ import annotations
 
-import os
 import shutil
 import warnings
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from support import private_cache
 
 from ctnodule.data.volume import Volume
 
@@ -32,17 +32,9 @@ def serve_run(phantom, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("serve-run") / "five-class"
     cfg = load_preset("default", task="multiclass", backbone="resnet18", weights="none", folds=2, epochs=1,
                       tta=False, tabular="descriptors", head="mlp", freeze_backbone=True)
-    old = os.environ.get("CTNODULE_CACHE")
-    os.environ["CTNODULE_CACHE"] = str(tmp_path_factory.mktemp("serve-cache"))
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            train_and_report(phantom, out, cfg, log=lambda m: None)
-    finally:
-        if old is None:
-            os.environ.pop("CTNODULE_CACHE")
-        else:
-            os.environ["CTNODULE_CACHE"] = old
+    with private_cache(tmp_path_factory.mktemp("serve-cache")), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        train_and_report(phantom, out, cfg, log=lambda m: None)
     return out
 
 

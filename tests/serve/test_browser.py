@@ -19,9 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
+from support import chromium_driver
 
 
 @pytest.fixture(scope="module")
@@ -45,20 +43,8 @@ def server(serve_app):
 
 @pytest.fixture(scope="module")
 def driver():
-    if not (CHROMIUM and CHROMEDRIVER):
-        pytest.skip("chromium / chromedriver not installed (Debian: apt-get install chromium chromium-driver; "
-                    "`make test` does it when run as root)")
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1400,950"):
-        options.add_argument(arg)
-    d = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    yield d
-    d.quit()
+    with chromium_driver("--window-size=1400,950") as d:
+        yield d
 
 
 @pytest.fixture(scope="module")

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
+from support import private_cache
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _feature_cache(tmp_path_factory):
-    old = os.environ.get("CTNODULE_CACHE")
-    os.environ["CTNODULE_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    yield
-    if old is None:
-        os.environ.pop("CTNODULE_CACHE")
-    else:
-        os.environ["CTNODULE_CACHE"] = old
+    with private_cache(tmp_path_factory.mktemp("cache")):
+        yield
