@@ -66,5 +66,11 @@ def test_cgan_balancer_tops_up_minorities_with_synthetic_images():
     assert synth.sum() == 28 and (y2[synth] != 0).all()
     np.testing.assert_array_equal(X2[~synth], X)
     np.testing.assert_array_equal(X2[synth][:, 0], X2[synth][:, 2])  # channels stay copies of one slice
+    masks = (X[:, 0] > 0.5).astype(np.uint8)
+    stack = np.concatenate([X[:, :1], X[:, :1] ** 2, X[:, :1]], axis=1)  # a 2.5D stack: channels differ
+    X3, y3, synth3 = b.resample(stack, y, seed=0, masks=masks)
+    assert np.bincount(y3).tolist() == [20, 20, 20]
+    assert X3.shape == (60, 3, 16, 16) and synth3.sum() == 28 and b.masks_.shape == (60, 16, 16)
+    np.testing.assert_array_equal(b.masks_[~synth3], masks > 0)  # real rows keep theirs, generated get new ones
     with pytest.raises(ConfigError, match="smote_embed"):
         b.resample(rng.random((32, 10)), y, 0)

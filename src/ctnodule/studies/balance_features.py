@@ -5,8 +5,11 @@ before taking features, but each engine run costs minutes. Here, per patient-gro
 default nodule preprocessing fitted on the training fold -> the balancer on the training IMAGES (or, for
 `smote_embed`, on their features) -> frozen ImageNet EfficientNet-Lite0 pooled features of real and
 generated images -> a standardised linear softmax head trained with the balancer's loss (so `weights`,
-`focal` and `logit_adjusted` act) -> probabilities of the held-out patients. Image features only: a
-generated image has no mask, hence no measured size, so these numbers sit below the engine's recipes.
+`focal` and `logit_adjusted` act) -> probabilities of the held-out patients. Inputs: the pooled image
+features plus the nodule's size (log equivalent diameter of its mask, the strongest single descriptor):
+real rows measure their own mask, cGAN rows the mask generated with them, and rows of other generators
+(pixel SMOTE) that have none get their class's median training size. Without the rest of the descriptors
+these numbers sit below the engine's recipes.
 
 The same splits (stratified by the 5-class label, grouped by patient) serve both tasks, so one cGAN per
 fold, trained on that fold's training images with their 5-class labels, serves both: the binary task's
@@ -43,17 +46,23 @@ def feature_path_benchmark(ds, methods: Sequence[str] = ALL, tasks: Sequence[str
     oof: list[pd.DataFrame] = []
     for k, (tr, va) in enumerate(patient_kfold(frame, "multiclass", folds, seed)):
         pipe = Pipeline.from_config(PreprocessConfig.default("nodule")).fit([slices[i] for i in tr])
-        images = np.stack([pipe.transform(s).array for s in slices])[:, None].astype(np.float32)
-        feats = _cached(fx, images, cache)
+        processed = [pipe.transform(s) for s in slices]
+        images = np.stack([p.array for p in processed])[:, None].astype(np.float32)
+        masks = np.stack([_mask(p) for p in processed])
+        spacing = processed[0].spacing
+        feats = np.concatenate([_cached(fx, images, cache), log_diameter(masks, spacing)[:, None]], axis=1)
         gan = None
         if "cgan" in methods:
-            gan = ConditionalGAN(seed=seed + k, **(cgan_params or {})).fit(images[tr], y5[tr])
-            log(f"fold {k}: cGAN trained on {len(tr)} training images in {gan.fit_seconds_:.0f} s")
+            gan = ConditionalGAN(seed=seed + k, **(cgan_params or {})).fit(images[tr], y5[tr], masks[tr])
+            log(f"fold {k}: cGAN trained on {len(tr)} training images + masks in {gan.fit_seconds_:.0f} s "
+                f"({gan.fit_cpu_seconds_:.0f} CPU s)")
         for task in tasks:
             y = task_labels(frame, task)
             for method in methods:
+                fake_size = None
                 if method == "cgan":
-                    X2, y2, synthetic, idx = _cgan_topup(gan, images[tr], y[tr], y5[tr], task, seed + k)
+                    X2, y2, synthetic, idx, fake_masks = _cgan_topup(gan, images[tr], y[tr], y5[tr], task, seed + k)
+                    fake_size = log_diameter(fake_masks, spacing)
                 else:
                     b = resolve(method)
                     X2, y2, synthetic = b.resample(feats[tr] if method == "smote_embed" else images[tr], y[tr],
@@ -62,8 +71,12 @@ def feature_path_benchmark(ds, methods: Sequence[str] = ALL, tasks: Sequence[str
                 check_no_synthetic_in_validation(idx, synthetic, tr, va)
                 f_train = np.empty((len(y2), feats.shape[1]))
                 f_train[~synthetic] = feats[tr][idx[~synthetic]]
-                if synthetic.any():
-                    f_train[synthetic] = X2[synthetic] if X2.ndim == 2 else fx(X2[synthetic])
+                if synthetic.any() and X2.ndim == 2:  # smote_embed: interpolated features incl. size
+                    f_train[synthetic] = X2[synthetic]
+                elif synthetic.any():
+                    f_train[synthetic, :-1] = fx(X2[synthetic])
+                    f_train[synthetic, -1] = fake_size if fake_size is not None else _class_median(
+                        feats[tr][idx[~synthetic], -1], y2[~synthetic], y2[synthetic])
                 criterion = (resolve("none") if method == "cgan" else loss_b).loss(y2, int(y.max()) + 1)
                 proba = linear_head(f_train, y2, feats[va], criterion, int(y.max()) + 1, seed)
                 part = pd.DataFrame({"sample_id": frame["sample_id"].to_numpy()[va], "task": task, "method": method,
@@ -118,12 +131,31 @@ def _cgan_topup(gan, images: np.ndarray, y: np.ndarray, y5: np.ndarray, task: st
             alloc = np.floor(deficit * share / share.sum()).astype(int)
             alloc[np.argmax(share)] += deficit - alloc.sum()
             need5[members] = alloc
-    fake, fake5 = gan.sample(need5, seed=seed + 1)
-    fake_y = (fake5 >= 3).astype(np.int64) if task == "binary" else fake5
-    X2 = np.concatenate([images, fake])
+    fake = gan.sample(need5, seed=seed + 1)
+    fake_y = (fake.labels >= 3).astype(np.int64) if task == "binary" else fake.labels
+    X2 = np.concatenate([images, fake.images])
     y2 = np.concatenate([y, fake_y])
     synthetic = np.arange(len(y2)) >= len(y)
-    return X2, y2, synthetic, np.where(synthetic, -1, np.arange(len(y2)))
+    return X2, y2, synthetic, np.where(synthetic, -1, np.arange(len(y2))), fake.masks
+
+
+def log_diameter(masks: np.ndarray, spacing: tuple[float, float]) -> np.ndarray:
+    """log equivalent diameter (mm) of each mask (N, H, W), as the `size` descriptor (floored at 0.5 mm)."""
+    from ctnodule.models.descriptors import MIN_SIZE_MM
+
+    area = (np.asarray(masks) > 0).sum(axis=(1, 2)) * spacing[0] * spacing[1]
+    return np.log(np.maximum(2.0 * np.sqrt(area / np.pi), MIN_SIZE_MM))
+
+
+def _mask(s) -> np.ndarray:
+    """The slice's nodule mask as uint8, all zero where it has none (size then floors at 0.5 mm)."""
+    return np.zeros(s.array.shape[-2:], np.uint8) if s.mask is None else (np.asarray(s.mask) > 0).astype(np.uint8)
+
+
+def _class_median(values: np.ndarray, labels: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """For each wanted label, the median of `values` over the rows with that label."""
+    med = {c: np.median(values[labels == c]) for c in np.unique(labels)}
+    return np.array([med[c] for c in wanted])
 
 
 def _cached(fx, images: np.ndarray, cache: dict) -> np.ndarray:

@@ -38,7 +38,8 @@ def balance_benchmark(data: str | Path, out: str | Path, methods: Sequence[str] 
     the per-fold scores (one row per task, method, fold, path; `error` set where a method could not run).
 
     `engine`: through `ctnodule.train` with the preset (slow: minutes per run). `feature_path`: the fast
-    image-level path of `studies.balance_features` (every method incl. pixel SMOTE and cGAN; image features only).
+    image-level path of `studies.balance_features` (every method incl. pixel SMOTE and cGAN; image features +
+    mask size).
     A finished run under `OUT/runs/` is reused (an interrupted one resumed) unless `force`, which retrains it.
     """
     from ctnodule.balance import available
@@ -136,7 +137,7 @@ def write_benchmark(scores: pd.DataFrame, out: Path, recipe: str, extra: list[tu
                    "recall: recall of the rarest class (binary: malignant; 5-class: the least frequent score).")
     md = [f"# Class-imbalance methods ({recipe})", ""]
     titles = {"engine": "training engine (preset recipe)",
-              "feature": "frozen-feature path: balance images, then Lite0 features + linear head (image only)"}
+              "feature": "frozen-feature path: balance images, then Lite0 features + mask size + linear head"}
     for (path, task), part in scores.groupby(["path", "task"], sort=False):
         table = summary_table(part, task)
         page.heading(f"{task} — {titles.get(path, path)}")

@@ -57,7 +57,7 @@ def balance_benchmark_cmd(
     engine: Annotated[bool, typer.Option(help="Run each method through `ctnodule train` (minutes per run).")] = True,
     feature_path: Annotated[bool, typer.Option(help="Also the fast frozen-feature path (all methods incl. "
                                                     "pixel SMOTE and cGAN).")] = True,
-    cgan_epochs: Annotated[int, typer.Option(min=1, help="cGAN epochs per fold (feature path).")] = 15,
+    cgan_epochs: Annotated[int, typer.Option(min=1, help="cGAN epochs per fold (feature path).")] = 150,
     device: Device = None,
     force: Annotated[bool, typer.Option("--force", help="Retrain runs that already exist.")] = False,
 ) -> None:

@@ -104,7 +104,7 @@ class FrozenSklearnHead(Strategy):
         sk_all = sklearn_matrix(feats, d.extra)
         if cfg.imbalance in IMAGE_BALANCERS:  # pixel SMOTE / cGAN act on the training images
             fb, yb, eb = _resample_images(d.balancer, d.images, feats, d.rows, d.y_rows, d.extra_rows, d.backbone,
-                                          cfg, d.fold, d.log)
+                                          cfg, d.fold)
             Xb = sklearn_matrix(fb, eb)
         else:
             Xb, yb, _ = d.balancer.resample(sk_all[d.rows], d.y_rows, seed=_resample_seed(cfg, d.fold))
@@ -146,7 +146,7 @@ class FrozenTorchHead(Strategy):
         if cfg.imbalance in IMAGE_BALANCERS:  # pixel SMOTE / cGAN act on the inner-training images
             ex = None if d.extra_rows is None else d.extra_rows[inner_tr]
             fb, yb, eb = _resample_images(d.balancer, d.images, feats, rows[inner_tr], yt[inner_tr], ex, d.backbone,
-                                          cfg, d.fold, d.log)
+                                          cfg, d.fold)
             tr = Batches(as_maps(fb), torch.from_numpy(yb), None if eb is None else torch.from_numpy(eb), views=True)
         else:
             tr = _balance(d.balancer, tr, cfg, d.fold, views=True)
@@ -296,31 +296,23 @@ def _carry_extra(ex: np.ndarray, y: np.ndarray, src: np.ndarray, y2: np.ndarray)
 
 
 def _resample_images(balancer, images: np.ndarray, feats: np.ndarray, rows: np.ndarray, y: np.ndarray,
-                     extra: np.ndarray | None, backbone, cfg: TrainConfig, fold: int,
-                     log: Callable[[str], None]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+                     extra: np.ndarray | None, backbone, cfg: TrainConfig,
+                     fold: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Frozen backbone + an image balancer (`smote`, `cgan`): resample the training images `images[rows]`,
     take backbone features of the GENERATED images only (cached by content like any others) and reuse the
     cached features `feats` (V, N, ...) of the real rows. Returns (features (V, M, ...), labels (M,),
     tabular rows (M, T) or None). Only `rows` reach the balancer, so nothing generated sees another row.
 
-    The cGAN draws single grey slices: it is trained on the centre channel, and a generated slice fills every
-    channel (with 2.5D context the real rows keep their neighbour slices; the generated ones have none).
+    The cGAN draws all channels jointly (a 2.5D stack is generated as a stack). Generated rows get their
+    class's median tabular row: the engine does not hand the balancer the masks their descriptors need.
     """
     x = images[rows]
-    if cfg.imbalance == "cgan" and x.shape[1] > 1:
-        mid = x.shape[1] // 2
-        if not np.array_equal(x, np.broadcast_to(x[:, mid:mid + 1], x.shape)):
-            log(f"fold {fold}: cgan models single slices; generated images repeat one slice over the "
-                f"{x.shape[1]} context channels")
-        x = np.ascontiguousarray(x[:, mid:mid + 1])
     X2, y2, synthetic = balancer.resample(x, y, seed=_resample_seed(cfg, fold))
     src = balancer.sample_indices_
     out = np.empty((feats.shape[0], len(y2), *feats.shape[2:]), dtype=feats.dtype)
     out[:, ~synthetic] = feats[:, rows[src[~synthetic]]]
     if synthetic.any():
         fake = np.ascontiguousarray(X2[synthetic], dtype=np.float32)
-        if fake.shape[1] != images.shape[1]:
-            fake = np.ascontiguousarray(np.repeat(fake, images.shape[1], axis=1))
         out[:, synthetic] = extract_features(fake, backbone, pooled=cfg.head != "seed", tta=cfg.tta,
                                              device=cfg.device)
     return out, y2.astype(np.int64), None if extra is None else _carry_extra(extra, y, src, y2)
