@@ -64,6 +64,23 @@ def test_dense_noisy_lung_does_not_leak_into_the_parenchyma():
     assert 0.7 < mask.sum() / truth.sum() < 1.3
 
 
+def test_ground_glass_nodule_keeps_its_faint_rim():
+    """A ground-glass nodule: a denser centre (-550 HU, 3 mm) in a faint rim (-740 HU, out to 5 mm) in
+    -870 HU lung. The readers outline the rim; a threshold halfway from -850 HU to the centre (-700 HU)
+    cut it off and kept the centre only (Dice 0.36 here)."""
+    from scipy import ndimage as ndi
+
+    shape = (24, 80, 80)
+    rng = np.random.default_rng(1)
+    noise = ndi.gaussian_filter(rng.normal(0.0, 1.0, shape), (0.5, 1.0, 1.0))
+    truth = _ball(shape, (12, 40, 40), 5.0)
+    hu = np.where(_ball(shape, (12, 40, 40), 3.0), -550.0, np.where(truth, -740.0, -870.0))
+    hu = hu + noise / noise.std() * 15.0
+    mask = segment_nodule(hu, SP, (12, 40, 40)).mask
+    assert _dice(mask, truth) > 0.85
+    assert 0.8 < mask.sum() / truth.sum() < 1.25
+
+
 def test_real_vois_that_leaked_keep_their_size(voi_src):
     """Two LIDC VOIs whose automatic mask was 5-20x the readers' (dense lung beside a small solid nodule)."""
     import nibabel as nib

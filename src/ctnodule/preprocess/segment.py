@@ -5,10 +5,15 @@
 2. foreground = HU above `first_hu` (lower for a ground-glass seed); within `search_mm` of the seed (a
    click is not exact) the voxel deep inside the foreground and near the seed is the nodule's core; no
    foreground there -> the point is in air (error);
-3. the threshold is adapted to that nodule: halfway between its core HU and the lung's (-850 HU), within
-   [`min_hu`, `max_hu`], so ground-glass nodules keep their faint rim and solid ones do not swallow it;
-   and at least `noise_k` robust SDs above the local lung (the box's voxels below -400 HU away from the
-   seed): in dependent or expiratory lung (-700 HU and denser) or a noisy scan, a fixed -700 HU took the
+3. the threshold is adapted to that nodule: `level` (a fifth) of the way from the local lung's HU up to
+   its core HU, within [`min_hu`, `max_hu`], so a ground-glass nodule keeps the faint rim the readers
+   outline and a solid one (threshold `max_hu`) does not swallow the lung around it. Halfway from a fixed
+   -850 HU (before) cut ground-glass nodules at about -720 HU while the readers' outlines reach -750 to
+   -800 HU: Dice on the dev VOIs' texture-1 nodules 0.61, 0.72 now, 0.81 -> 0.82 overall (centre seed),
+   fewer malignant nodules under-sized, the default run's AUC on automatic masks 0.872 -> 0.880; a
+   ground-glass rim grown a fixed 1-3 mm from the mask instead added a rim to solid nodules too
+   (overall Dice 0.80). And at least `noise_k` robust SDs above the local lung (the box's voxels below
+   -400 HU away from the seed): in dependent or expiratory lung (-700 HU and denser) or a noisy scan, a fixed -700 HU took the
    parenchyma (on the dev VOIs 42 masks were > 1.6x the readers' diameter, 90 % of them benign nodules);
 4. the chest wall and mediastinum go by a rolling-ball top hat (an opening with a ball `max_thicker` x the
    nodule's core radius keeps only what is thicker than the nodule, and that is removed; what touches the
@@ -84,6 +89,7 @@ def segment_nodule(
     min_diameter_mm: float = 2.0,
     outline_mm: float = OUTLINE_MM,
     noise_k: float = 2.0,
+    level: float = 0.2,
 ) -> NoduleMask:
     """Segment the nodule at `seed` ((k, j, i) voxel, may be fractional) in `hu` ((k, j, i) HU array,
     `spacing` (k, j, i) mm). Raises `DataError` when the point is outside the array, in air or in bone."""
@@ -117,8 +123,8 @@ def segment_nodule(
     r0 = max(float(depth[core]), float(sp.min()))
     ball = dist_from(core, roi.shape, sp) <= max(r0 / 2, sp.max())
     core_hu = float(np.median(roi[ball & fg]))
-    threshold = float(np.clip((core_hu + LUNG_HU) / 2, min_hu, max_hu))
     lung_hu, noise = _lung_level(roi, dist_mm, search_mm)
+    threshold = float(np.clip(lung_hu + level * (core_hu - lung_hu), min_hu, max_hu))
     threshold = max(threshold, min(lung_hu + noise_k * noise, core_hu - NODULE_MARGIN_HU))
 
     fg = roi > threshold
