@@ -30,7 +30,8 @@ from ctnodule.data.volume import read_volume
 from ctnodule.errors import DataError
 from ctnodule.preprocess.segment import segment_nodule
 
-ROOT = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[2] / "shared/data"
+# absolute: the LIDC-IDRI part links DICOM files into a temporary folder, where a relative target would break
+ROOT = Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else Path(__file__).resolve().parents[2] / "shared/data"
 MOVE_MM = 3.0
 SIZES = [0, 6, 10, 20, np.inf]
 SIZE_NAMES = ["<6 mm", "6-10 mm", "10-20 mm", ">20 mm"]
