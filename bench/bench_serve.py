@@ -21,9 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import statistics
-import threading
 import time
 from pathlib import Path
 
@@ -54,20 +52,6 @@ def scan_300():
                     for s, c in zip(patient.nodules, centres)]
 
 
-def serve(app) -> tuple[str, object, threading.Thread]:
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    return f"http://127.0.0.1:{port}/", server, thread
-
-
 def line(label: str, wall: float, cpu: float | None = None, extra: str = "") -> None:
     cpu_text = f"{cpu:7.3f} s CPU" if cpu is not None else " " * 13
     print(f"  {label:44s} {wall:7.3f} s wall {cpu_text}  {extra}")
@@ -88,49 +72,47 @@ def main() -> None:
     (volume, nodules), wall, cpu = timed(scan_300)
     line(f"phantom CT {volume.shape_ijk} rendered", wall, cpu)
 
-    from ctnodule.serve.app import create_app
+    from ctnodule.serve.app import create_app, running
 
     app, wall, cpu = timed(create_app, args.run, warm=True)
     line("create_app (model loaded once + warm-up)", wall, cpu)
     scan = app.state.scans.add("phantom-300", volume, synthetic=True, candidates=nodules)
-    base, server, thread = serve(app)
-    with httpx.Client(base_url=base, timeout=60) as client:
-        print("page load over HTTP (/, app.js, style.css, /api/info), 10 times:")
-        loads = []
-        for _ in range(10):
-            _, wall, cpu = timed(lambda: [client.get(u).raise_for_status() for u in
-                                          ("/", "/static/app.js", "/static/style.css", "/api/info")])
-            loads.append((wall, cpu))
-        line("median", statistics.median(w for w, _ in loads), statistics.median(c for _, c in loads),
-             f"max {max(w for w, _ in loads):.3f} s")
+    with running(app) as base:
+        with httpx.Client(base_url=base, timeout=60) as client:
+            print("page load over HTTP (/, app.js, style.css, /api/info), 10 times:")
+            loads = []
+            for _ in range(10):
+                _, wall, cpu = timed(lambda: [client.get(u).raise_for_status() for u in
+                                              ("/", "/static/app.js", "/static/style.css", "/api/info")])
+                loads.append((wall, cpu))
+            line("median", statistics.median(w for w, _ in loads), statistics.median(c for _, c in loads),
+                 f"max {max(w for w, _ in loads):.3f} s")
 
-        print(f"slice scroll over HTTP: {N_SLICES} slices of 512 x 512 int16, fetched one after another:")
-        _, wall, cpu = timed(lambda: [client.get(f"/api/scans/{scan.id}/slices/{k}").raise_for_status()
-                                      for k in range(N_SLICES)])
-        line(f"{N_SLICES} slices", wall, cpu, f"{N_SLICES / wall:.0f} slices/s")
+            print(f"slice scroll over HTTP: {N_SLICES} slices of 512 x 512 int16, fetched one after another:")
+            _, wall, cpu = timed(lambda: [client.get(f"/api/scans/{scan.id}/slices/{k}").raise_for_status()
+                                          for k in range(N_SLICES)])
+            line(f"{N_SLICES} slices", wall, cpu, f"{N_SLICES / wall:.0f} slices/s")
 
-        print("click-to-prediction over HTTP (segmentation + model + Grad-CAM), one click per nodule:")
-        clicks = []
-        for n in nodules:
-            r, wall, cpu = timed(client.post, f"/api/scans/{scan.id}/nodule",
-                                 json={"i": n["i"], "j": n["j"], "k": n["k"]})
-            res = r.json()
-            if r.status_code != 200:
-                line(n["name"], wall, cpu, f"error: {res['error']}")
-                continue
-            s = res["seconds"]
-            line(n["name"], wall, cpu, f"segment {s['segment']:.2f} + model {s['predict']:.2f} + heat map "
-                 f"{s['heatmap']:.2f} s; {res['diameter_mm']:.1f} mm, P(malignant) {res['p_malignant']:.2f}")
-            clicks.append(wall)
-        if clicks:
-            line("median / max", statistics.median(clicks), None, f"max {max(clicks):.3f} s")
+            print("click-to-prediction over HTTP (segmentation + model + Grad-CAM), one click per nodule:")
+            clicks = []
+            for n in nodules:
+                r, wall, cpu = timed(client.post, f"/api/scans/{scan.id}/nodule",
+                                     json={"i": n["i"], "j": n["j"], "k": n["k"]})
+                res = r.json()
+                if r.status_code != 200:
+                    line(n["name"], wall, cpu, f"error: {res['error']}")
+                    continue
+                s = res["seconds"]
+                line(n["name"], wall, cpu, f"segment {s['segment']:.2f} + model {s['predict']:.2f} + heat map "
+                     f"{s['heatmap']:.2f} s; {res['diameter_mm']:.1f} mm, P(malignant) {res['p_malignant']:.2f}")
+                clicks.append(wall)
+            if clicks:
+                line("median / max", statistics.median(clicks), None, f"max {max(clicks):.3f} s")
 
-    if args.browser and shutil.which("chromium") and shutil.which("chromedriver"):
-        browser(base, scan.id, nodules)
-    else:
-        print("browser: skipped (chromium / chromedriver not installed, or --no-browser)")
-    server.should_exit = True
-    thread.join(10)
+        if args.browser and shutil.which("chromium") and shutil.which("chromedriver"):
+            browser(base, scan.id, nodules)
+        else:
+            print("browser: skipped (chromium / chromedriver not installed, or --no-browser)")
 
 
 def browser(base: str, scan_id: str, nodules: list[dict]) -> None:

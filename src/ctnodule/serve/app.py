@@ -23,10 +23,14 @@ event loop; the model is opened once, when the app is created.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import socket
 import tempfile
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -222,6 +226,31 @@ async def _json(request: Request, required: bool = True) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise HTTPException(400, "the request body must be a JSON object")
     return body
+
+
+@contextlib.contextmanager
+def running(app: Starlette, timeout_s: float = 10.0) -> Iterator[str]:
+    """`app` under uvicorn on a free loopback port in a background thread while the block runs; yields its
+    URL. For the browser tests and the benchmark (`ctnodule serve` runs uvicorn in the foreground)."""
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout_s
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            server.should_exit = True
+            raise RuntimeError(f"the viewer did not start on 127.0.0.1:{port} within {timeout_s:.0f} s")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 def _opened(scan: scans.Scan) -> Response:
