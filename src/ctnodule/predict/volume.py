@@ -68,8 +68,7 @@ def predict_volume(
     """Every located nodule of one CT volume: one row each (where, how it was segmented, its segmented
     diameter, the prediction) and the samples the model judged (with their 2D masks)."""
     volume = read_volume(source, series_uid)
-    if not volume.axial:
-        raise DataError("the slices are not axial; the models were trained on axial slices", source)
+    check_axial(volume)
     locations = [at_world(t) for t in at] + [at_voxel(volume, t) for t in at_voxels]
     if candidates is not None:
         locations += read_candidates(candidates, series_uid or volume.series_uid or None)
@@ -78,13 +77,25 @@ def predict_volume(
     if not nodules:
         raise DataError("no nodule location given: pass --at X,Y,Z (world mm), --at-voxel i,j,k, "
                         "--candidates CSV or --mask", source)
-    slices = []
-    for name, _, found in nodules:
-        s = nodule_sample(volume.hu, sp, found.mask, view=predictor.view)
-        array = s.array if predictor.channels == "context" else s.array[s.array.shape[0] // 2]
-        slices.append(s.replace(array=array, meta={**s.meta, "sample_id": name}))
+    slices = [judged_sample(predictor, volume.hu, sp, found.mask, name) for name, _, found in nodules]
     proba = predictor.predict_proba(slices)
     return _table(predictor, proba, volume, nodules, slices, mask is not None), slices
+
+
+def check_axial(volume: Volume) -> None:
+    """The models were trained on axial slices: any other orientation is refused, never silently resliced."""
+    if not volume.axial:
+        raise DataError("the slices are not axial; the models were trained on axial slices", volume.source)
+
+
+def judged_sample(predictor: Predictor, hu: np.ndarray, spacing: Sequence[float], mask: np.ndarray,
+                  sample_id: str) -> Slice:
+    """The sample the model judges for a nodule `mask` in the (k, j, i) volume `hu` with `spacing` (k, j, i) mm:
+    the nodule-view crop cut like a VOI (`nodule_sample`), its 2.5D stack kept only for a model that reads
+    context. Shared by `predict_volume` and the viewer's click, so both judge the same pixels."""
+    s = nodule_sample(hu, spacing, mask, view=predictor.view)
+    array = s.array if predictor.channels == "context" else s.array[s.array.shape[0] // 2]
+    return s.replace(array=array, meta={**s.meta, "sample_id": sample_id})
 
 
 def _segmented(volume: Volume, locations: list[Location]) -> list[tuple[str, tuple, NoduleMask]]:

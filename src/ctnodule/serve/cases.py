@@ -54,7 +54,7 @@ class Cases:
     def rows(self) -> list[dict[str, Any]]:
         """One JSON-ready row per out-of-fold sample found in the dataset."""
         names = self.run.class_names
-        proba = self.run.oof_proba()
+        proba = self.run.oof_proba
         manifest = self.dataset.frame.set_index(self.dataset.frame["sample_id"].astype(str))
         out = []
         for r, p in zip(self.run.oof.to_dict("records"), proba):
@@ -89,7 +89,7 @@ class Cases:
             raise KeyError(sample_id)
         s = self._sample(sample_id)
         n_slices = 1 if s.array.ndim == 2 else s.array.shape[0]
-        proba = self.run.oof_proba()[self.run.oof["sample_id"].astype(str).to_numpy() == sample_id][0]
+        proba = self.run.oof_proba[self.run.oof["sample_id"].to_numpy() == sample_id][0]
         cam = self._cam(sample_id, s) if self.run.has_image_network else None
         flat = cam is not None and is_flat(cam)
         note = heat_note(self.run, True, cam) if cam is None or flat else \
@@ -146,6 +146,7 @@ class Cases:
         cam = self._cam(str(s.meta["sample_id"]), s)
         return draw_region(enlarge(overlay(_centre(s.array), cam), PANEL_SIDE), s.mask)
 
+    @functools.lru_cache(maxsize=32)  # noqa: B019 - one Cases per process; a detail panel asks for 5 images
     def _sample(self, sample_id: str) -> Slice:
         if sample_id not in self.index:
             raise KeyError(sample_id)

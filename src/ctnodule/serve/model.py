@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ctnodule.evaluate.calibration import N_BINS, confidence_outcome, reliability
+from ctnodule.evaluate.summary import oof_arrays
 from ctnodule.pages import synthetic_banner
 from ctnodule.runfolder import RunPaths, read_config, read_metrics, read_oof
 
@@ -33,18 +34,19 @@ class ServedRun:
         self.lock = threading.Lock()
         self.class_names: list[str] = list(self.predictor.class_names)
         self.task: str = self.predictor.task
-        self._bins = self._oof_bins()
+        # the out-of-fold labels and probabilities, checked once (evaluate.summary.oof_arrays)
+        self.oof_true, self.oof_proba = oof_arrays(self.oof, self.task)
+        self._bins = reliability(self.oof_true, self.oof_proba, N_BINS)
 
     def warm_up(self) -> None:
         """Predict and explain one small generated nodule, so the first click does not pay for torch's and
         Grad-CAM's one-time set-up (about 1-2 s on a CPU)."""
-        from ctnodule.preprocess.segment import nodule_sample
+        from ctnodule.predict.volume import judged_sample
 
         k, j, i = np.mgrid[-2:3, -32:32, -32:32]
         ball = (k * 1.25) ** 2 + (j * 0.7) ** 2 + (i * 0.7) ** 2 <= 16.0
         hu = np.where(ball, 40, -850).astype(np.int16)
-        s = nodule_sample(hu, (1.25, 0.7, 0.7), ball, view=self.predictor.view)
-        s = s.replace(array=s.array if self.predictor.channels == "context" else s.array[s.array.shape[0] // 2])
+        s = judged_sample(self.predictor, hu, (1.25, 0.7, 0.7), ball, "warm-up")
         with self.lock:
             self.predictor.predict_proba([s])
             if self.has_image_network:
@@ -60,13 +62,6 @@ class ServedRun:
     @property
     def banner(self) -> str | None:
         return synthetic_banner(self.config.get("data_synthetic"))
-
-    def oof_proba(self) -> np.ndarray:
-        return self.oof[[f"proba_{c}" for c in range(len(self.class_names))]].to_numpy(float)
-
-    def _oof_bins(self) -> dict[str, np.ndarray]:
-        proba = self.oof_proba()
-        return reliability(self.oof["y_true"].to_numpy(int), proba, N_BINS)
 
     def calibration_note(self, proba: np.ndarray) -> str:
         """What this run's out-of-fold predictions say about a probability like `proba`: the observed

@@ -18,7 +18,8 @@ import numpy as np
 from ctnodule.data.volume import Volume
 from ctnodule.errors import DataError
 from ctnodule.explain.overlay import colorize
-from ctnodule.preprocess.segment import nodule_sample, segment_nodule
+from ctnodule.predict.volume import check_axial, judged_sample
+from ctnodule.preprocess.segment import segment_nodule
 from ctnodule.serve.model import ServedRun
 
 
@@ -26,15 +27,14 @@ def predict_at(run: ServedRun, volume: Volume, ijk: tuple[float, float, float], 
     """Segment, predict and (with `heatmap`, when the run has an image network) Grad-CAM the nodule at voxel
     `ijk` (i, j, k); `DataError` when the point is outside the volume, in air or in bone."""
     started = time.perf_counter()
+    check_axial(volume)
     if not volume.contains(np.asarray(ijk)):
         i, j, k = volume.shape_ijk
         raise DataError(f"voxel {tuple(round(v, 1) for v in ijk)} is outside the scan (i < {i}, j < {j}, k < {k})")
     sp = np.asarray(volume.spacing, float)[::-1]  # (k, j, i) mm
     found = segment_nodule(volume.hu, sp, (ijk[2], ijk[1], ijk[0]))
-    s = nodule_sample(volume.hu, sp, found.mask, view=run.predictor.view)
     predictor = run.predictor
-    s = s.replace(array=s.array if predictor.channels == "context" else s.array[s.array.shape[0] // 2],
-                  meta={**s.meta, "sample_id": "clicked"})
+    s = judged_sample(predictor, volume.hu, sp, found.mask, "clicked")
     segmented = time.perf_counter()
     cam = None
     with run.lock:
