@@ -122,12 +122,18 @@ def explain_slices(predictor: Any, slices: Sequence[Slice], method: str = "gradc
                    layer: str | None = None, target: int | None = None) -> list[np.ndarray]:
     """One heat map per raw (HU) slice, on that slice's own pixel grid, float32 in [0, 1] — what
     `ctnodule predict --explain` attaches to each prediction."""
-    maps: list[np.ndarray] = []
     with CamExplainer(predictor.model, method, layer) as cam:
-        for start in range(0, len(slices), CHUNK):
-            chunk = list(slices[start:start + CHUNK])
-            for s, e in zip(chunk, explain_batch(predictor, chunk, cam, target)):
-                maps.append(to_input_frame(e.cam, e.affine, s.array.shape[-2:]))
+        return maps_on_input(predictor, slices, cam, target)
+
+
+def maps_on_input(predictor: Any, slices: Sequence[Slice], cam: CamExplainer,
+                  target: int | None = None) -> list[np.ndarray]:
+    """`explain_slices` with an explainer the caller holds open (e.g. to read its native grid afterwards)."""
+    maps: list[np.ndarray] = []
+    for start in range(0, len(slices), CHUNK):
+        chunk = list(slices[start:start + CHUNK])
+        for s, e in zip(chunk, explain_batch(predictor, chunk, cam, target)):
+            maps.append(to_input_frame(e.cam, e.affine, s.array.shape[-2:]))
     return maps
 
 

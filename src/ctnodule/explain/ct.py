@@ -63,16 +63,11 @@ def predict_ct(run_dir: str | Path, source: str | Path, out: str | Path, *, at: 
 
 def _heat_maps(predictor, slices: Sequence[Slice], method: str) -> tuple[list[np.ndarray], tuple[int, int] | None]:
     """One map per sample on its own grid, and the map's native cells (rows, cols) before upsampling."""
-    from ctnodule.explain.core import CHUNK, explain_batch, to_input_frame
+    from ctnodule.explain.core import maps_on_input
     from ctnodule.explain.gradcam import CamExplainer
 
-    maps = []
     with CamExplainer(predictor.model, method) as cam:
-        for start in range(0, len(slices), CHUNK):
-            chunk = list(slices[start:start + CHUNK])
-            maps += [to_input_frame(e.cam, e.affine, s.array.shape[-2:])
-                     for s, e in zip(chunk, explain_batch(predictor, chunk, cam))]
-        return maps, cam.grid_
+        return maps_on_input(predictor, slices, cam), cam.grid_
 
 
 def cam_note(row: dict) -> str:

@@ -101,11 +101,11 @@ class Bundle:
         """A batch of slices -> ((k, 3, H, W) preprocessed float32 images or None without a network,
         (k, D) raw descriptors)."""
         from ctnodule.models.descriptors import tabular_features
+        from ctnodule.preprocess.inputs import to_images
 
         images = None
         if self.session is not None:
-            arrays = [np.asarray(self.pipeline.transform(s).array, dtype=np.float32) for s in slices]
-            images = _stack_images([np.repeat(a[None], 3, axis=0) if a.ndim == 2 else a for a in arrays])
+            images = to_images([self.pipeline.transform(s) for s in slices])
         return images, tabular_features(slices, self.head["tabular"]["set"])
 
     def prepare_many(self, slices: Sequence[Slice], workers: int | None = None) -> tuple[np.ndarray | None,
@@ -308,13 +308,3 @@ def _concat(parts: list[tuple[np.ndarray | None, np.ndarray]], n_tabular: int) -
         return None, np.zeros((0, n_tabular))
     tab = np.concatenate([p[1] for p in parts])
     return (None if parts[0][0] is None else np.concatenate([p[0] for p in parts])), tab
-
-
-def _stack_images(images: list[np.ndarray]) -> np.ndarray:
-    from ctnodule.errors import DataError
-
-    shapes = {a.shape for a in images}
-    if len(shapes) > 1:
-        raise DataError(f"preprocessed samples differ in shape {sorted(shapes)[:3]}; the pipeline must end "
-                        "with a fixed-size step")
-    return np.stack(images)
