@@ -120,7 +120,10 @@ def write_report(folder: Path, frame: pd.DataFrame, checks: list[dict[str, Any]]
     return page.save(folder / "report.html")
 
 
-def _gallery(folder: Path, frame: pd.DataFrame, sites: list[Site], n: int = 6):
+def _gallery(folder: Path, frame: pd.DataFrame, sites: list[Site], n: int = 6, per_row: int = 3):
+    """Up to `n` composites (top rows) above up to `n` real slices with their own annotated nodules
+    (bottom rows), each as the whole slice beside a zoom on the nodule; `per_row` pairs a row, so the
+    figure stays readable at page width (13 in wide, titles at 10 pt)."""
     import matplotlib.pyplot as plt
 
     from ctnodule.data.io import read_nrrd
@@ -128,16 +131,22 @@ def _gallery(folder: Path, frame: pd.DataFrame, sites: list[Site], n: int = 6):
     picks = frame.iloc[np.linspace(0, len(frame) - 1, min(n, len(frame))).astype(int)]
     real = [s for s in sites if s.bg.avoid.any()]
     real = [real[i] for i in np.linspace(0, len(real) - 1, min(n, len(real))).astype(int)] if real else []
-    fig, axes = plt.subplots(2, 2 * n, figsize=(2.2 * 2 * n, 4.6))
+    block = -(-n // per_row)  # rows per group
+    fig, axes = plt.subplots(2 * block, 2 * per_row, figsize=(2.2 * 2 * per_row, 2.6 * 2 * block))
     for ax in axes.ravel():
         ax.axis("off")
+
+    def pair(group: int, j: int):
+        row = group * block + j // per_row
+        return axes[row, 2 * (j % per_row)], axes[row, 2 * (j % per_row) + 1]
+
     for j, row in enumerate(picks.itertuples(index=False)):
         hu, _ = read_nrrd(folder / row.path)
         mask, _ = read_nrrd(folder / row.mask_path)
-        _show(axes[0, 2 * j], axes[0, 2 * j + 1], hu, mask.astype(bool),
-              f"{row.malignancy}: {row.nodule_patient_id}\nin {row.bg_patient_id}")
+        _show(*pair(0, j), hu, mask.astype(bool), f"composite, score {row.malignancy}\n"
+              f"{row.nodule_patient_id} in {row.bg_patient_id}")
     for j, site in enumerate(real):
-        _show(axes[1, 2 * j], axes[1, 2 * j + 1], site.bg.hu, site.bg.avoid, f"real: {site.bg.name}")
+        _show(*pair(1, j), site.bg.hu, site.bg.avoid, f"real: {site.bg.name}")
     fig.tight_layout()
     return fig
 
@@ -145,7 +154,7 @@ def _gallery(folder: Path, frame: pd.DataFrame, sites: list[Site], n: int = 6):
 def _show(ax_full, ax_zoom, hu: np.ndarray, mask: np.ndarray, title: str) -> None:
     ax_full.imshow(_window(hu), cmap="gray")
     ax_full.contour(mask, levels=[0.5], colors="r", linewidths=0.5)
-    ax_full.set_title(title, fontsize=7)
+    ax_full.set_title(title, fontsize=10)
     rows, cols = np.nonzero(mask)
     if rows.size:
         r, c = int(rows.mean()), int(cols.mean())
