@@ -9,6 +9,7 @@ import pytest
 from ctnodule.data.splits import (
     check_no_leak,
     check_train_classes,
+    group_ids,
     load_splits,
     patient_holdout,
     patient_kfold,
@@ -98,3 +99,11 @@ def test_class_missing_from_training_fold():
     frame = frame_of(list("abcdef"), [1, 1, 2, 2, 5, 3])
     with pytest.raises(DataError, match=r"\['5'\] are missing from training fold 0"):
         check_train_classes(frame, [(np.array([0, 2, 5]), np.array([1, 3, 4]))], "multiclass")
+
+
+def test_composites_group_by_the_nodules_patient():
+    """A composite is labelled by its nodule: two composites of one nodule patient placed into different
+    background patients are one group; rows without a nodule patient keep their own."""
+    frame = frame_of(["bg-1", "bg-2", "P3"], [5, 5, 1])
+    frame["nodule_patient_id"] = ["N1", "N1", ""]
+    assert group_ids(frame).tolist() == ["N1", "N1", "P3"]

@@ -12,6 +12,7 @@ import pandas as pd
 from ctnodule.data.io import read_nrrd
 from ctnodule.data.manifest import read_manifest, validate_files
 from ctnodule.data.slice import Slice
+from ctnodule.data.splits import group_ids
 
 
 class SliceDataset:
@@ -75,8 +76,9 @@ class SliceDataset:
 
     @property
     def groups(self) -> np.ndarray:
-        """Patient ids: every split in ctnodule groups by these, so no patient is in two folds."""
-        return self.frame["patient_id"].astype(str).to_numpy()
+        """Patient ids: every split in ctnodule groups by these, so no patient is in two folds (a composite's
+        is its nodule's patient, `splits.group_ids`)."""
+        return group_ids(self.frame)
 
     def __repr__(self) -> str:
         views = self.frame["view"].value_counts().to_dict()

@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 
 from ctnodule.data.slice import Slice
+from ctnodule.data.splits import group_ids, patient_holdout
 from ctnodule.errors import ConfigError, DataError
 from ctnodule.models.attribution import feature_groups
 from ctnodule.models.backbones import Backbone
@@ -118,7 +119,7 @@ class FrozenSklearnHead(Strategy):
         elif cfg.calibration == "none":
             sk_head.fit(Xb, yb, d.n_extra, sample_weight=sw)
         else:  # Xb are the rows `d.rows` (the recipe refuses resampling balancers with calibration)
-            groups = d.frame["patient_id"].astype(str).to_numpy()[d.rows]
+            groups = group_ids(d.frame)[d.rows]
             fit_calibrated(sk_head, Xb, yb, d.n_extra, groups, cfg.calibration, sw, seed=cfg.seed + d.fold + 1)
         head = sk_head.surrogate(sk_all[d.rows], n_classes, d.n_extra)
         info = {"surrogate_agreement": _agreement(head, feats, d.extra, sk_head, sk_all, d.rows)}
@@ -245,12 +246,10 @@ def inner_split(frame: pd.DataFrame, cfg: TrainConfig, fold: int) -> tuple[np.nd
     """Patient-grouped (train, early-stopping) positions inside a training fold."""
     from sklearn.model_selection import GroupShuffleSplit
 
-    from ctnodule.data.splits import patient_holdout
-
     try:
         return patient_holdout(frame.reset_index(drop=True), cfg.task, cfg.val_fraction, cfg.seed + 101 * (fold + 1))
     except (DataError, ConfigError):  # too few patients per class to stratify: an unstratified split works
-        groups = frame["patient_id"].astype(str).to_numpy()
+        groups = group_ids(frame)
         if len(np.unique(groups)) < 2:
             raise DataError("a training fold holds one patient only: early stopping needs at least two "
                             "patients (add patients or lower --folds)") from None
