@@ -79,7 +79,6 @@ def explain_run(run_dir: str | Path, data: str | Path | SliceDataset, out: str |
         raise CTNoduleError(f"{out}: output folder exists and is not empty; pass --force to replace it")
     predictor = load_run(run_dir)
     predictor.device = device
-    predictor.model.to(device)
     dataset = data if isinstance(data, SliceDataset) else SliceDataset(data)
     dataset = dataset.view(predictor.view)
     if len(dataset) == 0:

@@ -42,7 +42,19 @@ class Predictor:
         self.view = fold_model.cfg.view
         self.class_names = list(config.get("class_names") or class_names(self.task))
         self.channels = fold_model.cfg.channels
-        self.device = "cpu"
+        self._device = "cpu"
+
+    @property
+    def device(self) -> str:
+        return self._device
+
+    @device.setter
+    def device(self, device: str) -> None:
+        """Where the network runs. The whole network (backbone and head) moves there: feature extraction
+        moves the backbone by itself, but Grad-CAM's own forward pass needs the head on its input's device
+        too (the viewer, `explain ct` and `explain` all set this and nothing else)."""
+        self._device = device
+        self._fm.net.to(device)
 
     @property
     def fold_model(self) -> FittedModel:
