@@ -45,9 +45,9 @@ from ctnodule.explain.gradcam import CamExplainer
 from ctnodule.explain.localization import area_fraction, cam_mass_in_mask, grow_mask, pointing_game
 from ctnodule.predict.run import Predictor
 from ctnodule.preprocess.find import NoduleFinder, sample_at, truth_sample
-from ctnodule.preprocess.rank import CandidateRanker
 from ctnodule.preprocess.inputs import load_slice
 from ctnodule.preprocess.lungmask import lung_mask_array
+from ctnodule.preprocess.rank import CandidateRanker
 from ctnodule.recipe import load_preset
 from ctnodule.train.find_crop import FindInputs, find_inputs, train_found_fold
 from ctnodule.train.fold import train_fold

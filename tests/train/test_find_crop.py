@@ -17,9 +17,10 @@ from ctnodule.train.api import train
 
 @pytest.fixture(scope="module")
 def find_run(phantom, tmp_path_factory):
-    """The find-crop recipe with the descriptors-only nodule model (no image network: fast), 2 folds."""
+    """The find-crop recipe with the blob-order finder and the descriptors-only nodule model (no image
+    network: fast), 2 folds."""
     out = tmp_path_factory.mktemp("runs") / "find"
-    cfg = load_preset("find-crop", folds=2, backbone="none", head_params={"C": 1.0}, tta=False)
+    cfg = load_preset("find-crop", folds=2, backbone="none", head_params={"C": 1.0}, tta=False, find_rank="blob")
     train(phantom, out, cfg, log=lambda m: None)
     return out
 
@@ -84,9 +85,11 @@ def test_predict_files_reports_where_the_nodule_was_found(find_run, phantom, tmp
 
 @pytest.fixture(scope="module")
 def learned_run(phantom, tmp_path_factory):
-    """`find_run` with the learned candidate ranking (a ranker fitted per fold and for the final model)."""
+    """`find_run` with the preset's learned candidate ranking (a ranker fitted per fold and for the final
+    model)."""
     out = tmp_path_factory.mktemp("runs") / "learned"
-    cfg = load_preset("find-crop", folds=2, backbone="none", head_params={"C": 1.0}, tta=False, find_rank="learned")
+    cfg = load_preset("find-crop", folds=2, backbone="none", head_params={"C": 1.0}, tta=False)
+    assert cfg.find_rank == "learned"
     train(phantom, out, cfg, log=lambda m: None)
     return out
 

@@ -12,7 +12,9 @@ nothing of the input's own mask or manifest position (they may be absent; they a
    (the lung mask takes it back in) stays a bump;
 3. segmentation: `segment_nodule` (issue 12's seed-point segmentation) on the stack, seeded at each candidate
    in score order until one gives a nodule of at least `min_diameter_mm` (`max_tries` at most); none ->
-   `DataError` (a reported outcome, never a silent guess);
+   `DataError` (a reported outcome, never a silent guess). With a learned ranking (`ranker`, see
+   `preprocess.rank`) every one of the `n_candidates` strongest is segmented and described (`survey`,
+   `FEATURES`) and the ranker's favourite among those that segment as a nodule is taken;
 4. the sample: `nodule_sample` cuts it like the LIDC VOI export cuts its crops (the found mask on the centre
    plane), and its meta carries the FOUND geometry (`mask_diameter_mm`, bbox, centre, ...) plus where it was
    found in the full slice (`found_r`, `found_c`, `found_score`, `found_crop_r0/c0`, `found_rank`).
@@ -29,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -37,6 +40,9 @@ from ctnodule.data.slice import Slice
 from ctnodule.errors import DataError
 from ctnodule.preprocess.lungmask import lung_mask_array
 from ctnodule.preprocess.segment import nodule_sample, segment_nodule
+
+if TYPE_CHECKING:  # rank.py builds on this module's candidates
+    from ctnodule.preprocess.rank import CandidateRanker
 
 #: manifest columns that describe the nodule's true position, outline or size (the LIDC and composite
 #: imports'): never read, dropped from the output
@@ -155,7 +161,7 @@ def survey(s: Slice, *, n_candidates: int = 15, min_diameter_mm: float = 3.0, **
 
 
 def find_nodule(s: Slice, *, max_tries: int = 5, min_diameter_mm: float = 3.0, context: int = 1,
-                ranker=None, n_candidates: int = 15, **candidate_params) -> Slice:
+                ranker: CandidateRanker | None = None, n_candidates: int = 15, **candidate_params) -> Slice:
     """The nodule-view sample of full slice `s` (see the module docstring); `DataError` naming the sample
     when it has no lungs or no candidate that segments as a nodule.
 
@@ -332,7 +338,7 @@ class NoduleFinder:
     max_tries: int = 5
     min_diameter_mm: float = 3.0
     n_candidates: int = 15
-    ranker: object | None = None
+    ranker: CandidateRanker | None = None
 
     def get_params(self) -> dict:
         return {"max_tries": self.max_tries, "min_diameter_mm": self.min_diameter_mm,
