@@ -2,24 +2,31 @@
 
 On a slice dataset with full views and nodule masks (the composite set, the phantom, the LIDC import), it
 prints:
-1. detection: how often the finder's point (`preprocess.find`) lies in the true nodule mask, within 3/5/10 mm
-   of it, and how often nothing is found; CPU seconds per slice;
-2. patient-grouped 5-fold CV (seed 0, `patient_kfold`), binary AUC as mean +- sd over folds (pooled OOF in
-   brackets) of the `find-crop` preset trained on found crops (`find: found`) and on true crops
-   (`find: truth`); both always predict from FOUND crops. A miss is scored with the training prevalence.
-   With `--nodules DIR` (a nodule-view dataset holding the same nodules, matched by `--match COLUMN` of the
-   full view against its `sample_id`), the default nodule-view recipe on the same nodules and folds;
+1. detection per candidate ranking (`--rank`: `blob`, the blob order; `learned`, a ranker fitted on each
+   fold's training slices, so every slice is found by a ranker that never saw it): how often the finder's
+   point (`preprocess.find`) lies in the true nodule mask, within 3/5/10 mm of it, by true diameter band,
+   and how often nothing is found; CPU seconds per slice (the learned ranking's: its survey of every
+   candidate) -> `detection_RANK.csv`;
+2. patient-grouped 5-fold CV (seed 0, `patient_kfold` stratified on the binary label; the same folds for
+   `--tasks multiclass`): binary AUC / 5-class QWK as mean +- sd over folds (pooled OOF in brackets) of the
+   `find-crop` preset trained on found crops (`find: found`) and on true crops (`find: truth`); both always
+   predict from FOUND crops. A miss is scored with the training prevalence. With `--nodules DIR` (a
+   nodule-view dataset holding the same nodules, matched by `--match COLUMN` of the full view against its
+   `sample_id`), the default nodule-view recipe on the same nodules and folds. Each CV's out-of-fold
+   predictions go to `runs/NAME/oof_predictions.csv` (for `compare_views.py`);
 3. Grad-CAM localisation of find-then-classify on held-out slices, in the full slice's frame: the fold
    model's map of the crop placed back where the crop was cut (zero elsewhere), scored against the TRUE mask
    (`explain.localization`): heat in nodule (+3 mm), pointing game (+3 mm), heat in the lungs; "lung-masked"
    = the same map multiplied by the slice's lung mask first.
 
     PYTHONPATH=src OMP_NUM_THREADS=1 nice -n 10 python bench/bench_find_crop.py DATA --out /tmp/fc [--nodules VOI]
+        [--rank blob learned] [--tasks binary multiclass] [--modes found truth]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import resource
 import tempfile
@@ -37,13 +44,14 @@ from ctnodule.explain.core import GROW_MM, explain_batch, to_input_frame
 from ctnodule.explain.gradcam import CamExplainer
 from ctnodule.explain.localization import area_fraction, cam_mass_in_mask, grow_mask, pointing_game
 from ctnodule.predict.run import Predictor
-from ctnodule.preprocess.find import NoduleFinder
-from ctnodule.preprocess.inputs import load_slices
+from ctnodule.preprocess.find import NoduleFinder, sample_at, truth_sample
+from ctnodule.preprocess.inputs import load_slice
 from ctnodule.preprocess.lungmask import lung_mask_array
+from ctnodule.preprocess.rank import CandidateRanker
 from ctnodule.recipe import load_preset
-from ctnodule.train.find_crop import FindInputs, train_found_fold
+from ctnodule.train.find_crop import FindInputs, find_inputs, train_found_fold
 from ctnodule.train.fold import train_fold
-from ctnodule.vocab import task_labels
+from ctnodule.vocab import N_CLASSES, task_labels
 
 
 def cpu() -> float:
@@ -56,14 +64,47 @@ def detection(slices, found) -> pd.DataFrame:
     for s, f in zip(slices, found):
         m = np.asarray(s.mask).astype(bool)
         if isinstance(f, str):
-            rows.append({"found": False, "in_nodule": False, "dist_mm": np.inf})
+            rows.append({"found": False, "in_nodule": False, "dist_mm": np.inf,
+                         "true_diameter_mm": s.meta.get("mask_diameter_mm")})
             continue
         r, c = f.meta["found_r"], f.meta["found_c"]
         d = float(ndi.distance_transform_edt(~m, sampling=s.spacing)[r, c]) if m.any() else np.inf
-        rows.append({"found": True, "in_nodule": bool(m[r, c]), "dist_mm": d,
+        rows.append({"found": True, "in_nodule": bool(m[r, c]), "dist_mm": d, "found_r": r, "found_c": c,
+                     "found_rank": f.meta["found_rank"],
                      "found_diameter_mm": f.meta["mask_diameter_mm"],
                      "true_diameter_mm": s.meta.get("mask_diameter_mm")})
     return pd.DataFrame(rows)
+
+
+def blob_from_survey(inputs: FindInputs) -> FindInputs:
+    """The blob order's finds taken from a learned ranking's survey: the first of the `max_tries` strongest
+    candidates that segments as a nodule, exactly what `find_nodule` without a ranker returns (it segments
+    the same candidates in the same order), without searching every slice a second time."""
+    found: list = []
+    for s, probes in zip(inputs.slices, inputs.probes):
+        ok = [] if isinstance(probes, str) else [p for p in probes if p.mask is not None
+                                                  and p.rank < inputs.finder.max_tries]
+        found.append(sample_at(s, ok[0]) if ok else (probes if isinstance(probes, str) else "no candidate segments"))
+    return FindInputs(found, None, NoduleFinder())
+
+
+def real_check(path: Path, inputs: FindInputs) -> dict:
+    """Detection on another dataset's full slices (the real LIDC ones) by the blob order and by a ranker
+    fitted on ALL of this dataset's slices: does what the ranker learned on composites carry over?"""
+    ds = SliceDataset(path).view("full")
+    real = [load_slice(ds, i, "context") for i in range(len(ds))]
+    keep = [i for i, p in enumerate(inputs.probes) if not isinstance(p, str)]
+    ranker = CandidateRanker().fit([inputs.probes[i] for i in keep], [inputs.slices[i].mask for i in keep])
+    row = {"n": len(real)}
+    for name, finder in (("blob", NoduleFinder()), ("learned", NoduleFinder(ranker=ranker))):
+        det = detection(real, finder.try_each(real))
+        det.insert(0, "sample_id", ds.frame.sample_id.to_numpy())
+        row[f"{name}_in_nodule"] = int(det.in_nodule.sum())
+        row[f"{name}_within_10mm"] = int((det.dist_mm <= 10).sum())
+    print(f"real full slices ({path}, n={len(real)}; ranker fitted on all {len(keep)} slices here): in nodule "
+          f"blob {row['blob_in_nodule']}, learned {row['learned_in_nodule']}; within 10 mm blob "
+          f"{row['blob_within_10mm']}, learned {row['learned_within_10mm']}")
+    return row
 
 
 def auc_summary(y: np.ndarray, proba: np.ndarray, splits) -> dict:
@@ -109,6 +150,50 @@ def score_full(cam: np.ndarray, s, lung: np.ndarray) -> dict:
     return row
 
 
+SIZE_BANDS = ((0, 6), (6, 10), (10, 20), (20, np.inf))
+
+
+def print_detection(name: str, det: pd.DataFrame, cpu_per_slice: float) -> dict:
+    """Detection rates overall and by true diameter band (mm)."""
+    row = {"found": det.found.mean(), "in_nodule": det.in_nodule.mean(), "within_3mm": (det.dist_mm <= 3).mean(),
+           "within_5mm": (det.dist_mm <= 5).mean(), "within_10mm": (det.dist_mm <= 10).mean(),
+           "cpu_s_per_slice": cpu_per_slice}
+    bands = []
+    for lo, hi in SIZE_BANDS:
+        sel = det.true_diameter_mm.between(lo, hi, inclusive="left")
+        row[f"in_nodule_{lo}-{hi}mm"] = det.in_nodule[sel].mean()
+        bands.append(f"{lo}-{hi} mm {det.in_nodule[sel].mean():.3f} (n={int(sel.sum())})")
+    print(f"detection ({name}): found {row['found']:.3f}, in nodule {row['in_nodule']:.3f}, within 3 mm "
+          f"{row['within_3mm']:.3f}, 5 mm {row['within_5mm']:.3f}, 10 mm {row['within_10mm']:.3f} (n={len(det)}); "
+          f"by true diameter: {'; '.join(bands)}; {cpu_per_slice:.3f} CPU-s per slice")
+    return row
+
+
+def write_oof(path: Path, frame: pd.DataFrame, sample_ids, y: np.ndarray, proba: np.ndarray, splits) -> None:
+    """`oof_predictions.csv` like a run folder's (what `compare_views.py` reads)."""
+    fold = np.zeros(len(y), int)
+    for k, (_, va) in enumerate(splits):
+        fold[va] = k
+    table = pd.DataFrame({"sample_id": list(sample_ids), "patient_id": frame.patient_id.to_numpy(), "fold": fold,
+                          "y_true": y})
+    for c in range(proba.shape[1]):
+        table[f"proba_{c}"] = proba[:, c]
+    path.mkdir(parents=True, exist_ok=True)
+    table.to_csv(path / "oof_predictions.csv", index=False)
+
+
+def cv_summary(task: str, y: np.ndarray, proba: np.ndarray, splits) -> tuple[dict, str]:
+    if task == "binary":
+        summ = auc_summary(y, proba, splits)
+        return summ, f"AUC {summ['auc_mean']:.3f} +- {summ['auc_sd']:.3f} (pooled {summ['auc_pooled']:.3f})"
+    from ctnodule.evaluate.metrics import compute_metrics
+
+    folds = [compute_metrics(y[va], proba[va], task)["qwk"] for _, va in splits]
+    summ = {"qwk_mean": float(np.mean(folds)), "qwk_sd": float(np.std(folds, ddof=1)),
+            "qwk_pooled": float(compute_metrics(y, proba, task)["qwk"])}
+    return summ, f"QWK {summ['qwk_mean']:.3f} +- {summ['qwk_sd']:.3f} (pooled {summ['qwk_pooled']:.3f})"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("data", type=Path)
@@ -116,6 +201,11 @@ def main() -> None:
     ap.add_argument("--nodules", type=Path, help="nodule-view dataset with the same nodules")
     ap.add_argument("--match", default=None, help="full-view column holding the nodule dataset's sample_id")
     ap.add_argument("--modes", nargs="+", default=["found", "truth"])
+    ap.add_argument("--rank", nargs="+", default=["blob", "learned"], choices=["blob", "learned"],
+                    help="candidate ranking(s) of the finder (find_rank); learned: fitted per fold")
+    ap.add_argument("--real", type=Path, help="a dataset of real full slices (the LIDC import): detection there by "
+                    "a ranker fitted on all of DATA")
+    ap.add_argument("--tasks", nargs="+", default=["binary"], choices=["binary", "multiclass"])
     ap.add_argument("--inner", default="find-crop", help="preset of the nodule model inside (find-crop: the "
                     "default nodule recipe; nodule-cnn: the nodule-scale CNN, whose Grad-CAM can point)")
     ap.add_argument("--n-loc", type=int, default=1000, help="held-out slices explained (at most)")
@@ -126,66 +216,72 @@ def main() -> None:
 
     ds = SliceDataset(args.data).view("full")
     frame = ds.frame.reset_index(drop=True)
-    slices = load_slices(ds, "context")
     if args.limit:
-        frame, slices = frame.iloc[:args.limit].reset_index(drop=True), slices[:args.limit]
-    y = task_labels(frame, "binary")
-    print(f"{len(slices)} full slices, {frame['patient_id'].nunique()} patients, {int(y.sum())} malignant")
-
-    c1 = cpu()
-    found = NoduleFinder().try_each(slices)
-    find_cpu = cpu() - c1
-    det = detection(slices, found)
-    det.to_csv(args.out / "detection.csv", index=False)
-    n = len(det)
-    print(f"detection: found {det.found.mean():.3f}, in nodule {det.in_nodule.mean():.3f}, within 3 mm "
-          f"{(det.dist_mm <= 3).mean():.3f}, 5 mm {(det.dist_mm <= 5).mean():.3f}, 10 mm "
-          f"{(det.dist_mm <= 10).mean():.3f} (n={n}); {find_cpu / n:.3f} CPU-s per slice")
-    results = {"n": n, "detection": {"found": det.found.mean(), "in_nodule": det.in_nodule.mean(),
-                                     "within_3mm": (det.dist_mm <= 3).mean(), "within_5mm": (det.dist_mm <= 5).mean(),
-                                     "within_10mm": (det.dist_mm <= 10).mean(), "cpu_s_per_slice": find_cpu / n}}
+        frame = frame.iloc[:args.limit].reset_index(drop=True)
+    slices = [load_slice(ds, i, "context") for i in range(len(frame))]
+    print(f"{len(slices)} full slices, {frame['patient_id'].nunique()} patients, "
+          f"{int(task_labels(frame, 'binary').sum())} malignant")
+    n = len(slices)
     splits = patient_kfold(frame, "binary", 5, 0)
     for tr, va in splits:
         assert not set(frame.patient_id.iloc[tr]) & set(frame.patient_id.iloc[va])
-    lungs = {}
+    results: dict = {"n": n}
+    lungs: dict = {}
     tmp = Path(tempfile.mkdtemp(prefix="fc-", dir=args.out))
-    for mode in args.modes:
+    truth = [truth_sample(s) for s in slices] if "truth" in args.modes else None
+    surveyed = None
+    for rank in sorted(args.rank, reverse=True):  # learned first: its survey also gives the blob order's finds
         c1 = cpu()
-        cfg = load_preset(args.inner, view="full", find=mode)
-        from ctnodule.preprocess.find import truth_sample
-
-        inputs = FindInputs(found, [truth_sample(s) for s in slices] if mode == "truth" else None, NoduleFinder())
-        proba = np.zeros((n, 2))
-        loc = []
-        n_loc = args.n_loc // len(splits)
-        for k, (tr, va) in enumerate(splits):
-            model, _, p = train_found_fold(cfg, inputs, frame, y, tr, k, tmp / f"{mode}{k}.pt", False,
-                                           lambda m: None, va)
-            proba[va] = p
-            if mode == "found" and n_loc:
-                idx = list(va[:n_loc])
-                for i in idx:
-                    if i not in lungs:
-                        plane = slices[i].array[slices[i].array.shape[0] // 2] if slices[i].array.ndim == 3 \
-                            else slices[i].array
-                        lungs[i] = lung_mask_array(plane, slices[i].spacing).astype(bool)
-                loc += localise(model, slices, found, idx, lungs)
-        summ = auc_summary(y, proba, splits)
-        summ["cpu_s"] = cpu() - c1
-        results[f"find_crop_{mode}_{args.inner}"] = summ
-        pd.DataFrame({"sample_id": frame.sample_id, "y": y, "proba_1": proba[:, 1]}).to_csv(
-            args.out / f"oof_{mode}.csv", index=False)
-        print(f"find-crop ({mode} crops for training, inner {args.inner}): AUC {summ['auc_mean']:.3f} +- {summ['auc_sd']:.3f} "
-              f"(pooled {summ['auc_pooled']:.3f}); {summ['cpu_s']:.0f} CPU-s")
-        if loc:
-            table = pd.DataFrame(loc)
-            table.to_csv(args.out / f"localisation_find_crop_{args.inner}.csv", index=False)
-            means = table.mean(numeric_only=True).round(3).to_dict()
-            results[f"localisation_find_crop_{args.inner}"] = {"n": len(table), **means}
-            print(f"localisation find-then-classify (n={len(table)} held-out slices; miss = no heat): "
-                  + json.dumps(means))
+        if rank == "blob" and surveyed is not None:
+            inputs, find_cpu = blob_from_survey(surveyed), 0.0
+        else:
+            inputs = find_inputs(load_preset(args.inner, view="full", find="found", find_rank=rank), slices, print)
+            find_cpu = cpu() - c1
+        if rank == "learned":
+            surveyed = inputs
+        for task in args.tasks:
+            y = task_labels(frame, task)
+            for mode in args.modes:
+                c1 = cpu()
+                cfg = load_preset(args.inner, view="full", find=mode, find_rank=rank, task=task)
+                run = dataclasses.replace(inputs, truth=truth)
+                proba = np.zeros((n, N_CLASSES[task]))
+                loc = []
+                n_loc = args.n_loc // len(splits) if mode == "found" and task == "binary" else 0
+                for k, (tr, va) in enumerate(splits):
+                    model, _, p = train_found_fold(cfg, run, frame, y, tr, k, tmp / f"{rank}{mode}{k}.pt", False,
+                                                   lambda m: None, va)
+                    proba[va] = p
+                    if n_loc:
+                        idx = list(va[:n_loc])
+                        for i in idx:
+                            if i not in lungs:
+                                lungs[i] = lung_mask_array(slices[i].array[slices[i].array.shape[0] // 2]
+                                                           if slices[i].array.ndim == 3 else slices[i].array,
+                                                           slices[i].spacing).astype(bool)
+                        loc += localise(model, slices, run.found, idx, lungs)
+                summ, text = cv_summary(task, y, proba, splits)
+                summ["cpu_s"] = cpu() - c1
+                name = f"find_crop_{rank}_{mode}_{task}_{args.inner}"
+                results[name] = summ
+                write_oof(args.out / "runs" / name, frame, frame.sample_id, y, proba, splits)
+                print(f"find-crop ({rank} ranking, {mode} crops for training, {task}, inner {args.inner}): {text}; "
+                      f"{summ['cpu_s']:.0f} CPU-s")
+                if loc:
+                    table = pd.DataFrame(loc)
+                    table.to_csv(args.out / f"localisation_{rank}_{args.inner}.csv", index=False)
+                    means = table.mean(numeric_only=True).round(3).to_dict()
+                    results[f"localisation_{rank}_{args.inner}"] = {"n": len(table), **means}
+                    print(f"localisation find-then-classify ({rank} ranking; n={len(table)} held-out slices; "
+                          "miss = no heat): " + json.dumps(means))
+        # after the CV: a learned ranking's finds are each fold's held-out picks
+        if rank == "learned" and args.real:
+            results["real_slices"] = real_check(args.real, inputs)
+        det = detection(slices, inputs.found)
+        det.insert(0, "sample_id", frame.sample_id.to_numpy())
+        det.to_csv(args.out / f"detection_{rank}.csv", index=False)
+        results[f"detection_{rank}"] = print_detection(rank, det, find_cpu / n)
     if args.nodules:
-        c1 = cpu()
         nds = SliceDataset(args.nodules).view("nodule")
         nframe = nds.frame.reset_index(drop=True)
         key = frame[args.match].astype(str) if args.match else \
@@ -195,21 +291,25 @@ def main() -> None:
         if any(w is None for w in where):
             print(f"nodule view: {sum(w is None for w in where)} full slices without their nodule sample; skipped")
         else:
-            nslices = load_slices(nds, "context")
-            nsl = [nslices[w] for w in where]
-            cfg = load_preset("default", view="nodule")
-            proba = np.zeros((n, 2))
-            for k, (tr, va) in enumerate(splits):
-                _, _, p = train_fold(cfg, nsl, frame, y, tr, k, tmp / f"nod{k}.pt", False, lambda m: None, va)
-                proba[va] = p
-            summ = auc_summary(y, proba, splits)
-            summ["cpu_s"] = cpu() - c1
-            results["nodule_view_default"] = summ
-            print(f"nodule view, default preset, same nodules and folds: AUC {summ['auc_mean']:.3f} +- "
-                  f"{summ['auc_sd']:.3f} (pooled {summ['auc_pooled']:.3f}); {summ['cpu_s']:.0f} CPU-s")
+            nsl = [load_slice(nds, w, "context") for w in where]
+            for task in args.tasks:
+                c1 = cpu()
+                y = task_labels(frame, task)
+                cfg = load_preset("default", view="nodule", task=task)
+                proba = np.zeros((n, N_CLASSES[task]))
+                for k, (tr, va) in enumerate(splits):
+                    _, _, p = train_fold(cfg, nsl, frame, y, tr, k, tmp / f"nod{k}.pt", False, lambda m: None, va)
+                    proba[va] = p
+                summ, text = cv_summary(task, y, proba, splits)
+                summ["cpu_s"] = cpu() - c1
+                results[f"nodule_view_default_{task}"] = summ
+                write_oof(args.out / "runs" / f"nodule_view_default_{task}", frame, key, y, proba, splits)
+                print(f"nodule view, default preset, {task}, same nodules and folds: {text}; {summ['cpu_s']:.0f} CPU-s")
     results["wall_s"], results["cpu_s"] = time.perf_counter() - t0, cpu() - c0
+    results["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     (args.out / "results.json").write_text(json.dumps(results, indent=1, default=float))
-    print(f"total {results['wall_s']:.0f} s wall, {results['cpu_s']:.0f} CPU-s (shared 2-core machine)")
+    print(f"total {results['wall_s']:.0f} s wall, {results['cpu_s']:.0f} CPU-s, max RSS "
+          f"{results['max_rss_mb']:.0f} MB (shared 2-core machine)")
 
 
 if __name__ == "__main__":

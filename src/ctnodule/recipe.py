@@ -45,6 +45,9 @@ class TrainConfig(StrictModel):
     # (preprocess/find.py). none: the whole slice is the input | found: train on crops found the same way
     # as at prediction | truth: train on crops around the manifest's mask (prediction still finds them)
     find: Literal["none", "found", "truth"] = "none"
+    # how the finder picks among its candidates. blob: the strongest blob that segments as a nodule |
+    # learned: the one a ranker fitted on each fold's training slices scores highest (preprocess/rank.py)
+    find_rank: Literal["blob", "learned"] = "blob"
     task: Literal["binary", "multiclass"] = "binary"
     # a shipped preprocessing recipe ("default", "seed": configs/preprocess-NAME-VIEW.yaml) or a recipe YAML path
     preprocess: str = "default"

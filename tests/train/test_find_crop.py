@@ -17,9 +17,10 @@ from ctnodule.train.api import train
 
 @pytest.fixture(scope="module")
 def find_run(phantom, tmp_path_factory):
-    """The find-crop recipe with the descriptors-only nodule model (no image network: fast), 2 folds."""
+    """The find-crop recipe with the blob-order finder and the descriptors-only nodule model (no image
+    network: fast), 2 folds."""
     out = tmp_path_factory.mktemp("runs") / "find"
-    cfg = load_preset("find-crop", folds=2, backbone="none", head_params={"C": 1.0}, tta=False)
+    cfg = load_preset("find-crop", folds=2, backbone="none", head_params={"C": 1.0}, tta=False, find_rank="blob")
     train(phantom, out, cfg, log=lambda m: None)
     return out
 
@@ -80,3 +81,33 @@ def test_predict_files_reports_where_the_nodule_was_found(find_run, phantom, tmp
     frame = predict_files(find_run, [phantom], tmp_path / "p.csv")
     assert {"found_r", "found_c", "found_diameter_mm"} <= set(frame.columns)
     assert frame["found_r"].between(0, 511).all() and len(frame) == len(SliceDataset(phantom).view("full"))
+
+
+@pytest.fixture(scope="module")
+def learned_run(phantom, tmp_path_factory):
+    """`find_run` with the preset's learned candidate ranking (a ranker fitted per fold and for the final
+    model)."""
+    out = tmp_path_factory.mktemp("runs") / "learned"
+    cfg = load_preset("find-crop", folds=2, backbone="none", head_params={"C": 1.0}, tta=False)
+    assert cfg.find_rank == "learned"
+    train(phantom, out, cfg, log=lambda m: None)
+    return out
+
+
+def test_learned_ranker_travels_in_the_checkpoint_and_never_reads_the_mask(learned_run, phantom):
+    from ctnodule.models.fitted import FittedModel
+    from ctnodule.preprocess.rank import CandidateRanker
+
+    model, _ = FittedModel.load(learned_run / "model.pt")
+    assert isinstance(model.finder["ranker"], CandidateRanker) and model.finder["ranker"].model is not None
+    found = pd.read_csv(learned_run / "found.csv")  # each slice's pick by the fold that held it out
+    assert found["found"].all() and found["found_r"].between(0, 511).all()
+    predictor = load_run(learned_run)
+    slices = predictor.load_slices(SliceDataset(phantom))[:4]
+    blind = [s.replace(mask=None, meta=without_truth(s.meta)) for s in slices]
+    moved = [s.replace(mask=np.roll(np.asarray(s.mask), 100, axis=1),
+                       meta={**s.meta, "centre_r": 1.0, "centre_c": 1.0, "mask_diameter_mm": 99.0}) for s in slices]
+    reference = predictor.predict_proba(slices)
+    assert reference.shape == (4, 2) and np.allclose(reference.sum(1), 1)
+    np.testing.assert_array_equal(predictor.predict_proba(blind), reference)
+    np.testing.assert_array_equal(predictor.predict_proba(moved), reference)

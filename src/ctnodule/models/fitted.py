@@ -42,8 +42,9 @@ class FittedModel:
     scaler: TabularScaler | None
     sk_head: SklearnHead | None = None  # a scikit-learn head (svm, logreg); `net` then holds its surrogate
     info: dict = dataclasses.field(default_factory=dict)  # facts recorded in the checkpoint (e.g. agreement)
-    # find-then-classify (`find` recipes): `NoduleFinder` parameters; full slices are turned into the found
-    # nodule's crop before anything else, so nothing downstream sees their own mask or position
+    # find-then-classify (`find` recipes): `NoduleFinder` parameters (with a learned ranking, its fitted
+    # `CandidateRanker` object, pickled in the checkpoint like `sk_head`); full slices are turned into the
+    # found nodule's crop before anything else, so nothing downstream sees their own mask or position
     finder: dict | None = None
 
     def found(self, slices: Sequence[Slice]) -> list[Slice]:

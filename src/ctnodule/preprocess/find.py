@@ -12,7 +12,9 @@ nothing of the input's own mask or manifest position (they may be absent; they a
    (the lung mask takes it back in) stays a bump;
 3. segmentation: `segment_nodule` (issue 12's seed-point segmentation) on the stack, seeded at each candidate
    in score order until one gives a nodule of at least `min_diameter_mm` (`max_tries` at most); none ->
-   `DataError` (a reported outcome, never a silent guess);
+   `DataError` (a reported outcome, never a silent guess). With a learned ranking (`ranker`, see
+   `preprocess.rank`) every one of the `n_candidates` strongest is segmented and described (`survey`,
+   `FEATURES`) and the ranker's favourite among those that segment as a nodule is taken;
 4. the sample: `nodule_sample` cuts it like the LIDC VOI export cuts its crops (the found mask on the centre
    plane), and its meta carries the FOUND geometry (`mask_diameter_mm`, bbox, centre, ...) plus where it was
    found in the full slice (`found_r`, `found_c`, `found_score`, `found_crop_r0/c0`, `found_rank`).
@@ -29,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -37,6 +40,9 @@ from ctnodule.data.slice import Slice
 from ctnodule.errors import DataError
 from ctnodule.preprocess.lungmask import lung_mask_array
 from ctnodule.preprocess.segment import nodule_sample, segment_nodule
+
+if TYPE_CHECKING:  # rank.py builds on this module's candidates
+    from ctnodule.preprocess.rank import CandidateRanker
 
 #: manifest columns that describe the nodule's true position, outline or size (the LIDC and composite
 #: imports'): never read, dropped from the output
@@ -56,6 +62,8 @@ class Candidate:
     c: int
     score: float
     radius_mm: float
+    blob: float = 0.0  # the Hessian blob strength before the isolation factor
+    isolation: float = 1.0  # share of aerated lung on the ring around the blob
 
 
 def candidates(stack: np.ndarray, spacing: tuple[float, float], lung: np.ndarray,
@@ -99,8 +107,8 @@ def candidates(stack: np.ndarray, spacing: tuple[float, float], lung: np.ndarray
     found = []
     for i in np.argsort(-best[rows, cols], kind="stable")[:4 * max_candidates]:
         r, c, rad = int(rows[i]), int(cols[i]), float(best_r[rows[i], cols[i]])
-        score = float(best[r, c]) * _isolation(air, r, c, rad, spacing) ** isolation_power
-        found.append(Candidate(r, c, score, rad))
+        iso = _isolation(air, r, c, rad, spacing)
+        found.append(Candidate(r, c, float(best[r, c]) * iso ** isolation_power, rad, float(best[r, c]), iso))
     return sorted(found, key=lambda k: -k.score)[:max_candidates]
 
 
@@ -115,15 +123,95 @@ def _isolation(air: np.ndarray, r: int, c: int, radius_mm: float, spacing: tuple
     return float(air[r0:r1, c0:c1][ring].mean()) if ring.any() else 0.0
 
 
+@dataclasses.dataclass
+class Probe:
+    """A candidate seeded into the segmentation: where it lies, what it segments as on the centre plane
+    (`mask`, a bool crop whose top-left pixel is `offset`; None when it is no nodule of at least the minimum
+    diameter) and its features for a learned ranking (`FEATURES`, in that order)."""
+
+    cand: Candidate
+    rank: int
+    mask: np.ndarray | None
+    offset: tuple[int, int]
+    features: np.ndarray
+
+    def inside(self, mask: np.ndarray) -> bool:
+        """Does the candidate's point lie inside `mask` (a full-slice bool mask; a training label only)?"""
+        return bool(mask[self.cand.r, self.cand.c])
+
+
+#: per-candidate features of a learned ranking: the blob (strength, scale, isolation, its order), the
+#: segmented nodule's size, shape and density on the centre plane, its persistence across the 2.5D context
+#: (a nodule stays where it is from plane to plane, a vessel moves), and its depth inside the lung. Nothing
+#: about where on the slice it lies (composites are placed uniformly in the lung, real nodules are not).
+FEATURES = ("rank", "log_score", "log_blob", "radius_mm", "isolation", "segments", "diameter_mm",
+            "diameter_over_blob", "compactness", "elongation", "solidity", "hu_mean", "hu_max", "hu_std",
+            "threshold_hu", "core_radius_mm", "volume_mm3", "persist_iou", "persist_area", "plane_blob_ratio",
+            "lung_depth_mm")
+
+
+def survey(s: Slice, *, n_candidates: int = 15, min_diameter_mm: float = 3.0, **candidate_params) -> list[Probe]:
+    """Every one of the `n_candidates` best candidates of full slice `s`, segmented and described (for a
+    learned ranking: `NoduleFinder` with a ranker, and its training). `DataError` naming the sample when it
+    has no lungs or no candidate; candidates that segment as no nodule are kept with `mask=None`."""
+    stack, spacing3, lung, found = _search(s, max_candidates=max(n_candidates, 1), **candidate_params)
+    depth = ndi.distance_transform_edt(lung, sampling=s.spacing)
+    return [_probe(stack, spacing3, depth, cand, rank, min_diameter_mm)
+            for rank, cand in enumerate(found[:n_candidates])]
+
+
 def find_nodule(s: Slice, *, max_tries: int = 5, min_diameter_mm: float = 3.0, context: int = 1,
-                **candidate_params) -> Slice:
+                ranker: CandidateRanker | None = None, n_candidates: int = 15, **candidate_params) -> Slice:
     """The nodule-view sample of full slice `s` (see the module docstring); `DataError` naming the sample
-    when it has no lungs or no candidate that segments as a nodule."""
+    when it has no lungs or no candidate that segments as a nodule.
+
+    Without `ranker`: the first of the `max_tries` best candidates (blob order) that segments as a nodule.
+    With one (a fitted `preprocess.rank.CandidateRanker`): of the `n_candidates` best, the one that segments
+    as a nodule and that the ranker scores highest."""
     sid = s.meta.get("sample_id", "?")
+    if ranker is not None:
+        probes = [p for p in survey(s, n_candidates=n_candidates, min_diameter_mm=min_diameter_mm,
+                                    **candidate_params) if p.mask is not None]
+        if not probes:
+            raise DataError(f"sample {sid!r}: none of the {n_candidates} best candidates in the lungs segments "
+                            f"as a nodule of at least {min_diameter_mm:g} mm; no nodule found on this slice")
+        return sample_at(s, ranker.pick(probes), context)
+    stack, spacing3, _, found = _search(s, **candidate_params)
+    for rank, cand in enumerate(found[:max_tries]):
+        mask, offset, _ = _segment(stack, spacing3, cand, min_diameter_mm)
+        if mask is not None:
+            return sample_at(s, Probe(cand, rank, mask, offset, np.zeros(0)), context)
+    raise DataError(f"sample {sid!r}: none of the {min(len(found), max_tries)} best candidates in the lungs "
+                    f"segments as a nodule of at least {min_diameter_mm:g} mm; no nodule found on this slice")
+
+
+def sample_at(s: Slice, probe: Probe, context: int = 1) -> Slice:
+    """The nodule-view sample of full slice `s` cut around `probe`'s segmented nodule, its meta carrying the
+    found geometry and where it was found (`found_r`, ...)."""
     stack = s.array if s.array.ndim == 3 else s.array[None]
     centre = stack.shape[0] // 2
-    plane = stack[centre]
-    lung = lung_mask_array(plane, s.spacing).astype(bool)
+    mask = np.zeros(stack.shape, bool)
+    (r0, c0), (h, w) = probe.offset, probe.mask.shape
+    mask[centre, r0:r0 + h, c0:c0 + w] = probe.mask
+    out = nodule_sample(stack, (_thickness(s), float(s.spacing[0]), float(s.spacing[1])), mask, view="nodule",
+                        context=context)
+    cand = probe.cand
+    meta = without_truth(s.meta)
+    meta.update(out.meta)
+    meta.update({"view": "nodule", "found_r": cand.r, "found_c": cand.c, "found_score": round(cand.score, 4),
+                 "found_rank": probe.rank, "found_crop_r0": out.meta["crop_r0"],
+                 "found_crop_c0": out.meta["crop_c0"], "full_rows": int(stack.shape[1]),
+                 "full_cols": int(stack.shape[2])})
+    array = out.array if s.array.ndim == 3 else out.array[centre]
+    return out.replace(array=array, meta=meta)
+
+
+def _search(s: Slice, **candidate_params) -> tuple[np.ndarray, tuple[float, float, float], np.ndarray,
+                                                    list[Candidate]]:
+    """(2.5D stack, (z, row, col) spacing, lung mask, candidates best first) of full slice `s`."""
+    sid = s.meta.get("sample_id", "?")
+    stack = s.array if s.array.ndim == 3 else s.array[None]
+    lung = lung_mask_array(stack[stack.shape[0] // 2], s.spacing).astype(bool)
     if not lung.any():
         raise DataError(f"sample {sid!r}: no lungs found on this slice (is it a chest CT slice in HU?); "
                         "no nodule can be found on it")
@@ -131,30 +219,84 @@ def find_nodule(s: Slice, *, max_tries: int = 5, min_diameter_mm: float = 3.0, c
     if not found:
         raise DataError(f"sample {sid!r}: no nodule candidate in the lungs (nothing blob-like denser than "
                         "lung); this slice shows no nodule to classify")
-    thickness = _thickness(s)
-    spacing3 = (thickness, float(s.spacing[0]), float(s.spacing[1]))
-    for rank, cand in enumerate(found[:max_tries]):
-        try:
-            seg = segment_nodule(stack, spacing3, (centre, cand.r, cand.c), min_diameter_mm=min_diameter_mm)
-        except DataError:
-            continue
-        mask = np.zeros_like(seg.mask)
-        mask[centre] = seg.mask[centre]
-        if not mask[centre, cand.r, cand.c] and not _near(mask[centre], cand, s.spacing, cand.radius_mm):
-            continue  # the segmentation ran off to a neighbouring structure
-        area_mm2 = float(mask[centre].sum()) * s.spacing[0] * s.spacing[1]
-        if 2.0 * math.sqrt(area_mm2 / math.pi) < min_diameter_mm:
-            continue
-        out = nodule_sample(stack, spacing3, mask, view="nodule", context=context)
-        meta = without_truth(s.meta)
-        meta.update(out.meta)
-        meta.update({"view": "nodule", "found_r": cand.r, "found_c": cand.c, "found_score": round(cand.score, 4),
-                     "found_rank": rank, "found_crop_r0": out.meta["crop_r0"], "found_crop_c0": out.meta["crop_c0"],
-                     "full_rows": int(plane.shape[0]), "full_cols": int(plane.shape[1])})
-        array = out.array if s.array.ndim == 3 else out.array[centre]
-        return out.replace(array=array, meta=meta)
-    raise DataError(f"sample {sid!r}: none of the {min(len(found), max_tries)} best candidates in the lungs "
-                    f"segments as a nodule of at least {min_diameter_mm:g} mm; no nodule found on this slice")
+    return stack, (_thickness(s), float(s.spacing[0]), float(s.spacing[1])), lung, found
+
+
+def _segment(stack: np.ndarray, spacing3: tuple[float, float, float], cand: Candidate, min_diameter_mm: float):
+    """The centre-plane mask (bool crop, its top-left pixel) of what `cand` segments as, and the segmentation
+    itself (`NoduleMask`; None when it refused the point). The mask is None when it is no nodule of at least
+    `min_diameter_mm` across on the centre plane or the segmentation ran off to a neighbouring structure."""
+    centre = stack.shape[0] // 2
+    try:
+        seg = segment_nodule(stack, spacing3, (centre, cand.r, cand.c), min_diameter_mm=min_diameter_mm)
+    except DataError:
+        return None, (0, 0), None
+    plane = seg.mask[centre]
+    rows, cols = np.nonzero(plane)
+    if rows.size == 0:
+        return None, (0, 0), seg
+    near = np.hypot((rows - cand.r) * spacing3[1], (cols - cand.c) * spacing3[2]).min() <= cand.radius_mm
+    area_mm2 = float(rows.size) * spacing3[1] * spacing3[2]
+    if not near or 2.0 * math.sqrt(area_mm2 / math.pi) < min_diameter_mm:
+        return None, (0, 0), seg  # ran off to a neighbouring structure, or too small on this plane
+    r0, c0 = int(rows.min()), int(cols.min())
+    return plane[r0:rows.max() + 1, c0:cols.max() + 1].copy(), (r0, c0), seg
+
+
+def _probe(stack: np.ndarray, spacing3: tuple[float, float, float], lung_depth: np.ndarray, cand: Candidate,
+           rank: int, min_diameter_mm: float) -> Probe:
+    """`cand` segmented and described by `FEATURES`."""
+    from skimage.measure import regionprops
+
+    mask, offset, seg = _segment(stack, spacing3, cand, min_diameter_mm)
+    centre = stack.shape[0] // 2
+    px = spacing3[1] * spacing3[2]
+    f = dict.fromkeys(FEATURES, 0.0)
+    f.update(rank=rank, log_score=math.log(max(cand.score, 1e-6)), log_blob=math.log(max(cand.blob, 1e-6)),
+             radius_mm=cand.radius_mm, isolation=cand.isolation, lung_depth_mm=float(lung_depth[cand.r, cand.c]),
+             plane_blob_ratio=_plane_blob_ratio(stack, cand, spacing3[1:]))
+    if mask is not None:
+        (r0, c0), (h, w) = offset, mask.shape
+        hu = stack[centre, r0:r0 + h, c0:c0 + w][mask].astype(np.float32)
+        props = regionprops(mask.astype(np.uint8))[0]
+        area = float(mask.sum()) * px
+        diameter = 2.0 * math.sqrt(area / math.pi)
+        perimeter = max(props.perimeter * math.sqrt(px), 1e-6)
+        seg3 = seg.mask
+        centre_plane = seg3[centre]
+        others = [k for k in range(seg3.shape[0]) if k != centre]
+        ious = [float((seg3[k] & centre_plane).sum()) / max(float((seg3[k] | centre_plane).sum()), 1.0) for k in others]
+        areas = [float(seg3[k].sum()) / max(float(centre_plane.sum()), 1.0) for k in others]
+        f.update(segments=1.0, diameter_mm=diameter, diameter_over_blob=diameter / (2.0 * cand.radius_mm),
+                 compactness=min(4.0 * math.pi * area / perimeter ** 2, 2.0),
+                 elongation=props.axis_minor_length / max(props.axis_major_length, 1e-6), solidity=props.solidity,
+                 hu_mean=float(hu.mean()), hu_max=float(hu.max()), hu_std=float(hu.std()),
+                 threshold_hu=seg.threshold, core_radius_mm=seg.core_radius_mm,
+                 volume_mm3=float(seg3.sum()) * px * spacing3[0],
+                 persist_iou=float(np.mean(ious)) if ious else 1.0,
+                 persist_area=float(np.mean(areas)) if areas else 1.0)
+    return Probe(cand, rank, mask, offset, np.array([f[k] for k in FEATURES], np.float32))
+
+
+def _plane_blob_ratio(stack: np.ndarray, cand: Candidate, spacing: tuple[float, float]) -> float:
+    """The blob strength at the candidate on its weakest neighbouring plane over that on the centre plane:
+    near 1 for a nodule (it is there on every plane), low for a vessel crossing the slice obliquely."""
+    if stack.shape[0] == 1:
+        return 1.0
+    sigma = cand.radius_mm / math.sqrt(2.0) / np.asarray(spacing, float)
+    h = np.ceil(4 * sigma).astype(int)
+    r0, c0 = max(cand.r - h[0], 0), max(cand.c - h[1], 0)
+    patch = np.clip((stack[:, r0:cand.r + h[0] + 1, c0:cand.c + h[1] + 1].astype(np.float32) + 1000) / 1000, 0, 1)
+    at = (cand.r - r0, cand.c - c0)
+    values = []
+    for plane in patch:
+        hrr = ndi.gaussian_filter(plane, sigma, order=(2, 0))[at]
+        hcc = ndi.gaussian_filter(plane, sigma, order=(0, 2))[at]
+        hrc = ndi.gaussian_filter(plane, sigma, order=(1, 1))[at]
+        values.append(max(0.0, -((hrr + hcc) / 2 + math.sqrt(((hrr - hcc) / 2) ** 2 + hrc ** 2))))
+    centre = values[len(values) // 2]
+    others = values[:len(values) // 2] + values[len(values) // 2 + 1:]
+    return float(min(others) / centre) if centre > 0 else 0.0
 
 
 def truth_sample(s: Slice, context: int = 1) -> Slice:
@@ -187,31 +329,31 @@ def _thickness(s: Slice) -> float:
     return t if np.isfinite(t) and t > 0 else DEFAULT_THICKNESS_MM
 
 
-def _near(mask: np.ndarray, cand: Candidate, spacing: tuple[float, float], radius_mm: float) -> bool:
-    """Does `mask` come within `radius_mm` of the candidate's centre?"""
-    if not mask.any():
-        return False
-    dist = ndi.distance_transform_edt(~mask, sampling=spacing)
-    return bool(dist[cand.r, cand.c] <= radius_mm)
-
-
 @dataclasses.dataclass
 class NoduleFinder:
     """`find_nodule` with fixed parameters over many slices: what a find-then-classify model applies before
-    its nodule model. Stateless (nothing fitted), so its parameters are all a run folder needs to keep."""
+    its nodule model. Without a ranker it is stateless; with one (`preprocess.rank.CandidateRanker`, fitted
+    on training slices) the ranker is its only fitted part, and travels with it in the checkpoint."""
 
     max_tries: int = 5
     min_diameter_mm: float = 3.0
+    n_candidates: int = 15
+    ranker: CandidateRanker | None = None
 
     def get_params(self) -> dict:
-        return dataclasses.asdict(self)
+        return {"max_tries": self.max_tries, "min_diameter_mm": self.min_diameter_mm,
+                "n_candidates": self.n_candidates, "ranker": self.ranker}
+
+    def find(self, s: Slice) -> Slice:
+        return find_nodule(s, max_tries=self.max_tries, min_diameter_mm=self.min_diameter_mm, ranker=self.ranker,
+                           n_candidates=self.n_candidates)
 
     def __call__(self, slices: Sequence[Slice]) -> list[Slice]:
         """The found nodule samples, in order; `DataError` listing every sample where none was found."""
         out, missing = [], []
         for s in slices:
             try:
-                out.append(find_nodule(s, max_tries=self.max_tries, min_diameter_mm=self.min_diameter_mm))
+                out.append(self.find(s))
             except DataError as exc:
                 missing.append(str(exc))
         if missing:
@@ -225,7 +367,7 @@ class NoduleFinder:
         out: list[Slice | str] = []
         for s in slices:
             try:
-                out.append(find_nodule(s, max_tries=self.max_tries, min_diameter_mm=self.min_diameter_mm))
+                out.append(self.find(s))
             except DataError as exc:
                 out.append(str(exc))
         return out

@@ -128,15 +128,15 @@ def _train(dataset: SliceDataset, paths: RunPaths, cfg: TrainConfig, weights_sta
         from ctnodule.train.find_crop import find_inputs
 
         slices = find_inputs(cfg, slices, log)
-        if main:
-            with atomic_path(paths.root / "found.csv") as tmp:
-                slices.table(frame).to_csv(tmp, index=False)
 
     oof_parts, history = [], []
     for k, (tr, va) in enumerate(splits):
         part, hist = _fold(paths, cfg, slices, frame, y, tr, va, k, resume, log)
         oof_parts.append(part)
         history += hist
+    if cfg.find != "none" and main:  # after the folds: a learned ranking's finds are each fold's held-out picks
+        with atomic_path(paths.root / "found.csv") as tmp:
+            slices.table(frame).to_csv(tmp, index=False)
     final, hist = _final(paths, cfg, slices, frame, y, resume, log)
     history += hist
     if not main:

@@ -1,8 +1,11 @@
 """Training a find-then-classify model (`find: found|truth`, preset `find-crop`): full slices in, the nodule
 model of the default recipe trained on nodule crops.
 
-The finder (`preprocess.find`) has nothing to fit, so every full slice is searched once per run
-(`find_inputs`) and each fold reuses the result:
+Every full slice is searched once per run (`find_inputs`) and each fold reuses the result:
+- with the blob ranking (`find_rank: blob`) the finder has nothing to fit: each slice's find is fixed;
+  with the learned one (`find_rank: learned`) every slice's candidates are surveyed once and each fold fits
+  its candidate ranker on its own training slices (their true masks are the labels), so a held-out slice is
+  always found by a ranker that never saw it;
 - `find: found` trains on the crops found the same way as at prediction (the model learns the finder's own
   cuts and its occasional wrong finds); `find: truth` trains on crops around the true masks;
 - a held-out slice is always judged on its FOUND crop. Where nothing was found the fold reports the
@@ -22,7 +25,8 @@ import pandas as pd
 from ctnodule.data.slice import Slice
 from ctnodule.errors import DataError
 from ctnodule.models.fitted import FittedModel
-from ctnodule.preprocess.find import NoduleFinder, truth_sample
+from ctnodule.preprocess.find import NoduleFinder, Probe, sample_at, survey, truth_sample
+from ctnodule.preprocess.rank import CandidateRanker
 from ctnodule.recipe import TrainConfig
 from ctnodule.train.fold import train_fold
 from ctnodule.vocab import N_CLASSES
@@ -30,11 +34,17 @@ from ctnodule.vocab import N_CLASSES
 
 @dataclasses.dataclass
 class FindInputs:
-    """Per sample of a run: its found crop (or the reason none was found), its true crop for `find: truth`."""
+    """Per sample of a run: its found crop (or the reason none was found), its true crop for `find: truth`.
+
+    With a learned ranking (`find_rank: learned`) every slice's candidates are surveyed once (`probes`) and
+    each fold fits its own ranker on its training slices and cuts the crops it picks (`for_fold`); `found`
+    then collects each slice's pick by the fold that held it out (what `found.csv` shows)."""
 
     found: list[Slice | str]
     truth: list[Slice] | None
     finder: NoduleFinder
+    slices: list[Slice] | None = None
+    probes: list[list[Probe] | str] | None = None
 
     def table(self, frame: pd.DataFrame) -> pd.DataFrame:
         """`found.csv`: where each slice's nodule was found (or why not)."""
@@ -50,14 +60,43 @@ class FindInputs:
                              "found_crop_c0": m["found_crop_c0"], "reason": ""})
         return pd.DataFrame(rows)
 
+    def for_fold(self, train_idx: np.ndarray, rows: np.ndarray, seed: int) -> tuple[NoduleFinder, dict[int, Slice | str]]:
+        """The finder of a fold (its ranker fitted on the probes and TRUE masks of `train_idx` when the
+        ranking is learned) and what it finds on each of `rows`."""
+        if self.probes is None:
+            return self.finder, {int(i): self.found[i] for i in rows}
+        train = [i for i in train_idx if not isinstance(self.probes[i], str) and self.slices[i].mask is not None]
+        ranker = CandidateRanker(seed).fit([self.probes[i] for i in train], [self.slices[i].mask for i in train])
+        finder = dataclasses.replace(self.finder, ranker=ranker)
+        picks: dict[int, Slice | str] = {}
+        for i in rows:
+            i, probes = int(i), self.probes[int(i)]
+            ok = [] if isinstance(probes, str) else [p for p in probes if p.mask is not None]
+            picks[i] = sample_at(self.slices[i], ranker.pick(ok)) if ok else (
+                probes if isinstance(probes, str) else f"sample {self.slices[i].meta.get('sample_id', '?')!r}: "
+                f"none of the {len(probes)} best candidates segments as a nodule")
+        return finder, picks
+
 
 def find_inputs(cfg: TrainConfig, slices: Sequence[Slice], log: Callable[[str], None]) -> FindInputs:
-    """Search every full slice once (and cut the true crops for `find: truth`)."""
+    """Search every full slice once (and cut the true crops for `find: truth`); with a learned ranking,
+    survey every slice's candidates once instead."""
     finder = NoduleFinder()
+    truth = [truth_sample(s) for s in slices] if cfg.find == "truth" else None
+    if cfg.find_rank == "learned":
+        probes: list[list[Probe] | str] = []
+        for s in slices:
+            try:
+                probes.append(survey(s, n_candidates=finder.n_candidates, min_diameter_mm=finder.min_diameter_mm))
+            except DataError as exc:
+                probes.append(str(exc))
+        log(f"find: {sum(not isinstance(p, str) for p in probes)} of {len(slices)} full slices have candidates; "
+            "each fold ranks them with a ranker fitted on its training slices")
+        reasons: list[Slice | str] = [p if isinstance(p, str) else "not held out in any fold" for p in probes]
+        return FindInputs(reasons, truth, finder, list(slices), probes)
     found = finder.try_each(slices)
     misses = sum(isinstance(f, str) for f in found)
     log(f"find: a nodule found on {len(found) - misses} of {len(found)} full slices")
-    truth = [truth_sample(s) for s in slices] if cfg.find == "truth" else None
     return FindInputs(found, truth, finder)
 
 
@@ -67,21 +106,26 @@ def train_found_fold(cfg: TrainConfig, inputs: FindInputs, frame: pd.DataFrame, 
     """`train_fold` on the nodule crops of rows `train_idx` (found or true, per `cfg.find`); returns the
     model (carrying its finder), its history and the probabilities of rows `predict_idx` judged on their
     found crops (training class frequencies where none was found)."""
+    held = np.asarray([] if predict_idx is None else predict_idx, dtype=int)
+    finder, found = inputs.for_fold(train_idx, np.concatenate([np.asarray(train_idx, int), held]), cfg.seed)
+    for i in held:
+        inputs.found[i] = found[int(i)]
+
     def ok(i: int) -> bool:
-        return not isinstance(inputs.found[i], str)
+        return not isinstance(found[int(i)], str)
 
     train_rows = np.asarray([i for i in train_idx if cfg.find == "truth" or ok(i)], dtype=int)
     if len(train_rows) == 0:
         raise DataError(f"fold {fold}: no nodule found on any training slice")
-    pred_rows = np.asarray([] if predict_idx is None else [i for i in predict_idx if ok(i)], dtype=int)
-    source = inputs.truth if cfg.find == "truth" else inputs.found
+    pred_rows = np.asarray([i for i in held if ok(i)], dtype=int)
+    train_crops = [inputs.truth[i] for i in train_rows] if cfg.find == "truth" else [found[int(i)] for i in train_rows]
     rows = np.concatenate([train_rows, pred_rows])
-    slices = [source[i] for i in train_rows] + [inputs.found[i] for i in pred_rows]
+    slices = train_crops + [found[int(i)] for i in pred_rows]
     model, history, proba = train_fold(cfg, slices, frame.iloc[rows].reset_index(drop=True), y[rows],
                                        np.arange(len(train_rows)), fold, checkpoint, resume, log,
                                        predict_idx=None if predict_idx is None else
                                        np.arange(len(train_rows), len(rows)))
-    model.finder = inputs.finder.get_params()
+    model.finder = finder.get_params()
     if predict_idx is None:
         return model, history, None
     prior = np.bincount(y[train_rows], minlength=N_CLASSES[cfg.task]) / len(train_rows)
