@@ -39,3 +39,5 @@ def test_synthesize_refuses_the_full_view(phantom, tmp_path):
 
     with pytest.raises(ConfigError, match="--view nodule"):
         synthesize(phantom, tmp_path / "x", 2, view="full")
+    with pytest.raises(ConfigError, match="unknown generator 'vae'.*diffusion"):
+        synthesize(phantom, tmp_path / "x", 2, generator="vae")
