@@ -18,6 +18,16 @@ What it is (Ho et al. 2020; Nichol & Dhariwal 2021; Salimans & Ho 2022; Song et 
 Like the cGAN it models the 64 x 64 nodule view at `train_size` 32 (same field of view at 1.4 mm/px) and
 resamples its output back (bicubic); that down+up-sampling alone costs KID 0.025 / FID 26 on real crops.
 
+Measured on the 798 dev VOI crops (`ctnodule synthesize data/voi --per-class 100 --generator diffusion`,
+200 epochs = 4988 steps of 32, width 16 (0.18 M parameters), one thread; shared 2-core machine): training
+747 CPU s (36 min wall at load ~9), 1.6 GB peak; KID 0.137 [0.124, 0.146], FID 61.8 [56.6, 66.4] vs the
+same-n real-vs-real 0.000 / 19.0, precision 0.72, recall 0.13 (cGAN, 150 epochs / 471 CPU s: KID 0.254,
+FID 147, recall 0.00). Sizes keep their spread: mask diameter per score 6.8±2.3 / 7.0±1.9 / 7.3±2.3 /
+11.4±3.1 / 17.7±4.1 mm vs real 7.2±3.0 / 7.4±2.9 / 8.0±3.9 / 12.2±4.1 / 18.9±5.7 (cGAN sd 0.3-0.8). No
+copying: median feature distance to the nearest real crop 6.9 vs 6.2 real-to-real. Targets (KID <= 0.05,
+FID <= 3x reference = 57) not reached. Shorter runs (5 halves): width 16, 2000 steps (312 CPU s) KID 0.168 /
+FID 70; width 32, 800 steps (321 CPU s) KID 0.154 / FID 70.
+
 `ConditionalDiffusion` has the estimator shape of `ConditionalGAN`: parameters in `__init__`,
 `fit(images, labels, masks)` learns `model_` (+ `n_classes_`, `image_size_`, `model_size_`, `n_channels_`,
 `has_mask_`, `history_`, `fit_seconds_`, `fit_cpu_seconds_`, `class_counts_`), `sample(n_per_class, seed)`
