@@ -16,8 +16,10 @@ def synthesize_cmd(
     epochs: Annotated[int | None, typer.Option(min=1, help="Training epochs (on 800 crops ~3 CPU s each for "
                                                            "cgan, ~4 for diffusion); default: cgan 300, "
                                                            "diffusion 200.")] = None,
-    generator: Annotated[Literal["cgan", "diffusion"], typer.Option(help="cgan (conditional GAN) or diffusion "
-                                                                         "(conditional diffusion model).")] = "cgan",
+    generator: Annotated[Literal["cgan", "diffusion"], typer.Option(help="diffusion (conditional diffusion model: "
+                                                                         "KID 0.14, recall 0.13 on the dev VOIs) or "
+                                                                         "cgan (conditional GAN: KID 0.25, recall "
+                                                                         "0.00).")] = "diffusion",
     seed: Annotated[int, typer.Option(help="Seed for training and sampling.")] = 0,
     force: Annotated[bool, typer.Option("--force", help="Replace OUT if it exists (only once the new dataset is "
                                                         "complete).")] = False,

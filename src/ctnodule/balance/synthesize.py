@@ -15,7 +15,8 @@ neighbour gallery (no copies); per-class size and in-mask intensity real vs synt
 figure only.
 
 Never mix a synthesize output made from ALL of DATA into cross-validation on DATA: its generator saw the
-validation patients. In CV use `--imbalance cgan`, which trains the GAN inside each training fold.
+validation patients. In CV use `--imbalance diffusion` (or `cgan`), which trains the generator inside each
+training fold.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ GENERATORS = {"cgan": (ConditionalGAN, "conditional GAN"),
 
 def synthesize(data: str | Path, out: str | Path, per_class: int, view: str = "nodule", epochs: int | None = None,
                seed: int = 0, width: int | None = None, num_threads: int | None = 1, force: bool = False,
-               generator: str = "cgan", log: Callable[[str], None] = print) -> dict:
+               generator: str = "diffusion", log: Callable[[str], None] = print) -> dict:
     """Train `generator` on `data` and write `per_class` synthetic samples per class to `out`; returns a
     summary. `epochs`, `width` None keep the generator's defaults."""
     from ctnodule.data.dataset import SliceDataset
