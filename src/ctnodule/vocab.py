@@ -31,9 +31,9 @@ Head = Literal["linear", "logreg", "mlp", "ordinal", "seed", "svm"]
 LABEL_MODES: tuple[str, ...] = ("maxvote", "mean", "soft")
 LabelMode = Literal["maxvote", "mean", "soft"]
 #: Class-imbalance methods a recipe can name (the balance registry holds them; a test keeps the two equal).
-IMBALANCE: tuple[str, ...] = ("cgan", "focal", "logit_adjusted", "none", "oversample", "smote", "smote_embed",
+IMBALANCE: tuple[str, ...] = ("cgan", "diffusion", "focal", "logit_adjusted", "none", "oversample", "smote", "smote_embed",
                               "undersample", "weights")
-Imbalance = Literal["cgan", "focal", "logit_adjusted", "none", "oversample", "smote", "smote_embed", "undersample",
+Imbalance = Literal["cgan", "diffusion", "focal", "logit_adjusted", "none", "oversample", "smote", "smote_embed", "undersample",
                     "weights"]
 
 

@@ -7,9 +7,9 @@ import torch
 from ctnodule.balance import available, resolve
 from ctnodule.errors import ConfigError
 
-EXPECTED = {"none", "weights", "oversample", "undersample", "smote", "smote_embed", "cgan", "focal",
+EXPECTED = {"none", "weights", "oversample", "undersample", "smote", "smote_embed", "cgan", "diffusion", "focal",
             "logit_adjusted"}
-FAST = sorted(set(available()) - {"cgan"})  # cgan trains a network: tested in test_cgan.py
+FAST = sorted(set(available()) - {"cgan", "diffusion"})  # they train a network: test_cgan/test_diffusion.py
 
 
 def test_all_balancers_registered():

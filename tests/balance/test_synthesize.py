@@ -18,14 +18,14 @@ def test_synthesize_writes_a_marked_synthetic_dataset(synth):
     ds = SliceDataset(synth)
     frame = ds.frame
     assert len(ds) == 15 and sorted(frame["malignancy"].value_counts().to_dict().items()) == [(c, 3) for c in range(1, 6)]
-    assert (frame["source"] == "cgan").all() and (frame["synthetic"] == 1).all()
+    assert (frame["source"] == "diffusion").all() and (frame["synthetic"] == 1).all()
     assert frame["patient_id"].str.startswith("SYNTH-").all() and frame["patient_id"].is_unique
     s = ds[0]
     assert s.array.shape == (64, 64) and s.array.dtype == np.float32
     assert s.mask is not None and s.mask.shape == (64, 64)  # every synthetic sample carries its own mask
     assert 0.0 <= s.array.min() and s.array.max() <= 1.0
     assert s.spacing == pytest.approx((0.7, 0.7), rel=0.02)  # 0.7 mm/px up to whole-pixel rounding
-    for name in ("report.html", "pipeline.yaml", "cgan.pt", "figures/real_vs_synthetic.png",
+    for name in ("report.html", "pipeline.yaml", "diffusion.pt", "figures/real_vs_synthetic.png",
                  "figures/synthetic_grid.png", "figures/nearest_real.png", "figures/size_by_class.png",
                  "figures/kid_by_class.png"):
         assert (synth / name).is_file(), name
@@ -39,3 +39,5 @@ def test_synthesize_refuses_the_full_view(phantom, tmp_path):
 
     with pytest.raises(ConfigError, match="--view nodule"):
         synthesize(phantom, tmp_path / "x", 2, view="full")
+    with pytest.raises(ConfigError, match="unknown generator 'vae'.*diffusion"):
+        synthesize(phantom, tmp_path / "x", 2, generator="vae")

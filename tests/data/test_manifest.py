@@ -120,6 +120,8 @@ def test_synthetic_info_counts_generated_rows_by_flag_or_source():
                                                                                    "folder"], "n_composite": 0}
     assert synthetic_info(frame.iloc[[0]]) is None
     assert synthetic_info(frame.drop(columns="synthetic"))["n_synthetic"] == 2  # older manifests: by source
+    diffusion = pd.DataFrame({"source": ["lidc-voi", "diffusion"]})
+    assert synthetic_info(diffusion)["sources"] == ["diffusion model"]
     # composites of real scans count apart (their own banner); a composite of phantom data stays synthetic
     mixed = pd.DataFrame({"source": ["lidc-voi", "composite", "composite"], "synthetic": [0, 0, 1]})
     assert synthetic_info(mixed) == {"n_synthetic": 2, "n_samples": 3, "sources": ["composite"], "n_composite": 1}

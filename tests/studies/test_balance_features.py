@@ -19,12 +19,14 @@ def test_leak_check_catches_a_validation_row():
 def test_only_real_validation_patients_are_scored(phantom):
     ds = SliceDataset(phantom).view("nodule")
     logs = []
-    scores, oof = feature_path_benchmark(ds, ["none", "smote", "cgan"], folds=2, seed=0,
-                                         cgan_params={"epochs": 1, "width": 8, "batch_size": 16}, log=logs.append)
+    tiny = {"epochs": 1, "width": 8, "batch_size": 16}
+    scores, oof = feature_path_benchmark(ds, ["none", "smote", "cgan", "diffusion"], folds=2, seed=0,
+                                         generator_params={"cgan": tiny, "diffusion": {**tiny, "sample_steps": 2}},
+                                         log=logs.append)
     for (task, method), part in oof.groupby(["task", "method"]):
         # every real sample scored exactly once, by the fold that held its patient out; nothing generated
         assert sorted(part["sample_id"]) == sorted(ds.frame["sample_id"]), (task, method)
         for fold, rows in part.groupby("fold"):
             assert not set(rows["patient_id"]) & set(part.loc[part["fold"] != fold, "patient_id"])
-    assert len(scores) == 2 * 3 * 2 and scores["balanced_accuracy"].between(0, 1).all()
-    assert any("cGAN trained" in line for line in logs)
+    assert len(scores) == 2 * 4 * 2 and scores["balanced_accuracy"].between(0, 1).all()
+    assert any("cgan trained" in line for line in logs) and any("diffusion trained" in line for line in logs)

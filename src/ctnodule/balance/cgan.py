@@ -293,29 +293,30 @@ class ConditionalGAN:
             raise ConfigError("ConditionalGAN is not fitted yet: call fit(images, labels) or ConditionalGAN.load")
 
 
-def _check_training_data(images: np.ndarray, labels: np.ndarray,
-                         masks: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """Images (N, C, H, W) in [0, 1] with the mask appended as the last channel; labels int64."""
+def _check_training_data(images: np.ndarray, labels: np.ndarray, masks: np.ndarray | None,
+                         who: str = "cGAN") -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, C, H, W) in [0, 1] with the mask appended as the last channel; labels int64. `who` names
+    the generator in error messages."""
     x = np.asarray(images, dtype=np.float32)
     if x.ndim == 3:
         x = x[:, None]
     if x.ndim != 4:
-        raise ConfigError(f"cGAN: expects images (N, H, W) or (N, C, H, W), got shape {x.shape}")
+        raise ConfigError(f"{who}: expects images (N, H, W) or (N, C, H, W), got shape {x.shape}")
     size = x.shape[-1]
     if x.shape[-2] != size or size < 16 or size & (size - 1):
-        raise ConfigError(f"cGAN: images must be square with a power-of-two side >= 16 (e.g. the 64 x 64 "
+        raise ConfigError(f"{who}: images must be square with a power-of-two side >= 16 (e.g. the 64 x 64 "
                           f"nodule view), got {x.shape[-2]} x {x.shape[-1]}")
     if not np.isfinite(x).all() or x.min() < 0.0 or x.max() > 1.0:
-        raise ConfigError("cGAN: images must be preprocessed floats in [0, 1] (run the preprocess pipeline)")
+        raise ConfigError(f"{who}: images must be preprocessed floats in [0, 1] (run the preprocess pipeline)")
     y = np.asarray(labels)
     if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer) or (y < 0).any():
-        raise ConfigError(f"cGAN: labels must be {len(x)} non-negative class indices, got shape {y.shape}")
+        raise ConfigError(f"{who}: labels must be {len(x)} non-negative class indices, got shape {y.shape}")
     if len(x) < 2:
-        raise ConfigError("cGAN: needs at least 2 training images")
+        raise ConfigError(f"{who}: needs at least 2 training images")
     if masks is not None:
         m = np.asarray(masks)
         if m.shape != (len(x), size, size):
-            raise ConfigError(f"cGAN: masks must have shape {(len(x), size, size)} (one per image), got {m.shape}")
+            raise ConfigError(f"{who}: masks must have shape {(len(x), size, size)} (one per image), got {m.shape}")
         x = np.concatenate([x, (m > 0).astype(np.float32)[:, None]], axis=1)
     return np.ascontiguousarray(x), y.astype(np.int64)
 

@@ -1,11 +1,12 @@
-"""`synthesize(data, out, per_class)`: a cGAN-generated slice dataset with masks, and its quality report.
+"""`synthesize(data, out, per_class)`: a generated slice dataset with masks, and its quality report.
 
 Steps: the nodule view of DATA -> the default preprocessing pipeline fitted on it (64 x 64 at 0.7 mm/px,
-[0, 1] floats, nodule mask carried along) -> the conditional GAN trained on those images + masks with their
-malignancy class (1-5) -> `per_class` images (each with its generated mask) drawn for every class -> a slice
-dataset (float32 [0, 1] NRRD, like `ctnodule preprocess` output, plus `masks/`) with `source=cgan`,
-`synthetic=1` and one `SYNTH-...` patient per image, plus `pipeline.yaml` (the preprocessing the images
-correspond to), `cgan.pt` and `report.html`.
+[0, 1] floats, nodule mask carried along) -> the generator (`cgan`, the conditional GAN, or `diffusion`,
+the conditional diffusion model) trained on those images + masks with their malignancy class (1-5) ->
+`per_class` images (each with its generated mask) drawn for every class -> a slice dataset (float32 [0, 1]
+NRRD, like `ctnodule preprocess` output, plus `masks/`) with `source` = the generator's name, `synthetic=1`
+and one `SYNTH-...` patient per image, plus `pipeline.yaml` (the preprocessing the images correspond to),
+`<generator>.pt` and `report.html`.
 
 The report measures quality the same way every time (`quality.compare`): KID/FID on ImageNet Lite0 features
 of a draw with the real class counts against the real-vs-real reference at the same n, pooled over classes
@@ -14,7 +15,8 @@ neighbour gallery (no copies); per-class size and in-mask intensity real vs synt
 figure only.
 
 Never mix a synthesize output made from ALL of DATA into cross-validation on DATA: its generator saw the
-validation patients. In CV use `--imbalance cgan`, which trains the GAN inside each training fold.
+validation patients. In CV use `--imbalance diffusion` (or `cgan`), which trains the generator inside each
+training fold.
 """
 
 from __future__ import annotations
@@ -26,28 +28,36 @@ from pathlib import Path
 import numpy as np
 
 from ctnodule.balance.cgan import ConditionalGAN, Samples
+from ctnodule.balance.diffusion import ConditionalDiffusion
 from ctnodule.errors import ConfigError, DataError
 
+#: generator name -> (class, how the report names it)
+GENERATORS = {"cgan": (ConditionalGAN, "conditional GAN"),
+              "diffusion": (ConditionalDiffusion, "conditional diffusion model")}
 
-def synthesize(data: str | Path, out: str | Path, per_class: int, view: str = "nodule", epochs: int = 300,
-               seed: int = 0, width: int = 16, num_threads: int | None = 1, force: bool = False,
-               log: Callable[[str], None] = print) -> dict:
-    """Train the cGAN on `data` and write `per_class` synthetic samples per class to `out`; returns a summary."""
+
+def synthesize(data: str | Path, out: str | Path, per_class: int, view: str = "nodule", epochs: int | None = None,
+               seed: int = 0, width: int | None = None, num_threads: int | None = 1, force: bool = False,
+               generator: str = "diffusion", log: Callable[[str], None] = print) -> dict:
+    """Train `generator` on `data` and write `per_class` synthetic samples per class to `out`; returns a
+    summary. `epochs`, `width` None keep the generator's defaults."""
     from ctnodule.data.dataset import SliceDataset
     from ctnodule.data.writer import open_dataset
     from ctnodule.preprocess import Pipeline, PreprocessConfig
     from ctnodule.vocab import CLASS_NAMES
 
     if view != "nodule":
-        raise ConfigError(f"synthesize: --view {view!r} is not supported; the cGAN draws 64 x 64 nodule crops "
-                          "(--view nodule). Full 512 x 512 slices are far beyond a CPU GAN.")
+        raise ConfigError(f"synthesize: --view {view!r} is not supported; the generators draw 64 x 64 nodule "
+                          "crops (--view nodule). Full 512 x 512 slices are far beyond a CPU generator.")
+    if generator not in GENERATORS:
+        raise ConfigError(f"synthesize: unknown generator {generator!r}; choose one of {sorted(GENERATORS)}")
     if per_class < 1:
         raise ConfigError(f"synthesize: --per-class must be >= 1, got {per_class}")
     ds = SliceDataset(data).view("nodule")
     if len(ds) == 0:
         raise DataError("the dataset has no nodule-view samples", ds.root)
     if "synthetic" in ds.frame and ds.frame["synthetic"].fillna(0).astype(float).any():
-        log("note: DATA contains synthetic samples; the GAN will learn from them too")
+        log("note: DATA contains synthetic samples; the generator will learn from them too")
     slices = list(ds)
     log(f"preprocessing {len(slices)} nodule slices (default pipeline, fitted on DATA)")
     pipeline = Pipeline.from_config(PreprocessConfig.default("nodule")).fit(slices)
@@ -56,29 +66,31 @@ def synthesize(data: str | Path, out: str | Path, per_class: int, view: str = "n
     masks = np.stack([p.mask if p.mask is not None else np.zeros(p.array.shape, np.uint8) for p in processed])
     spacing = processed[0].spacing
     y = ds.labels("multiclass")
-    log(f"training the cGAN: {len(real)} images {real.shape[1]}x{real.shape[2]} + masks, {epochs} epochs")
-    gan = ConditionalGAN(epochs=epochs, width=width, seed=seed, num_threads=num_threads)
+    cls, label = GENERATORS[generator]
+    options = {k: v for k, v in {"epochs": epochs, "width": width}.items() if v is not None}
+    gan = cls(seed=seed, num_threads=num_threads, **options)
+    log(f"training the {label}: {len(real)} images {real.shape[1]}x{real.shape[2]} + masks, {gan.epochs} epochs")
     gan.fit(real, y, masks, progress=True)
-    log(f"cGAN trained in {gan.fit_seconds_:.0f} s ({gan.fit_cpu_seconds_:.0f} CPU s)")
+    log(f"{label} trained in {gan.fit_seconds_:.0f} s ({gan.fit_cpu_seconds_:.0f} CPU s)")
     fake = gan.sample(per_class, seed=seed + 1)
     t0 = time.perf_counter()
     with open_dataset(out, force=force) as writer:
         for i, (img, mask, c) in enumerate(zip(fake.images[:, 0], fake.masks, fake.labels)):
             name = f"SYNTH-{seed}-{int(c) + 1}-{i:05d}"
             writer.add(img.astype(np.float32), spacing, sample_id=name, patient_id=name, nodule_id=0,
-                       view="nodule", malignancy=int(c) + 1, source="cgan", synthetic=1, mask=mask)
+                       view="nodule", malignancy=int(c) + 1, source=generator, synthetic=1, mask=mask)
         pipeline.save(writer.folder / "pipeline.yaml")
-        gan.save(writer.folder / "cgan.pt")
+        gan.save(writer.folder / f"{generator}.pt")
         quality_draw = gan.sample(np.bincount(y, minlength=gan.n_classes_), seed=seed + 2)
         summary = _report(writer.folder, real[:, None], masks, y, quality_draw, spacing, ds.groups, gan,
-                          CLASS_NAMES["multiclass"], seed, str(ds.root))
+                          CLASS_NAMES["multiclass"], seed, str(ds.root), label)
     summary.update(n_written=len(fake.labels), out=str(out), write_seconds=round(time.perf_counter() - t0, 1))
     return summary
 
 
 def _report(folder: Path, real: np.ndarray, masks: np.ndarray, y: np.ndarray, fake: Samples,
-            spacing: tuple[float, float], groups: np.ndarray, gan: ConditionalGAN, class_names: list[str],
-            seed: int, source: str) -> dict:
+            spacing: tuple[float, float], groups: np.ndarray, gan: ConditionalGAN | ConditionalDiffusion,
+            class_names: list[str], seed: int, source: str, label: str) -> dict:
     """report.html: KID/FID with intervals vs the same-n real reference, precision/recall, nearest-real
     gallery, per-class size/intensity, grids; returns the headline numbers."""
     import pandas as pd
@@ -107,10 +119,10 @@ def _report(folder: Path, real: np.ndarray, masks: np.ndarray, y: np.ndarray, fa
     # memorisation check: how close is a synthetic sample to its nearest real one, against how close a real
     # sample is to its nearest OTHER real one (leave-one-out)
     _, real_nn = nearest(f_real, f_real, n=2)
-    page = HtmlReport("Synthetic nodules (conditional GAN)", f"trained on {source}")
+    page = HtmlReport(f"Synthetic nodules ({label})", f"trained on {source}")
     page.paragraph(f"{len(real)} real nodule crops + masks, {gan.epochs} epochs at {gan.model_size_} x "
                    f"{gan.model_size_} px (the view's field of view; samples resampled to {gan.image_size_} px), "
-                   f"trained in {gan.fit_seconds_:.0f} s wall / {gan.fit_cpu_seconds_:.0f} CPU s (width "
+                   f"trained in {gan.fit_seconds_:.0f} s wall / {gan.fit_cpu_seconds_:.0f} CPU s ({label}, width "
                    f"{gan.width}, {gan.num_threads or 'default'} torch thread(s)). Evaluated on a draw with the "
                    f"real class counts ({len(fake.labels)} samples).")
     page.heading("Quality: KID, FID, precision/recall on backbone features")
@@ -124,7 +136,7 @@ def _report(folder: Path, real: np.ndarray, masks: np.ndarray, y: np.ndarray, fa
                    "copied training nodules would sit far below the real-to-real distance.")
     page.heading("Real vs synthetic")
     page.figure(real_vs_synthetic(real, y, fake.images, fake.labels, class_names, seed=seed), "real_vs_synthetic",
-                "Left: random real crops; right: random cGAN samples, per malignancy class")
+                f"Left: random real crops; right: random {label} samples, per malignancy class")
     page.figure(nearest_real_gallery((fake.images, fake.masks), fake.labels, real, idx, dist, class_names),
                 "nearest_real", "Each synthetic sample (generated mask outlined) and its 3 nearest real crops")
     page.heading("Size and intensity per class")
@@ -139,7 +151,7 @@ def _report(folder: Path, real: np.ndarray, masks: np.ndarray, y: np.ndarray, fa
     page.heading("Synthetic samples per class")
     page.figure(class_grid(fake.images, fake.labels, class_names, per_class=10), "synthetic_grid")
     hist = pd.DataFrame(gan.history_)
-    page.table(hist.iloc[:: max(1, len(hist) // 10)].reset_index(names="epoch"), caption="GAN losses (hinge)")
+    page.table(hist.iloc[:: max(1, len(hist) // 10)].reset_index(names="row"), caption="training losses")
     page.save(folder / "report.html")
     ref, syn = "real A vs real B (reference)", "real A vs synthetic"
     return {"kid": cell[(syn, "KID")], "kid_reference": cell[(ref, "KID")], "fid": cell[(syn, "FID")],

@@ -43,6 +43,7 @@ OPTIONAL = {
 
 #: `source` values of generated samples, and how pages name them (a row with `synthetic` = 1 counts too)
 GENERATED_SOURCES = {"synthetic": "CT phantom", "phantom": "CT phantom", "cgan": "conditional GAN", "gan": "GAN",
+                     "diffusion": "diffusion model",
                      "composite": "composite"}
 #: `source` of lesion-insertion samples (`ctnodule import composite`): a real nodule in another patient's slice
 COMPOSITE_SOURCE = "composite"

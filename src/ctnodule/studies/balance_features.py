@@ -7,12 +7,12 @@ default nodule preprocessing fitted on the training fold -> the balancer on the 
 generated images -> a standardised linear softmax head trained with the balancer's loss (so `weights`,
 `focal` and `logit_adjusted` act) -> probabilities of the held-out patients. Inputs: the pooled image
 features plus the nodule's size (log equivalent diameter of its mask, the strongest single descriptor):
-real rows measure their own mask, cGAN rows the mask generated with them, and rows of other generators
-(pixel SMOTE) that have none get their class's median training size. Without the rest of the descriptors
+real rows measure their own mask, cGAN and diffusion rows the mask generated with them, and rows of other
+generators (pixel SMOTE) that have none get their class's median training size. Without the rest of the descriptors
 these numbers sit below the engine's recipes.
 
-The same splits (stratified by the 5-class label, grouped by patient) serve both tasks, so one cGAN per
-fold, trained on that fold's training images with their 5-class labels, serves both: the binary task's
+The same splits (stratified by the 5-class label, grouped by patient) serve both tasks, so one generator per
+fold (cgan, diffusion), trained on that fold's training images with their 5-class labels, serves both: the binary task's
 malignant top-up is drawn from classes 4 and 5 in their training proportions. Nothing generated or fitted
 ever sees a validation patient; `check_no_synthetic_in_validation` runs on every fold.
 """
@@ -30,12 +30,13 @@ from ctnodule.studies.balancing import ALL, fold_scores
 
 
 def feature_path_benchmark(ds, methods: Sequence[str] = ALL, tasks: Sequence[str] = ("binary", "multiclass"),
-                           folds: int = 5, seed: int = 0, cgan_params: dict | None = None,
+                           folds: int = 5, seed: int = 0, generator_params: dict[str, dict] | None = None,
                            log: Callable[[str], None] = print) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(per-fold scores, out-of-fold predictions) for every task x method on dataset `ds` (nodule view)."""
+    """(per-fold scores, out-of-fold predictions) for every task x method on dataset `ds` (nodule view).
+    `generator_params`: options of the `cgan` / `diffusion` generators by method name (e.g. epochs)."""
     from ctnodule.balance import resolve
-    from ctnodule.balance.cgan import ConditionalGAN
     from ctnodule.balance.quality import FeatureExtractor
+    from ctnodule.balance.synthesize import GENERATORS
     from ctnodule.data.splits import patient_kfold
     from ctnodule.preprocess import Pipeline, PreprocessConfig
     from ctnodule.vocab import task_labels
@@ -51,17 +52,18 @@ def feature_path_benchmark(ds, methods: Sequence[str] = ALL, tasks: Sequence[str
         masks = np.stack([_mask(p) for p in processed])
         spacing = processed[0].spacing
         feats = np.concatenate([_cached(fx, images, cache), log_diameter(masks, spacing)[:, None]], axis=1)
-        gan = None
-        if "cgan" in methods:
-            gan = ConditionalGAN(seed=seed + k, **(cgan_params or {})).fit(images[tr], y5[tr], masks[tr])
-            log(f"fold {k}: cGAN trained on {len(tr)} training images + masks in {gan.fit_seconds_:.0f} s "
-                f"({gan.fit_cpu_seconds_:.0f} CPU s)")
+        gens = {}
+        for name in (m for m in methods if m in GENERATORS):
+            cls = GENERATORS[name][0]
+            gens[name] = cls(seed=seed + k, **(generator_params or {}).get(name, {})).fit(images[tr], y5[tr], masks[tr])
+            log(f"fold {k}: {name} trained on {len(tr)} training images + masks in {gens[name].fit_seconds_:.0f} s "
+                f"({gens[name].fit_cpu_seconds_:.0f} CPU s)")
         for task in tasks:
             y = task_labels(frame, task)
             for method in methods:
                 fake_size = None
-                if method == "cgan":
-                    X2, y2, synthetic, idx, fake_masks = _cgan_topup(gan, images[tr], y[tr], y5[tr], task, seed + k)
+                if method in gens:
+                    X2, y2, synthetic, idx, fake_masks = _topup(gens[method], images[tr], y[tr], y5[tr], task, seed + k)
                     fake_size = log_diameter(fake_masks, spacing)
                 else:
                     b = resolve(method)
@@ -77,7 +79,7 @@ def feature_path_benchmark(ds, methods: Sequence[str] = ALL, tasks: Sequence[str
                     f_train[synthetic, :-1] = fx(X2[synthetic])
                     f_train[synthetic, -1] = fake_size if fake_size is not None else _class_median(
                         feats[tr][idx[~synthetic], -1], y2[~synthetic], y2[synthetic])
-                criterion = (resolve("none") if method == "cgan" else loss_b).loss(y2, int(y.max()) + 1)
+                criterion = (resolve("none") if method in gens else loss_b).loss(y2, int(y.max()) + 1)
                 proba = linear_head(f_train, y2, feats[va], criterion, int(y.max()) + 1, seed)
                 part = pd.DataFrame({"sample_id": frame["sample_id"].to_numpy()[va], "task": task, "method": method,
                                      "patient_id": frame["patient_id"].to_numpy()[va], "fold": k, "y_true": y[va]})
@@ -118,8 +120,8 @@ def linear_head(X: np.ndarray, y: np.ndarray, X_val: np.ndarray, criterion: torc
         return layer(torch.from_numpy(((X_val - mu) / sd).astype(np.float32))).softmax(1).numpy()
 
 
-def _cgan_topup(gan, images: np.ndarray, y: np.ndarray, y5: np.ndarray, task: str, seed: int):
-    """Training images + cGAN samples topping every task class up to the majority count."""
+def _topup(gan, images: np.ndarray, y: np.ndarray, y5: np.ndarray, task: str, seed: int):
+    """Training images + generated samples topping every task class up to the majority count."""
     counts = np.bincount(y)
     need5 = np.zeros(gan.n_classes_, dtype=np.int64)
     if task == "multiclass":

@@ -7,7 +7,7 @@ the rarest class (binary: malignant; 5-class: the least frequent score in the da
 folds. Run folders are kept under `OUT/runs/` and reused (`resume`), so an interrupted benchmark continues.
 A balancer the recipe cannot run (e.g. SMOTE on a class with one sample in a fold) is listed with the
 engine's own error message instead of a number. With a frozen backbone the engine resamples the training
-IMAGES for `smote` and `cgan` before taking features (`smote_embed` works on the features).
+IMAGES for `smote`, `cgan` and `diffusion` before taking features (`smote_embed` works on the features).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from ctnodule.errors import CTNoduleError
 from ctnodule.runfolder import RunPaths, read_oof
 from ctnodule.vocab import TASKS
 
-ALL = ("none", "weights", "oversample", "undersample", "smote", "smote_embed", "cgan", "focal", "logit_adjusted")
+ALL = ("none", "weights", "oversample", "undersample", "smote", "smote_embed", "cgan", "diffusion", "focal",
+       "logit_adjusted")
 #: act through the loss only, which scikit-learn heads cannot take (`weights` reaches them as sample weights)
 LOSS_ONLY = ("focal", "logit_adjusted")
 METRICS = ("f1_macro", "balanced_accuracy", "roc_auc", "qwk", "minority_recall")
@@ -32,13 +33,13 @@ METRICS = ("f1_macro", "balanced_accuracy", "roc_auc", "qwk", "minority_recall")
 def balance_benchmark(data: str | Path, out: str | Path, methods: Sequence[str] = ALL,
                       tasks: Sequence[str] = TASKS, preset: str = "default", folds: int = 5, seed: int = 0,
                       overrides: dict | None = None, engine: bool = True, feature_path: bool = True,
-                      cgan_params: dict | None = None, log: Callable[[str], None] = print,
+                      generator_params: dict[str, dict] | None = None, log: Callable[[str], None] = print,
                       force: bool = False) -> pd.DataFrame:
     """Train every (task, method), score per fold, write `OUT/balance.html`, `OUT/balance.csv`; returns
     the per-fold scores (one row per task, method, fold, path; `error` set where a method could not run).
 
     `engine`: through `ctnodule.train` with the preset (slow: minutes per run). `feature_path`: the fast
-    image-level path of `studies.balance_features` (every method incl. pixel SMOTE and cGAN; image features +
+    image-level path of `studies.balance_features` (every method incl. pixel SMOTE and the generators; image features +
     mask size).
     A finished run under `OUT/runs/` is reused (an interrupted one resumed) unless `force`, which retrains it.
     """
@@ -75,7 +76,7 @@ def balance_benchmark(data: str | Path, out: str | Path, methods: Sequence[str] 
         from ctnodule.studies.balance_features import feature_path_benchmark
 
         fp, oof = feature_path_benchmark(SliceDataset(data).view("nodule"), methods, tasks, folds, seed,
-                                         cgan_params, log)
+                                         generator_params, log)
         out.mkdir(parents=True, exist_ok=True)
         oof.to_csv(out / "feature_path_oof.csv", index=False)
         scores = pd.concat([scores, fp.assign(path="feature")], ignore_index=True)

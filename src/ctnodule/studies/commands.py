@@ -58,6 +58,8 @@ def balance_benchmark_cmd(
     feature_path: Annotated[bool, typer.Option(help="Also the fast frozen-feature path (all methods incl. "
                                                     "pixel SMOTE and cGAN).")] = True,
     cgan_epochs: Annotated[int, typer.Option(min=1, help="cGAN epochs per fold (feature path).")] = 150,
+    diffusion_epochs: Annotated[int, typer.Option(min=1, help="Diffusion model epochs per fold (feature "
+                                                              "path).")] = 60,
     device: Device = None,
     force: Annotated[bool, typer.Option("--force", help="Retrain runs that already exist.")] = False,
 ) -> None:
@@ -69,8 +71,9 @@ def balance_benchmark_cmd(
         check_device(device)
     overrides = {"device": device} if head is None else {"head": head, "head_params": {}, "device": device}
     balance_benchmark(data, out, [m.value for m in methods or ()] or list(ALL), [t.value for t in tasks or ()] or list(TASKS), preset, folds, seed, overrides,
-                      engine, feature_path, {"epochs": cgan_epochs, "width": 16, "num_threads": 1}, log=typer.echo,
-                      force=force)
+                      engine, feature_path, {"cgan": {"epochs": cgan_epochs, "width": 16, "num_threads": 1},
+                                             "diffusion": {"epochs": diffusion_epochs, "num_threads": 1}},
+                      log=typer.echo, force=force)
     typer.echo(f"wrote {out / 'balance.html'} and {out / 'balance.md'}")
 
 

@@ -38,7 +38,7 @@ from ctnodule.train.engine import fit
 from ctnodule.train.labels import class_targets, effective_labels
 from ctnodule.vocab import N_CLASSES
 
-IMAGE_BALANCERS = ("smote", "cgan")  # balancers that resample pixels: run before a frozen backbone's features
+IMAGE_BALANCERS = ("smote", "cgan", "diffusion")  # balancers that resample pixels: run before a frozen backbone's features
 Result = tuple[FittedModel, list[dict], np.ndarray | None]
 
 
