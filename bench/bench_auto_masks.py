@@ -3,9 +3,13 @@
 No retraining: each fold's checkpoint (`RUN/checkpoints/fold-K.pt`) predicts its held-out patients
 (`RUN/splits/fold-K.csv`, split == val) three ways: with the given consensus masks (as in training;
 this reproduces the run's OOF AUC), with `segment_nodule` masks seeded at the given mask's centroid, and
-seeded up to 3 mm off it (seeded RNG). With automatic masks the sample is cut from the VOI exactly as the
-importer cuts it (`nodule_sample(view="full")` on the VOI: the slice with the largest mask area, its
-neighbours), so only the mask, and the decision slice it picks, change. Pooled OOF AUC per way (and QWK for a 5-class run).
+seeded up to 3 mm off it (seeded RNG). With automatic masks the sample is cut from the VOI the way `predict`
+cuts it from a CT (`predict.volume.judged_sample`: the slice with the largest mask area, its neighbours, and
+for a nodule-view run the crop around the automatic mask like the VOI export's around the consensus one).
+Until 2026-11-29 this bench kept the whole VOI in-plane (`view="full"`) for every run: for the nodule-view
+default that is not what a user gets (the crop then follows the consensus mask while the descriptors follow
+the automatic one) and it understated the automatic-mask AUC by about 0.015. Pooled OOF AUC per way (and QWK
+for a 5-class run).
 
 Run: python bench/bench_auto_masks.py RUN [RUN ...] [--voi path/to/lidc-voi] [--data path/to/imported/voi]
 """
@@ -26,8 +30,9 @@ from ctnodule.errors import DataError
 from ctnodule.evaluate.metrics import compute_metrics
 from ctnodule.models.fitted import FittedModel
 from ctnodule.predict.run import Predictor
+from ctnodule.predict.volume import judged_sample
 from ctnodule.preprocess.inputs import load_slices
-from ctnodule.preprocess.segment import nodule_sample, segment_nodule
+from ctnodule.preprocess.segment import segment_nodule
 from ctnodule.runfolder import RunPaths
 from ctnodule.vocab import task_labels
 
@@ -35,7 +40,8 @@ SHARED = Path(__file__).resolve().parents[2] / "shared/data"
 MOVE_MM = 3.0
 
 
-def auto_slices(frame: pd.DataFrame, voi: Path, given: list, seeded: str, rng: np.random.Generator) -> list:
+def auto_slices(predictor: Predictor, frame: pd.DataFrame, voi: Path, given: list, seeded: str,
+                rng: np.random.Generator) -> list:
     """Each row's sample rebuilt from its VOI with an automatic mask (the given sample where refused)."""
     import nibabel as nib
 
@@ -56,8 +62,7 @@ def auto_slices(frame: pd.DataFrame, voi: Path, given: list, seeded: str, rng: n
             refused += 1
             out.append(fallback)
             continue
-        s = nodule_sample(hu, sp, mask, view="full")
-        out.append(s.replace(meta={**s.meta, "sample_id": row["sample_id"]}))
+        out.append(judged_sample(predictor, hu, sp, mask, row["sample_id"]))
     if refused:
         print(f"  ({seeded}: {refused} point(s) refused by the segmenter; their given-mask sample is used)")
     return out
@@ -80,9 +85,7 @@ def bench_run(run: Path, data: Path, voi: Path) -> None:
         y_all.append(task_labels(part.frame, fm.cfg.task))
         proba["given"].append(predictor.predict_proba(given))
         for way, seeded in (("auto (centre)", "centre"), ("auto (moved)", "moved")):
-            slices = auto_slices(part.frame, voi, given, seeded, rng)
-            if fm.cfg.channels != "context":
-                slices = [s.replace(array=s.array[s.array.shape[0] // 2]) if s.array.ndim == 3 else s for s in slices]
+            slices = auto_slices(predictor, part.frame, voi, given, seeded, rng)
             proba[way].append(predictor.predict_proba(slices))
     y = np.concatenate(y_all)
     print(f"{run.name} ({config['task']}, {config['backbone']}/{config['head']}, tabular {config['tabular']}): "

@@ -29,7 +29,8 @@ small 2D U-Net (121k weights, from scratch), trained per CV fold on the training
 and applied to each slice of this method's mask (~0.04 CPU-s a nodule), outlines the decision slice
 better (median Dice 0.89 vs 0.86 here, a third of the diameter outliers), but the default run's CV AUC on
 automatic masks only rose from 0.880 to 0.896 (given masks 0.918; seed moved <= 3 mm 0.883 -> 0.891;
-paired bootstrap of the gain +0.016 [-0.002, +0.036]). What remains is the decision slice: the consensus
+paired bootstrap of the gain +0.016 [-0.002, +0.036]; samples cut as the VOI, not around the mask as
+`predict` cuts them, which gives 0.895 for this method's masks). What remains is the decision slice: the consensus
 mask's largest slice is matched on about half the nodules, and the given mask on this method's slice
 alone cost 0.024 AUC on a fold; a U-Net trained on every slice of the VOIs picked it no better. Closing
 the gap to 0.01 needs that slice choice (or descriptors less tied to one slice), not a better outline.
