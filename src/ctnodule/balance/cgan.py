@@ -44,7 +44,7 @@ import itertools
 import math
 import time
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -52,17 +52,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import spectral_norm
 
+from ctnodule.balance.generator import Samples, check_training_data, ema_update, per_class
 from ctnodule.errors import ConfigError, RunError
 
 FORMAT = "ctnodule-cgan/2"
-
-
-class Samples(NamedTuple):
-    """Generated images (M, C, H, W) float32 in [0, 1], masks (M, H, W) uint8 or None, labels (M,) int64."""
-
-    images: np.ndarray
-    masks: np.ndarray | None
-    labels: np.ndarray
 
 
 class CondNorm(nn.Module):
@@ -165,7 +158,7 @@ class ConditionalGAN:
         `num_threads` applies to this call only: on a shared 2-core machine one thread is several times
         faster than two fighting for the cores (measured: 0.7 s vs 4.5 s per batch of 64).
         """
-        x, y = _check_training_data(images, labels, masks)
+        x, y = check_training_data(images, labels, masks, "cGAN")
         previous = torch.get_num_threads()
         if self.num_threads:
             torch.set_num_threads(int(self.num_threads))
@@ -221,7 +214,7 @@ class ConditionalGAN:
                 g_loss.backward()
                 opt_g.step()
                 step += 1
-                _ema_update(ema_gen, gen, min(self.ema, (1 + step) / (10 + step)))
+                ema_update(ema_gen, gen, min(self.ema, (1 + step) / (10 + step)))
                 d_sum += float(d_loss.detach())
                 g_sum += float(g_loss.detach())
             history.append({"d_loss": d_sum / steps, "g_loss": g_sum / steps})
@@ -239,7 +232,7 @@ class ConditionalGAN:
         indexed by class): images (M, C, H, W) in [0, 1], masks (M, H, W) uint8 (None when fitted without
         masks) and labels (M,)."""
         self._check_fitted()
-        counts = _per_class(n_per_class, self.n_classes_)
+        counts = per_class(n_per_class, self.n_classes_, "cGAN")
         labels = np.repeat(np.arange(self.n_classes_), counts).astype(np.int64)
         gen = torch.Generator().manual_seed(int(seed))
         out = []
@@ -293,34 +286,6 @@ class ConditionalGAN:
             raise ConfigError("ConditionalGAN is not fitted yet: call fit(images, labels) or ConditionalGAN.load")
 
 
-def _check_training_data(images: np.ndarray, labels: np.ndarray, masks: np.ndarray | None,
-                         who: str = "cGAN") -> tuple[np.ndarray, np.ndarray]:
-    """Images (N, C, H, W) in [0, 1] with the mask appended as the last channel; labels int64. `who` names
-    the generator in error messages."""
-    x = np.asarray(images, dtype=np.float32)
-    if x.ndim == 3:
-        x = x[:, None]
-    if x.ndim != 4:
-        raise ConfigError(f"{who}: expects images (N, H, W) or (N, C, H, W), got shape {x.shape}")
-    size = x.shape[-1]
-    if x.shape[-2] != size or size < 16 or size & (size - 1):
-        raise ConfigError(f"{who}: images must be square with a power-of-two side >= 16 (e.g. the 64 x 64 "
-                          f"nodule view), got {x.shape[-2]} x {x.shape[-1]}")
-    if not np.isfinite(x).all() or x.min() < 0.0 or x.max() > 1.0:
-        raise ConfigError(f"{who}: images must be preprocessed floats in [0, 1] (run the preprocess pipeline)")
-    y = np.asarray(labels)
-    if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer) or (y < 0).any():
-        raise ConfigError(f"{who}: labels must be {len(x)} non-negative class indices, got shape {y.shape}")
-    if len(x) < 2:
-        raise ConfigError(f"{who}: needs at least 2 training images")
-    if masks is not None:
-        m = np.asarray(masks)
-        if m.shape != (len(x), size, size):
-            raise ConfigError(f"{who}: masks must have shape {(len(x), size, size)} (one per image), got {m.shape}")
-        x = np.concatenate([x, (m > 0).astype(np.float32)[:, None]], axis=1)
-    return np.ascontiguousarray(x), y.astype(np.int64)
-
-
 def _augmenter(n: int, n_image: int, size: int, rng: np.random.Generator):
     """One differentiable augmentation (DiffAugment), drawn once and applied alike to the real and the fake
     batch: per-sample brightness/contrast of the image channels, translation by up to 1/8 of the side and a
@@ -352,31 +317,3 @@ def _augmenter(n: int, n_image: int, size: int, rng: np.random.Generator):
         return torch.flip(t, dims=(3,)) if flip else t
 
     return apply
-
-
-def _ema_update(target: nn.Module, source: nn.Module, decay: float) -> None:
-    """target <- decay * target + (1 - decay) * source; the caller warms `decay` up from ~0.1 so the average
-    forgets the random initial weights (TensorFlow's ExponentialMovingAverage num_updates rule)."""
-    with torch.no_grad():
-        for t, s in zip(target.parameters(), source.parameters()):
-            t.lerp_(s, 1.0 - decay)
-        for t, s in zip(target.buffers(), source.buffers()):
-            t.copy_(s)
-
-
-def _per_class(n_per_class: int | dict[int, int] | np.ndarray, n_classes: int) -> np.ndarray:
-    if isinstance(n_per_class, dict):
-        counts = np.zeros(n_classes, dtype=np.int64)
-        for c, n in n_per_class.items():
-            if not 0 <= int(c) < n_classes:
-                raise ConfigError(f"cGAN.sample: class {c} is outside 0..{n_classes - 1}")
-            counts[int(c)] = int(n)
-    elif np.ndim(n_per_class) == 0:
-        counts = np.full(n_classes, int(n_per_class), dtype=np.int64)
-    else:
-        counts = np.asarray(n_per_class, dtype=np.int64)
-        if counts.shape != (n_classes,):
-            raise ConfigError(f"cGAN.sample: n_per_class needs {n_classes} counts, got {counts.shape}")
-    if (counts < 0).any():
-        raise ConfigError("cGAN.sample: counts must be >= 0")
-    return counts

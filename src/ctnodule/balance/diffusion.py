@@ -49,7 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ctnodule.balance.cgan import Samples, _check_training_data, _ema_update, _per_class
+from ctnodule.balance.generator import Samples, check_training_data, ema_update, per_class
 from ctnodule.errors import ConfigError, RunError
 
 FORMAT = "ctnodule-diffusion/1"
@@ -174,7 +174,7 @@ class ConditionalDiffusion:
             progress: bool = False) -> ConditionalDiffusion:
         """Train on `images` (N, H, W) or (N, C, H, W) in [0, 1] with class indices `labels` and, optionally,
         nodule `masks` (N, H, W) learned as one more channel. `num_threads` applies to this call only."""
-        x, y = _check_training_data(images, labels, masks, "diffusion")
+        x, y = check_training_data(images, labels, masks, "diffusion")
         previous = torch.get_num_threads()
         if self.num_threads:
             torch.set_num_threads(int(self.num_threads))
@@ -228,7 +228,7 @@ class ConditionalDiffusion:
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             sched.step()
-            _ema_update(ema_model, model, min(self.ema, (1 + step) / (10 + step)))
+            ema_update(ema_model, model, min(self.ema, (1 + step) / (10 + step)))
             window.append(float(loss.detach()))
             if len(window) == 100 or step == n_steps - 1:
                 history.append({"step": step + 1, "loss": float(np.mean(window))})
@@ -246,7 +246,7 @@ class ConditionalDiffusion:
         """Draw `n_per_class` samples per class (one count, a {class: count} dict or an array by class) with
         deterministic DDIM: images (M, C, H, W) in [0, 1], masks (M, H, W) uint8 or None, labels (M,)."""
         self._check_fitted()
-        counts = _per_class(n_per_class, self.n_classes_)
+        counts = per_class(n_per_class, self.n_classes_, "diffusion")
         labels = np.repeat(np.arange(self.n_classes_), counts).astype(np.int64)
         gen = torch.Generator().manual_seed(int(seed))
         total = self.n_channels_ + int(self.has_mask_)

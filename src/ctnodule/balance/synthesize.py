@@ -27,8 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ctnodule.balance.cgan import ConditionalGAN, Samples
+from ctnodule.balance.cgan import ConditionalGAN
 from ctnodule.balance.diffusion import ConditionalDiffusion
+from ctnodule.balance.generator import Samples
 from ctnodule.errors import ConfigError, DataError
 
 #: generator name -> (class, how the report names it)
