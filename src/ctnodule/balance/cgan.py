@@ -52,8 +52,17 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import spectral_norm
 
-from ctnodule.balance.generator import Samples, check_training_data, ema_update, per_class
-from ctnodule.errors import ConfigError, RunError
+from ctnodule.balance.generator import (
+    Samples,
+    check_training_data,
+    ema_update,
+    load_generator,
+    per_class,
+    restore_fitted,
+    save_generator,
+    to_samples,
+)
+from ctnodule.errors import ConfigError
 
 FORMAT = "ctnodule-cgan/2"
 
@@ -245,40 +254,20 @@ class ConditionalGAN:
                 out.append(x)
         total = self.n_channels_ + int(self.has_mask_)
         x = torch.cat(out).numpy() if out else np.zeros((0, total, self.image_size_, self.image_size_), np.float32)
-        images = np.clip((x[:, :self.n_channels_] + 1.0) / 2.0, 0.0, 1.0).astype(np.float32)
-        masks = (x[:, self.n_channels_] > 0).astype(np.uint8) if self.has_mask_ else None
-        return Samples(images, masks, labels)
+        return to_samples(x, self.n_channels_, self.has_mask_, labels)
 
     def save(self, path: str | Path) -> Path:
         """One file: format tag, params, fitted attributes and the generator's state dict (atomic)."""
-        from ctnodule.atomic import atomic_path
-
         self._check_fitted()
-        blob = {"format": FORMAT, "params": self.get_params(), "n_classes": self.n_classes_,
-                "image_size": self.image_size_, "model_size": self.model_size_, "n_channels": self.n_channels_, "has_mask": self.has_mask_,
-                "history": self.history_, "fit_seconds": self.fit_seconds_, "fit_cpu_seconds": self.fit_cpu_seconds_,
-                "class_counts": self.class_counts_.tolist(), "generator": self.generator_.state_dict()}
-        with atomic_path(path) as tmp:
-            torch.save(blob, tmp)
-        return Path(path)
+        return save_generator(path, FORMAT, self, self.get_params(), "generator", self.generator_)
 
     @classmethod
     def load(cls, path: str | Path) -> ConditionalGAN:
-        path = Path(path)
-        try:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise RunError(f"{path}: not a readable cGAN checkpoint ({exc})") from exc
-        if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-            raise RunError(f"{path}: not a ctnodule cGAN file (expected format {FORMAT!r}); re-run synthesize")
+        blob = load_generator(path, FORMAT, "cGAN")
         gan = cls(**blob["params"])
         out_channels = blob["n_channels"] + int(blob["has_mask"])
-        gen = Generator(blob["n_classes"], blob["model_size"], out_channels, gan.z_dim, gan.width)
-        gen.load_state_dict(blob["generator"])
-        gan.generator_, gan.n_classes_, gan.image_size_ = gen.eval(), blob["n_classes"], blob["image_size"]
-        gan.n_channels_, gan.has_mask_, gan.model_size_ = blob["n_channels"], blob["has_mask"], blob["model_size"]
-        gan.history_, gan.fit_seconds_, gan.fit_cpu_seconds_ = blob["history"], blob["fit_seconds"], blob["fit_cpu_seconds"]
-        gan.class_counts_ = np.asarray(blob["class_counts"])
+        restore_fitted(gan, blob, "generator",
+                       Generator(blob["n_classes"], blob["model_size"], out_channels, gan.z_dim, gan.width), "generator_")
         return gan
 
     def _check_fitted(self) -> None:

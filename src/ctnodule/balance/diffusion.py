@@ -49,8 +49,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ctnodule.balance.generator import Samples, check_training_data, ema_update, per_class
-from ctnodule.errors import ConfigError, RunError
+from ctnodule.balance.generator import (
+    Samples,
+    check_training_data,
+    ema_update,
+    load_generator,
+    per_class,
+    restore_fitted,
+    save_generator,
+    to_samples,
+)
+from ctnodule.errors import ConfigError
 
 FORMAT = "ctnodule-diffusion/1"
 
@@ -267,40 +276,20 @@ class ConditionalDiffusion:
                     x = F.interpolate(x, size=(self.image_size_,) * 2, mode="bicubic", align_corners=False)
                 out.append(x)
         x = torch.cat(out).numpy() if out else np.zeros((0, total, self.image_size_, self.image_size_), np.float32)
-        images = np.clip((x[:, :self.n_channels_] + 1.0) / 2.0, 0.0, 1.0).astype(np.float32)
-        masks = (x[:, self.n_channels_] > 0).astype(np.uint8) if self.has_mask_ else None
-        return Samples(images, masks, labels)
+        return to_samples(x, self.n_channels_, self.has_mask_, labels)
 
     def save(self, path: str | Path) -> Path:
         """One file: format tag, params, fitted attributes and the EMA network's state dict (atomic)."""
-        from ctnodule.atomic import atomic_path
-
         self._check_fitted()
-        blob = {"format": FORMAT, "params": {**self.get_params(), "mults": list(self.mults)},
-                "n_classes": self.n_classes_, "image_size": self.image_size_, "model_size": self.model_size_,
-                "n_channels": self.n_channels_, "has_mask": self.has_mask_, "history": self.history_,
-                "fit_seconds": self.fit_seconds_, "fit_cpu_seconds": self.fit_cpu_seconds_,
-                "class_counts": self.class_counts_.tolist(), "model": self.model_.state_dict()}
-        with atomic_path(path) as tmp:
-            torch.save(blob, tmp)
-        return Path(path)
+        return save_generator(path, FORMAT, self, {**self.get_params(), "mults": list(self.mults)}, "model",
+                              self.model_)
 
     @classmethod
     def load(cls, path: str | Path) -> ConditionalDiffusion:
-        path = Path(path)
-        try:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise RunError(f"{path}: not a readable diffusion checkpoint ({exc})") from exc
-        if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-            raise RunError(f"{path}: not a ctnodule diffusion file (expected format {FORMAT!r}); re-run synthesize")
+        blob = load_generator(path, FORMAT, "diffusion")
         model = cls(**{**blob["params"], "mults": tuple(blob["params"]["mults"])})
         net = UNet(blob["n_classes"], blob["n_channels"] + int(blob["has_mask"]), model.width, model.mults)
-        net.load_state_dict(blob["model"])
-        model.model_, model.n_classes_, model.image_size_ = net.eval(), blob["n_classes"], blob["image_size"]
-        model.model_size_, model.n_channels_, model.has_mask_ = blob["model_size"], blob["n_channels"], blob["has_mask"]
-        model.history_, model.fit_seconds_ = blob["history"], blob["fit_seconds"]
-        model.fit_cpu_seconds_, model.class_counts_ = blob["fit_cpu_seconds"], np.asarray(blob["class_counts"])
+        restore_fitted(model, blob, "model", net, "model_")
         return model
 
     def _check_fitted(self) -> None:

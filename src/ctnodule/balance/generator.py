@@ -4,13 +4,15 @@ generators take and give the same things and fail with the same messages (naming
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
 
-from ctnodule.errors import ConfigError
+from ctnodule.atomic import atomic_path
+from ctnodule.errors import ConfigError, RunError
 
 
 class Samples(NamedTuple):
@@ -76,3 +78,50 @@ def per_class(n_per_class: int | dict[int, int] | np.ndarray, n_classes: int, wh
     if (counts < 0).any():
         raise ConfigError(f"{who}.sample: counts must be >= 0")
     return counts
+
+
+def to_samples(x: np.ndarray, n_channels: int, has_mask: bool, labels: np.ndarray) -> Samples:
+    """A generator's raw output (M, C [+ 1 mask], H, W) in [-1, 1] as `Samples`: images back to [0, 1], the
+    mask channel thresholded at 0."""
+    images = np.clip((x[:, :n_channels] + 1.0) / 2.0, 0.0, 1.0).astype(np.float32)
+    masks = (x[:, n_channels] > 0).astype(np.uint8) if has_mask else None
+    return Samples(images, masks, labels)
+
+
+#: what `fit` learns besides the network's weights, saved and restored alike by both generators
+FITTED = ("n_classes", "image_size", "model_size", "n_channels", "has_mask", "history", "fit_seconds",
+          "fit_cpu_seconds", "class_counts")
+
+
+def save_generator(path: str | Path, fmt: str, model: Any, params: dict[str, Any], key: str,
+                   network: nn.Module) -> Path:
+    """One file (written atomically): format tag, constructor params, the fitted attributes (`FITTED`) and the
+    sampling network's state dict under `key`."""
+    blob = {"format": fmt, "params": params, **{k: getattr(model, k + "_") for k in FITTED},
+            key: network.state_dict()}
+    blob["class_counts"] = np.asarray(blob["class_counts"]).tolist()
+    with atomic_path(path) as tmp:
+        torch.save(blob, tmp)
+    return Path(path)
+
+
+def load_generator(path: str | Path, fmt: str, what: str) -> dict[str, Any]:
+    """The blob `save_generator` wrote; `RunError` naming the file when it is unreadable or of another format."""
+    path = Path(path)
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise RunError(f"{path}: not a readable {what} checkpoint ({exc})") from exc
+    if not isinstance(blob, dict) or blob.get("format") != fmt:
+        raise RunError(f"{path}: not a ctnodule {what} file (expected format {fmt!r}); re-run synthesize")
+    return blob
+
+
+def restore_fitted(model: Any, blob: dict[str, Any], key: str, network: nn.Module, attribute: str) -> None:
+    """Load `blob[key]` into `network` and set it (as `attribute`, e.g. 'generator_') and the fitted attributes
+    on a new model."""
+    network.load_state_dict(blob[key])
+    setattr(model, attribute, network.eval())
+    for k in FITTED:
+        setattr(model, k + "_", blob[k])
+    model.class_counts_ = np.asarray(blob["class_counts"])
