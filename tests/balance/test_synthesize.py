@@ -41,3 +41,18 @@ def test_synthesize_refuses_the_full_view(phantom, tmp_path):
         synthesize(phantom, tmp_path / "x", 2, view="full")
     with pytest.raises(ConfigError, match="unknown generator 'vae'.*diffusion"):
         synthesize(phantom, tmp_path / "x", 2, generator="vae")
+
+
+def test_real_vs_synthetic_names_the_generator():
+    """The grid's synthetic half is titled by the generator that drew it (it said 'cGAN' for the diffusion model)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from ctnodule.balance.figures import real_vs_synthetic
+
+    rng = np.random.default_rng(0)
+    images, labels = rng.random((10, 64, 64)).astype(np.float32), np.repeat([0, 1], 5)
+    fig = real_vs_synthetic(images, labels, images, labels, ["benign", "malignant"], per_class=2,
+                            generator="conditional diffusion model")
+    titles = {ax.get_title(loc="left") for ax in fig.axes} - {""}
+    assert titles == {"real", "synthetic (conditional diffusion model)"}

@@ -29,8 +29,8 @@ def class_grid(images: np.ndarray, labels: np.ndarray, class_names: Sequence[str
 
 
 def real_vs_synthetic(real: np.ndarray, real_y: np.ndarray, fake: np.ndarray, fake_y: np.ndarray,
-                      class_names: Sequence[str], per_class: int = 6, seed: int = 0):
-    """Per class: `per_class` random real images, a gap, then as many synthetic ones."""
+                      class_names: Sequence[str], per_class: int = 6, seed: int = 0, generator: str = "cGAN"):
+    """Per class: `per_class` random real images, a gap, then as many synthetic ones (titled by `generator`)."""
     import matplotlib.pyplot as plt
 
     real, fake = _grey(real), _grey(fake)
@@ -48,7 +48,7 @@ def real_vs_synthetic(real: np.ndarray, real_y: np.ndarray, fake: np.ndarray, fa
                 if j < len(idx):
                     ax.imshow(imgs[idx[j]], cmap="gray", vmin=0.0, vmax=1.0)
                 if c == 0 and j == 0:
-                    ax.set_title("real" if part == 0 else "synthetic (cGAN)", fontsize=8, loc="left")
+                    ax.set_title("real" if part == 0 else f"synthetic ({generator})", fontsize=8, loc="left")
         axes[c, per_class].axis("off")
         axes[c, 0].text(-0.15, 0.5, name, transform=axes[c, 0].transAxes, ha="right", va="center", fontsize=8)
     return fig

@@ -136,7 +136,8 @@ def _report(folder: Path, real: np.ndarray, masks: np.ndarray, y: np.ndarray, fa
                    f"real samples to another real one median {np.median(real_nn[:, 1]):.2f}. A generator that "
                    "copied training nodules would sit far below the real-to-real distance.")
     page.heading("Real vs synthetic")
-    page.figure(real_vs_synthetic(real, y, fake.images, fake.labels, class_names, seed=seed), "real_vs_synthetic",
+    page.figure(real_vs_synthetic(real, y, fake.images, fake.labels, class_names, seed=seed, generator=label),
+                "real_vs_synthetic",
                 f"Left: random real crops; right: random {label} samples, per malignancy class")
     page.figure(nearest_real_gallery((fake.images, fake.masks), fake.labels, real, idx, dist, class_names),
                 "nearest_real", "Each synthetic sample (generated mask outlined) and its 3 nearest real crops")
