@@ -58,6 +58,7 @@ from ctnodule.balance.generator import (
     restore_fitted,
     save_generator,
     to_samples,
+    torch_threads,
 )
 from ctnodule.errors import ConfigError
 
@@ -184,13 +185,8 @@ class ConditionalDiffusion:
         """Train on `images` (N, H, W) or (N, C, H, W) in [0, 1] with class indices `labels` and, optionally,
         nodule `masks` (N, H, W) learned as one more channel. `num_threads` applies to this call only."""
         x, y = check_training_data(images, labels, masks, "diffusion")
-        previous = torch.get_num_threads()
-        if self.num_threads:
-            torch.set_num_threads(int(self.num_threads))
-        try:
+        with torch_threads(self.num_threads):
             return self._fit(x, y, masks is not None, progress)
-        finally:
-            torch.set_num_threads(previous)
 
     def _fit(self, x: np.ndarray, y: np.ndarray, has_mask: bool, progress: bool) -> ConditionalDiffusion:
         out_size, channels = x.shape[-1], x.shape[1]
