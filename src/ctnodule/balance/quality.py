@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 from scipy import linalg
 
+from ctnodule.data.measure import equivalent_diameter_mm
 from ctnodule.errors import ConfigError
 
 
@@ -191,8 +192,7 @@ def mask_statistics(images: np.ndarray, masks: np.ndarray, labels: np.ndarray, s
     images = np.asarray(images)
     centre = images[:, images.shape[1] // 2] if images.ndim == 4 else images
     masks = np.asarray(masks) > 0
-    area = masks.sum(axis=(1, 2)) * spacing[0] * spacing[1]
-    diameter = 2.0 * np.sqrt(area / np.pi)
+    diameter = equivalent_diameter_mm(masks, spacing)
     inside = np.array([centre[i][masks[i]].mean() if masks[i].any() else np.nan for i in range(len(masks))])
     rows = []
     for c, name in enumerate(class_names):

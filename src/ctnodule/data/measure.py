@@ -12,6 +12,13 @@ import math
 import numpy as np
 
 
+def equivalent_diameter_mm(masks: np.ndarray, spacing: tuple[float, float]) -> np.ndarray:
+    """Diameter (mm) of the disc with the same area as each 2D mask: one value for an (H, W) mask, N for
+    (N, H, W); the batch form of `mask_geometry`'s `mask_diameter_mm` (descriptors, generated-sample checks)."""
+    area = (np.asarray(masks) > 0).sum(axis=(-2, -1)) * float(spacing[0]) * float(spacing[1])
+    return 2.0 * np.sqrt(area / np.pi)
+
+
 def mask_geometry(mask: np.ndarray, spacing: tuple[float, float]) -> dict[str, float | int]:
     """Bbox (`bbox_r0, bbox_c0, bbox_r1, bbox_c1`, end exclusive), centroid (`centre_r, centre_c`),
     `mask_area_mm2` and `mask_diameter_mm` (diameter of the disc with the same area) of a 2D mask.

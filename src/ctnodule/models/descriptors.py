@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ctnodule.data.measure import equivalent_diameter_mm
 from ctnodule.data.slice import Slice
 from ctnodule.errors import ConfigError
 
@@ -89,8 +90,7 @@ def diameter_mm(s: Slice) -> float:
         if np.isfinite(v) and v > 0:
             return v
     if s.mask is not None and np.any(s.mask):
-        area = float(np.count_nonzero(s.mask)) * s.spacing[0] * s.spacing[1]
-        return 2.0 * math.sqrt(area / math.pi)
+        return float(equivalent_diameter_mm(s.mask, s.spacing))
     return float("nan")
 
 

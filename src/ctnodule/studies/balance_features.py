@@ -143,10 +143,10 @@ def _topup(gan, images: np.ndarray, y: np.ndarray, y5: np.ndarray, task: str, se
 
 def log_diameter(masks: np.ndarray, spacing: tuple[float, float]) -> np.ndarray:
     """log equivalent diameter (mm) of each mask (N, H, W), as the `size` descriptor (floored at 0.5 mm)."""
+    from ctnodule.data.measure import equivalent_diameter_mm
     from ctnodule.models.descriptors import MIN_SIZE_MM
 
-    area = (np.asarray(masks) > 0).sum(axis=(1, 2)) * spacing[0] * spacing[1]
-    return np.log(np.maximum(2.0 * np.sqrt(area / np.pi), MIN_SIZE_MM))
+    return np.log(np.maximum(equivalent_diameter_mm(masks, spacing), MIN_SIZE_MM))
 
 
 def _mask(s) -> np.ndarray:
