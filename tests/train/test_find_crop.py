@@ -52,15 +52,22 @@ def test_run_folder_predicts_full_slices_and_records_what_it_found(find_run, pha
     assert found.set_index("sample_id").loc[[s.meta["sample_id"] for s in slices], "found_r"].notna().all()
 
 
-def test_predictions_never_read_the_manifest_mask_or_position(find_run, phantom):
-    predictor = load_run(find_run)
-    slices = predictor.load_slices(SliceDataset(phantom))[:6]
+def assert_blind_to_truth(predictor, slices) -> np.ndarray:
+    """The predictions of `slices` (returned) stay exactly the same with the manifest's mask and true
+    position removed, or moved 100 px away: a find-then-classify run never reads them."""
     blind = [s.replace(mask=None, meta=without_truth(s.meta)) for s in slices]
     moved = [s.replace(mask=np.roll(np.asarray(s.mask), 100, axis=1),
                        meta={**s.meta, "centre_r": 1.0, "centre_c": 1.0, "mask_diameter_mm": 99.0}) for s in slices]
     reference = predictor.predict_proba(slices)
     np.testing.assert_array_equal(predictor.predict_proba(blind), reference)
     np.testing.assert_array_equal(predictor.predict_proba(moved), reference)
+    return reference
+
+
+def test_predictions_never_read_the_manifest_mask_or_position(find_run, phantom):
+    predictor = load_run(find_run)
+    slices = predictor.load_slices(SliceDataset(phantom))[:6]
+    assert_blind_to_truth(predictor, slices)
 
 
 def test_slice_without_a_nodule_is_a_reported_error(find_run):
@@ -104,10 +111,5 @@ def test_learned_ranker_travels_in_the_checkpoint_and_never_reads_the_mask(learn
     assert found["found"].all() and found["found_r"].between(0, 511).all()
     predictor = load_run(learned_run)
     slices = predictor.load_slices(SliceDataset(phantom))[:4]
-    blind = [s.replace(mask=None, meta=without_truth(s.meta)) for s in slices]
-    moved = [s.replace(mask=np.roll(np.asarray(s.mask), 100, axis=1),
-                       meta={**s.meta, "centre_r": 1.0, "centre_c": 1.0, "mask_diameter_mm": 99.0}) for s in slices]
-    reference = predictor.predict_proba(slices)
+    reference = assert_blind_to_truth(predictor, slices)
     assert reference.shape == (4, 2) and np.allclose(reference.sum(1), 1)
-    np.testing.assert_array_equal(predictor.predict_proba(blind), reference)
-    np.testing.assert_array_equal(predictor.predict_proba(moved), reference)
