@@ -168,21 +168,29 @@ def find_nodule(s: Slice, *, max_tries: int = 5, min_diameter_mm: float = 3.0, c
     Without `ranker`: the first of the `max_tries` best candidates (blob order) that segments as a nodule.
     With one (a fitted `preprocess.rank.CandidateRanker`): of the `n_candidates` best, the one that segments
     as a nodule and that the ranker scores highest."""
-    sid = s.meta.get("sample_id", "?")
     if ranker is not None:
-        probes = [p for p in survey(s, n_candidates=n_candidates, min_diameter_mm=min_diameter_mm,
-                                    **candidate_params) if p.mask is not None]
-        if not probes:
-            raise DataError(f"sample {sid!r}: none of the {n_candidates} best candidates in the lungs segments "
-                            f"as a nodule of at least {min_diameter_mm:g} mm; no nodule found on this slice")
-        return sample_at(s, ranker.pick(probes), context)
+        probes = survey(s, n_candidates=n_candidates, min_diameter_mm=min_diameter_mm, **candidate_params)
+        return ranked_sample(s, probes, ranker, min_diameter_mm, context)
     stack, spacing3, _, found = _search(s, **candidate_params)
     for rank, cand in enumerate(found[:max_tries]):
         mask, offset, _ = _segment(stack, spacing3, cand, min_diameter_mm)
         if mask is not None:
             return sample_at(s, Probe(cand, rank, mask, offset, np.zeros(0)), context)
-    raise DataError(f"sample {sid!r}: none of the {min(len(found), max_tries)} best candidates in the lungs "
+    raise DataError(f"sample {s.meta.get('sample_id', '?')!r}: none of the {min(len(found), max_tries)} best candidates in the lungs "
                     f"segments as a nodule of at least {min_diameter_mm:g} mm; no nodule found on this slice")
+
+
+def ranked_sample(s: Slice, probes: Sequence[Probe], ranker: CandidateRanker, min_diameter_mm: float = 3.0,
+                  context: int = 1) -> Slice:
+    """The sample cut around the probe `ranker` scores highest among the `probes` (`survey`) that segment as a
+    nodule; `DataError` naming the sample when none does. Shared by `find_nodule` and the CV, which surveys
+    each slice once and ranks it with each fold's own ranker."""
+    ok = [p for p in probes if p.mask is not None]
+    if not ok:
+        raise DataError(f"sample {s.meta.get('sample_id', '?')!r}: none of the {len(probes)} best candidates in "
+                        f"the lungs segments as a nodule of at least {min_diameter_mm:g} mm; no nodule found on "
+                        "this slice")
+    return sample_at(s, ranker.pick(ok), context)
 
 
 def sample_at(s: Slice, probe: Probe, context: int = 1) -> Slice:

@@ -25,7 +25,7 @@ import pandas as pd
 from ctnodule.data.slice import Slice
 from ctnodule.errors import DataError
 from ctnodule.models.fitted import FittedModel
-from ctnodule.preprocess.find import NoduleFinder, Probe, sample_at, survey, truth_sample
+from ctnodule.preprocess.find import NoduleFinder, Probe, ranked_sample, survey, truth_sample
 from ctnodule.preprocess.rank import CandidateRanker
 from ctnodule.recipe import TrainConfig
 from ctnodule.train.fold import train_fold
@@ -69,12 +69,13 @@ class FindInputs:
         ranker = CandidateRanker(seed).fit([self.probes[i] for i in train], [self.slices[i].mask for i in train])
         finder = dataclasses.replace(self.finder, ranker=ranker)
         picks: dict[int, Slice | str] = {}
-        for i in rows:
-            i, probes = int(i), self.probes[int(i)]
-            ok = [] if isinstance(probes, str) else [p for p in probes if p.mask is not None]
-            picks[i] = sample_at(self.slices[i], ranker.pick(ok)) if ok else (
-                probes if isinstance(probes, str) else f"sample {self.slices[i].meta.get('sample_id', '?')!r}: "
-                f"none of the {len(probes)} best candidates segments as a nodule")
+        for i in map(int, rows):
+            probes = self.probes[i]
+            try:
+                picks[i] = probes if isinstance(probes, str) else ranked_sample(
+                    self.slices[i], probes, ranker, finder.min_diameter_mm)
+            except DataError as exc:
+                picks[i] = str(exc)
         return finder, picks
 
 
