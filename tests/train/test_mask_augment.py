@@ -94,3 +94,19 @@ def test_copies_enter_as_extra_rows_with_their_sources_labels(phantom, tmp_path)
     np.testing.assert_allclose(none, unaugmented, atol=1e-9)
     automatic = _fold_proba(base, slices, frame, y, tmp_path, "auto")
     assert not np.allclose(automatic, unaugmented, atol=1e-3)
+
+
+@pytest.mark.parametrize("flag, expected", [([], True), (["--no-mask-augment"], False)])
+def test_train_turns_it_off_on_the_command_line(monkeypatch, phantom, tmp_path, flag, expected):
+    from ctnodule import workflow
+    from ctnodule.cli import main
+
+    seen = {}
+
+    def record(data, out, cfg, **kwargs):
+        seen["cfg"] = cfg
+        return out
+
+    monkeypatch.setattr(workflow, "train_and_report", record)
+    main(["train", str(phantom), "--out", str(tmp_path / "run"), *flag])
+    assert seen["cfg"].mask_augment is expected
