@@ -76,6 +76,9 @@ class TrainConfig(StrictModel):
     # maxvote | mean | soft (readers' ratings, train/labels.py); evaluation is always against the max vote
     labels: LabelMode = "maxvote"
     augment: AugmentConfig = pydantic.Field(default_factory=AugmentConfig)
+    # scikit-learn heads: each training sample enters once more with the automatic segmentation's mask
+    # instead of the given one (train/mask_augment.py), so the head reads automatic outlines at prediction
+    mask_augment: bool = False
     tta: bool = False  # average the prediction over flips at validation/inference
     imbalance: str = "none"
     # scikit-learn heads: calibrate probabilities on patient-grouped inner folds of each training fold
@@ -116,6 +119,9 @@ class TrainConfig(StrictModel):
             raise ValueError(f"labels {self.labels!r} (the readers' ratings as targets) train the ordinal image "
                              "model (head: ordinal, e.g. --preset nodule-cnn) or the logistic head without a "
                              "resampling --imbalance or --calibration (both act on hard labels); use labels: maxvote")
+        if self.mask_augment and not mask_augment_fits(self.head, self.imbalance, self.calibration):
+            raise ValueError("mask_augment adds training rows to a scikit-learn head (svm, logreg) without a "
+                             "resampling --imbalance or --calibration; use mask_augment: false")
         if self.head == "ordinal" and self.freeze_backbone:
             raise ValueError("head 'ordinal' trains its backbone (the nodule CNN): set freeze_backbone: false")
         if self.find != "none" and self.view != "full":
@@ -139,6 +145,12 @@ def labels_fit(labels: str, head: str, imbalance: str, calibration: str) -> bool
     return head == "logreg" and imbalance in ("none", "weights") and calibration == "none"
 
 
+def mask_augment_fits(head: str, imbalance: str, calibration: str) -> bool:
+    """Whether `mask_augment` can train `head`: its copies are extra rows of a scikit-learn head's one-step fit,
+    which a resampling balancer or calibration's inner folds would not see as copies."""
+    return head in ("svm", "logreg") and imbalance in ("none", "weights") and calibration == "none"
+
+
 def default_preset(view: str) -> str:
     """The preset for `view` when none is named."""
     return DEFAULT_PRESETS.get(view, "default")
@@ -148,7 +160,8 @@ def load_preset(name: str, **overrides: Any) -> TrainConfig:
     """The preset `name` with `overrides` (None values ignored) applied; errors name the bad field.
 
     A preset's own `labels: soft` gives way to the max vote when the overrides pick a head, balancer or
-    calibration that cannot take it (e.g. `--preset default --imbalance smote`); asking for both is an error."""
+    calibration that cannot take it (e.g. `--preset default --imbalance smote`), and its `mask_augment: true`
+    to false likewise; asking for both is an error."""
     if name not in PRESETS:
         import difflib
 
@@ -171,6 +184,10 @@ def load_preset(name: str, **overrides: Any) -> TrainConfig:
                                                           data.get("imbalance", "none"),
                                                           data.get("calibration", "none")):
         data["labels"] = "maxvote"  # the preset's soft labels give way to the options asked for
+    if overrides.get("mask_augment") is None and not mask_augment_fits(data.get("head", ""),
+                                                                       data.get("imbalance", "none"),
+                                                                       data.get("calibration", "none")):
+        data["mask_augment"] = False  # as the labels: the preset's mask augmentation gives way
     try:
         return TrainConfig.model_validate(data)
     except pydantic.ValidationError as exc:

@@ -128,16 +128,22 @@ def _train(dataset: SliceDataset, paths: RunPaths, cfg: TrainConfig, weights_sta
         from ctnodule.train.find_crop import find_inputs
 
         slices = find_inputs(cfg, slices, log)
+    copies = None
+    if cfg.mask_augment and cfg.find == "none":  # every sample's automatic-mask copy made once, reused per fold
+        from ctnodule.train.mask_augment import automatic_mask_copies
+
+        copies = automatic_mask_copies(slices)
+        log(f"mask augmentation: {sum(c is not None for c in copies)} of {len(slices)} samples segmented automatically")
 
     oof_parts, history = [], []
     for k, (tr, va) in enumerate(splits):
-        part, hist = _fold(paths, cfg, slices, frame, y, tr, va, k, resume, log)
+        part, hist = _fold(paths, cfg, slices, frame, y, tr, va, k, resume, log, copies)
         oof_parts.append(part)
         history += hist
     if cfg.find != "none" and main:  # after the folds: a learned ranking's finds are each fold's held-out picks
         with atomic_path(paths.root / "found.csv") as tmp:
             slices.table(frame).to_csv(tmp, index=False)
-    final, hist = _final(paths, cfg, slices, frame, y, resume, log)
+    final, hist = _final(paths, cfg, slices, frame, y, resume, log, copies)
     history += hist
     if not main:
         return paths.root
@@ -159,7 +165,7 @@ def _train(dataset: SliceDataset, paths: RunPaths, cfg: TrainConfig, weights_sta
 
 
 def _fold(paths: RunPaths, cfg: TrainConfig, slices, frame: pd.DataFrame, y: np.ndarray, tr: np.ndarray,
-          va: np.ndarray, k: int, resume: bool, log) -> tuple[pd.DataFrame, list[dict]]:
+          va: np.ndarray, k: int, resume: bool, log, copies=None) -> tuple[pd.DataFrame, list[dict]]:
     """Out-of-fold predictions of fold k (and its history), from its checkpoint when resuming."""
     if resume and paths.fold_model(k).is_file():
         try:
@@ -171,7 +177,7 @@ def _fold(paths: RunPaths, cfg: TrainConfig, slices, frame: pd.DataFrame, y: np.
             log(f"fold {k}: done earlier, reusing its checkpoint")
             return part, hist
     log(f"fold {k}: training on {len(tr)} samples, validating on {len(va)}")
-    model, hist, proba = _train_fold(cfg, slices, frame, y, tr, k, paths.fold_state(k), resume, log, va)
+    model, hist, proba = _train_fold(cfg, slices, frame, y, tr, k, paths.fold_state(k), resume, log, va, copies)
     part = pd.DataFrame({"sample_id": frame["sample_id"].astype(str).to_numpy()[va],
                          "patient_id": frame["patient_id"].astype(str).to_numpy()[va], "fold": k,
                          "y_true": y[va]})
@@ -183,7 +189,7 @@ def _fold(paths: RunPaths, cfg: TrainConfig, slices, frame: pd.DataFrame, y: np.
     return part, hist
 
 
-def _final(paths: RunPaths, cfg: TrainConfig, slices, frame, y, resume: bool, log):
+def _final(paths: RunPaths, cfg: TrainConfig, slices, frame, y, resume: bool, log, copies=None):
     if resume and paths.model.is_file():
         try:
             model, blob = FittedModel.load(paths.model)
@@ -192,7 +198,7 @@ def _final(paths: RunPaths, cfg: TrainConfig, slices, frame, y, resume: bool, lo
             log(f"final model: corrupt checkpoint {paths.model} ({exc}); retraining it")
     log(f"final model: training on all {len(frame)} samples")
     model, hist, _ = _train_fold(cfg, slices, frame, y, np.arange(len(frame)), -1, paths.fold_state(-1), resume,
-                                 log)
+                                 log, copies=copies)
     if distributed()[0] == 0:
         model.save(paths.model, {"history": hist, **model.info})
         paths.fold_state(-1).unlink(missing_ok=True)
@@ -200,14 +206,15 @@ def _final(paths: RunPaths, cfg: TrainConfig, slices, frame, y, resume: bool, lo
 
 
 def _train_fold(cfg: TrainConfig, slices, frame: pd.DataFrame, y: np.ndarray, tr: np.ndarray, k: int,
-                checkpoint: Path, resume: bool, log, predict_idx: np.ndarray | None = None):
+                checkpoint: Path, resume: bool, log, predict_idx: np.ndarray | None = None, copies=None):
     """`train_fold`, or for a find-then-classify recipe (`slices` are then its `FindInputs`) the same on
-    the nodule crops."""
+    the nodule crops. `copies`: `mask_augment`'s automatic-mask copy of every sample."""
     if cfg.find != "none":
         from ctnodule.train.find_crop import train_found_fold
 
         return train_found_fold(cfg, slices, frame, y, tr, k, checkpoint, resume, log, predict_idx)
-    return train_fold(cfg, slices, frame, y, tr, k, checkpoint, resume, log, predict_idx=predict_idx)
+    return train_fold(cfg, slices, frame, y, tr, k, checkpoint, resume, log, predict_idx=predict_idx,
+                      mask_copies=copies)
 
 
 def _write_attributions(paths: RunPaths, model, slices, frame: pd.DataFrame, y: np.ndarray) -> None:

@@ -25,16 +25,19 @@ from ctnodule.preprocess import Pipeline, PreprocessConfig
 from ctnodule.preprocess.inputs import to_images
 from ctnodule.recipe import TrainConfig
 from ctnodule.train.engine import seed_everything
-from ctnodule.train.strategies import FoldData, strategy_for
+from ctnodule.train.strategies import AugmentedRows, FoldData, strategy_for
 
 
 def train_fold(cfg: TrainConfig, slices: Sequence[Slice], frame: pd.DataFrame, y: np.ndarray,
                train_idx: np.ndarray, fold: int, checkpoint: Path, resume: bool = False,
                log: Callable[[str], None] = print, predict_idx: np.ndarray | None = None,
+               mask_copies: Sequence[Slice | None] | None = None,
                ) -> tuple[FittedModel, list[dict], np.ndarray | None]:
     """Fit pipeline, scaler, balancer and network on rows `train_idx`.
 
     Returns the model, its history and the class probabilities of rows `predict_idx` (None if not asked).
+    With `cfg.mask_augment`, the kept training rows' automatic-mask copies (`train.mask_augment`; `mask_copies`:
+    made once for every row, else made here) join the training rows, preprocessed and scaled like them.
     Every row is preprocessed (with the pipeline fitted on the training rows): a frozen backbone's
     features of the whole dataset then share one cache entry across folds.
     """
@@ -56,7 +59,27 @@ def train_fold(cfg: TrainConfig, slices: Sequence[Slice], frame: pd.DataFrame, y
         with warnings.catch_warnings():  # missing sizes are filled; warned where a user predicts
             warnings.simplefilter("ignore", UserWarning)
             extra = scaler.transform(table)
+    augmented = _augmented(cfg, slices, rows, pipeline, scaler, mask_copies) if cfg.mask_augment else None
     data = FoldData(cfg, fold, frame, pipeline, images, rows, y[rows], scaler, extra,
                     create_backbone(cfg.backbone, cfg.weights), resolve(cfg.imbalance, **cfg.imbalance_params),
-                    checkpoint, resume, log, slices)
+                    checkpoint, resume, log, slices, augmented)
     return strategy.fit(data, predict_idx)
+
+
+def _augmented(cfg: TrainConfig, slices: Sequence[Slice], rows: np.ndarray, pipeline: Pipeline,
+               scaler: TabularScaler | None, mask_copies: Sequence[Slice | None] | None) -> AugmentedRows | None:
+    """The training rows' automatic-mask copies (rows the segmentation refused have none; None if no row has one)."""
+    from ctnodule.train.mask_augment import automatic_mask_copy
+
+    copies = [mask_copies[i] if mask_copies is not None else automatic_mask_copy(slices[i]) for i in rows]
+    have = [i for i, c in enumerate(copies) if c is not None]
+    kept = [copies[i] for i in have]
+    if not kept:
+        return None
+    images = to_images(list(pipeline.transform_many(kept, workers=1)))
+    extra = None
+    if scaler is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            extra = scaler.transform(tabular_features(kept, cfg.tabular))
+    return AugmentedRows(np.asarray(rows)[have], images, extra)

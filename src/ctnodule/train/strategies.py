@@ -36,10 +36,20 @@ from ctnodule.preprocess import Pipeline
 from ctnodule.recipe import TrainConfig
 from ctnodule.train.engine import fit
 from ctnodule.train.labels import class_targets, effective_labels
-from ctnodule.vocab import N_CLASSES
+from ctnodule.vocab import N_CLASSES, task_labels
 
 IMAGE_BALANCERS = ("smote", "cgan", "diffusion")  # balancers that resample pixels: run before a frozen backbone's features
 Result = tuple[FittedModel, list[dict], np.ndarray | None]
+
+
+@dataclasses.dataclass
+class AugmentedRows:
+    """Extra training rows of `mask_augment`: copies of the training rows `source` (dataset row indices, whose
+    labels they take) with automatic masks, preprocessed (`images`) and scaled (`extra`) like every row."""
+
+    source: np.ndarray
+    images: np.ndarray  # (M, 3, H, W)
+    extra: np.ndarray | None  # (M, E)
 
 
 @dataclasses.dataclass
@@ -62,6 +72,7 @@ class FoldData:
     resume: bool
     log: Callable[[str], None]
     slices: Sequence[Slice] = ()  # the raw slices (a strategy that crops its own training images needs them)
+    augmented: AugmentedRows | None = None  # `mask_augment`: the training rows' automatic-mask copies
 
     @property
     def n_classes(self) -> int:
@@ -109,12 +120,19 @@ class FrozenSklearnHead(Strategy):
             Xb = sklearn_matrix(fb, eb)
         else:
             Xb, yb, _ = d.balancer.resample(sk_all[d.rows], d.y_rows, seed=_resample_seed(cfg, d.fold))
+        train_frame = d.frame.iloc[d.rows]
+        if d.augmented is not None:  # the recipe allows it with imbalance none/weights only: Xb are `d.rows`
+            a = d.augmented
+            a_feats = extract_features(a.images, d.backbone, pooled=True, tta=cfg.tta, device=cfg.device)
+            Xb = np.vstack([Xb, sklearn_matrix(a_feats, a.extra)])
+            yb = np.concatenate([yb, task_labels(d.frame.iloc[a.source], cfg.task)])
+            train_frame = pd.concat([train_frame, d.frame.iloc[a.source]])
         w = d.balancer.class_weights(yb, n_classes)  # `weights`: the loss weighting, as sample weights
         sk_head = create_head(cfg.head, 0, n_classes, seed=cfg.seed, **cfg.head_params)
         sw = None if w is None else np.asarray(w)[yb]
         labels = effective_labels(d.frame, cfg.labels, d.log if d.fold == 0 else None)
         if labels != "maxvote":  # the readers' ratings as targets; the recipe allows class weights only
-            targets = class_targets(d.frame.iloc[d.rows], labels, cfg.task)
+            targets = class_targets(train_frame, labels, cfg.task)
             sk_head.fit_distribution(Xb, targets if w is None else targets * np.asarray(w)[None], d.n_extra)
         elif cfg.calibration == "none":
             sk_head.fit(Xb, yb, d.n_extra, sample_weight=sw)
