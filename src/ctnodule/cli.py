@@ -98,6 +98,9 @@ def train_cmd(
                                                           "nodule-cnn) or the logistic head (default): the max-vote "
                                                           "label, the readers' mean or their distribution. "
                                                           "Evaluation always uses the max-vote label.")] = None,
+    segmenter: Annotated[str | None, typer.Option(help="How predict outlines a nodule located in a CT: classical | "
+                                                       "learned (a U-Net fitted per fold on the training "
+                                                       "nodules). Default: the preset's.")] = None,
     device: Device = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (splits, init, augmentation); recorded.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run.")] = False,
@@ -110,7 +113,7 @@ def train_cmd(
     cfg = load_preset(preset or default_preset(view), view=view, task=task, backbone=backbone, head=head, freeze_backbone=freeze,
                       tabular=tabular, folds=folds, holdout=holdout, weights=weights, imbalance=imbalance,
                       calibration=calibration, epochs=epochs, labels=labels, device=device, seed=seed,
-                      preprocess=preprocess)
+                      preprocess=preprocess, segmenter=segmenter)
     try:
         run = train_and_report(data, out, cfg, resume=resume, force=force, log=typer.echo)
     except KeyboardInterrupt as exc:

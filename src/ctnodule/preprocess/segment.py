@@ -67,12 +67,16 @@ LUNG_MAX_HU = -400.0
 
 @dataclasses.dataclass
 class NoduleMask:
-    """A segmented nodule: boolean `mask` on the whole (k, j, i) grid, the core voxel and the threshold."""
+    """A segmented nodule: boolean `mask` on the whole (k, j, i) grid, the core voxel and the threshold;
+    `method` says what made the mask (classical | learned | given) and `slice_index` the slice it is judged
+    on when that is not the largest one (the learned segmenter's choice)."""
 
     mask: np.ndarray
     core: tuple[int, int, int]  # (k, j, i)
     threshold: float
     core_radius_mm: float
+    method: str = "classical"
+    slice_index: int | None = None
 
     @property
     def volume_voxels(self) -> int:
@@ -244,10 +248,11 @@ def _split(fg: np.ndarray, depth: np.ndarray, core: tuple[int, int, int], neck: 
 
 
 def nodule_sample(hu: np.ndarray, spacing: Sequence[float], mask: np.ndarray, *, view: str = "nodule",
-                  context: int = 1) -> Slice:
+                  context: int = 1, slice_index: int | None = None) -> Slice:
     """The sample a model judges, cut from a (k, j, i) volume and its nodule `mask` the way the VOI
-    importer cuts it from a VOI: the slice with the largest mask area, the `context` slices each side
-    (a (2k+1, H, W) stack in HU), and for the `nodule` view an in-plane crop like the VOI export's.
+    importer cuts it from a VOI: the slice with the largest mask area (or `slice_index`), the `context`
+    slices each side (a (2k+1, H, W) stack in HU), and for the `nodule` view an in-plane crop like the VOI
+    export's.
 
     `meta` carries the mask geometry (`mask_diameter_mm` is the segmented diameter the descriptors use),
     `slice_index`, `crop_r0/crop_c0` and `mask_volume_mm3`.
@@ -257,7 +262,9 @@ def nodule_sample(hu: np.ndarray, spacing: Sequence[float], mask: np.ndarray, *,
     areas = mask.sum(axis=(1, 2))
     if areas.max() == 0:
         raise DataError("the nodule mask is empty")
-    z = decision_slice(areas)
+    z = decision_slice(areas) if slice_index is None else int(slice_index)
+    if areas[z] == 0:
+        raise DataError(f"the nodule mask is empty on its decision slice {z}")
     idx = context_indices(z, context, hu.shape[0])
     r0, c0, r1, c1 = 0, 0, hu.shape[1], hu.shape[2]
     if view == "nodule":
