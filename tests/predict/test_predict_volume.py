@@ -37,7 +37,7 @@ def mask_run(phantom, tmp_path_factory, monkeypatch_module) -> Path:
     monkeypatch_module.setenv("CTNODULE_CACHE", str(tmp_path_factory.mktemp("cache")))  # never ~/.cache
     out = tmp_path_factory.mktemp("runs") / "descriptors"
     cfg = load_preset("default", backbone="resnet18", weights="none", folds=2, epochs=1, tta=False,
-                      tabular="descriptors", head="mlp", freeze_backbone=True)
+                      tabular="descriptors", head="mlp", freeze_backbone=True, segmenter="classical")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         train(phantom, out, cfg, log=lambda m: None)

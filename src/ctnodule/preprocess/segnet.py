@@ -137,7 +137,7 @@ class LearnedSegmenter:
                             "has a nodule mask")
         centres = [np.argwhere(m).mean(axis=0) for _, m, _ in data]
         rng = np.random.default_rng(self.seed)
-        with torch_threads(self.num_threads):
+        with torch_threads(self.num_threads), torch.random.fork_rng(devices=[]):  # the caller's RNG untouched
             torch.manual_seed(self.seed)
             net = _net(self.width)
             opt = torch.optim.Adam(net.parameters(), lr=self.lr)
