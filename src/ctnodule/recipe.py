@@ -49,6 +49,10 @@ class TrainConfig(StrictModel):
     # learned: the one a ranker fitted on each fold's training slices scores highest (preprocess/rank.py)
     find_rank: Literal["blob", "learned"] = "blob"
     task: Literal["binary", "multiclass"] = "binary"
+    # how `predict` outlines a nodule from a location in a CT: classical (preprocess/segment.py) | learned:
+    # its decision slice re-outlined by a U-Net fitted per fold on the training nodules (preprocess/segnet.py)
+    segmenter: Literal["classical", "learned"] = "classical"
+    segmenter_epochs: int = pydantic.Field(default=30, ge=1)
     # a shipped preprocessing recipe ("default", "seed": configs/preprocess-NAME-VIEW.yaml) or a recipe YAML path
     preprocess: str = "default"
     backbone: str = "efficientnet_lite0"
@@ -126,6 +130,9 @@ class TrainConfig(StrictModel):
             raise ValueError("head 'ordinal' trains its backbone (the nodule CNN): set freeze_backbone: false")
         if self.find != "none" and self.view != "full":
             raise ValueError(f"find {self.find!r} finds the nodule on full slices: use view: full (or find: none)")
+        if self.segmenter == "learned" and self.find != "none":
+            raise ValueError("segmenter 'learned' outlines a nodule at a given location; a find recipe segments "
+                             "what it finds with the classical one: use segmenter: classical")
         if self.folds < 2:
             raise ValueError(f"folds must be >= 2, got {self.folds}")
         return self
