@@ -31,7 +31,8 @@ final model), applied to each slice of this method's mask (about 0.02 CPU-s a sl
 where its outline and this method's overlap most is the decision slice. Default soft-label run, CV AUC on
 automatic masks (`bench/bench_auto_masks.py`, each fold's segmenter and head on its held-out VOIs): 0.900 with
 this method alone -> 0.909 (paired patient bootstrap +0.009 [-0.002, +0.021]); seed moved <= 3 mm 0.896 ->
-0.910 (+0.014 [+0.003, +0.027]); given masks 0.925. On fold 0 the decision-slice Dice vs the consensus rose
+0.910 (+0.014 [+0.003, +0.027]); given masks 0.925. 5-class QWK 0.641 -> 0.657 (moved 0.611 -> 0.665),
+given 0.693. On fold 0 the decision-slice Dice vs the consensus rose
 from 0.876 to 0.902 (15 epochs: 0.888, 10: 0.845, same AUC within noise). What remains (about 0.015 AUC) is
 partly the decision slice: the consensus mask's largest slice is matched on about half the nodules, and the
 given mask on this method's slice alone cost 0.024 AUC on a fold.

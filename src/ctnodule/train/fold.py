@@ -96,6 +96,6 @@ def fit_segmenter(cfg: TrainConfig, train_slices: Sequence[Slice], fold: int,
     outlined by a network that never saw them, so the automatic-mask CV stays honest)."""
     started = time.process_time()
     segmenter = LearnedSegmenter(epochs=cfg.segmenter_epochs, seed=cfg.seed + max(fold, 0)).fit(train_slices, log)
-    log(f"fold {fold}: learned segmenter fitted on {segmenter.n_train} nodules in "
-        f"{time.process_time() - started:.0f} CPU-s")
+    log(f"{f'fold {fold}' if fold >= 0 else 'final model'}: learned segmenter fitted on {segmenter.n_train} "
+        f"nodules in {time.process_time() - started:.0f} CPU-s")
     return segmenter
