@@ -12,8 +12,9 @@ the automatic one) and it understated the automatic-mask AUC by about 0.015. Poo
 for a 5-class run).
 
 A run trained with `segmenter: learned` is judged both ways on the same seed points: `classical` (the
-fold's checkpoint with its learned segmenter set aside) and `learned` (`predict.volume.segment_at` with the
-fold's own segmenter, fitted on that fold's training patients only). Then a paired patient bootstrap of
+fold's checkpoint with its learned segmenter set aside), `learned` (the outline of the fold's own segmenter,
+fitted on that fold's training patients only) and `both` (the mean of the two ways' probabilities: what
+`predict` reports, `predict.volume.judge_outlines`). Then a paired patient bootstrap of
 each automatic way against the given masks, and of learned against classical.
 
 Run: python bench/bench_auto_masks.py RUN [RUN ...] [--voi path/to/lidc-voi] [--data path/to/imported/voi]
@@ -37,7 +38,7 @@ from ctnodule.evaluate.bootstrap import resample_counts, weighted_metrics
 from ctnodule.evaluate.metrics import compute_metrics
 from ctnodule.models.fitted import FittedModel
 from ctnodule.predict.run import Predictor
-from ctnodule.predict.volume import judged_sample, segment_at
+from ctnodule.predict.volume import judged_sample, outlines_at
 from ctnodule.preprocess.inputs import load_slices
 from ctnodule.runfolder import RunPaths
 from ctnodule.vocab import task_labels
@@ -67,12 +68,12 @@ def seeds(frame: pd.DataFrame, voi: Path, seeded: str, rng: np.random.Generator)
 
 
 def auto_slices(predictor: Predictor, frame: pd.DataFrame, points: list[tuple], given: list, label: str) -> list:
-    """Each row's sample rebuilt from its VOI with an automatic mask (`segment_at`: the classical one, or the
-    fold's learned segmenter on top when `predictor` has one); the given sample where refused."""
+    """Each row's sample rebuilt from its VOI with an automatic mask (`outlines_at`'s first: the learned
+    segmenter's outline when `predictor` has one, else the classical one); the given sample where refused."""
     out, refused = [], 0
     for (_, row), (hu, sp, seed), fallback in zip(frame.iterrows(), points, given):
         try:
-            found = segment_at(predictor, hu, sp, seed)
+            found = outlines_at(predictor, hu, sp, seed)[0]
         except DataError:
             refused += 1
             out.append(fallback)
@@ -107,6 +108,9 @@ def bench_run(run: Path, data: Path, voi: Path) -> None:
             for name, p in ways:
                 way = f"{name} ({seeded})"
                 proba.setdefault(way, []).append(p.predict_proba(auto_slices(p, part.frame, points, given, way)))
+            if fm.segmenter is not None:  # what predict reports: the mean over both outlines
+                proba.setdefault(f"both ({seeded})", []).append(
+                    (proba[f"classical ({seeded})"][-1] + proba[f"learned ({seeded})"][-1]) / 2)
     y, groups = np.concatenate(y_all), np.concatenate(patients)
     print(f"{run.name} ({config['task']}, {config['backbone']}/{config['head']}, tabular {config['tabular']}, "
           f"segmenter {config.get('segmenter', 'classical')}): {len(y)} held-out VOIs, "
@@ -138,7 +142,8 @@ def paired(y: np.ndarray, groups: np.ndarray, proba: dict[str, np.ndarray], task
         warnings.simplefilter("ignore")
         boot = {way: weighted_metrics(y, p, task, counts) for way, p in proba.items()}
     pairs = [(way, "given") for way in proba if way != "given"]
-    pairs += [(f"learned ({s})", f"classical ({s})") for s in ("centre", "moved") if f"learned ({s})" in proba]
+    pairs += [(f"{w} ({s})", f"classical ({s})") for w in ("learned", "both") for s in ("centre", "moved")
+              if f"{w} ({s})" in proba]
     print(f"  paired patient bootstrap ({BOOT}, {len(np.unique(groups))} patients): difference [2.5%, 97.5%]")
     for a, b in pairs:
         parts = []

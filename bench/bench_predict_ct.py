@@ -118,7 +118,7 @@ def main() -> None:
         from ctnodule.data.volume import read_volume
         from ctnodule.explain.ct import predict_ct
         from ctnodule.predict.run import load_run
-        from ctnodule.predict.volume import judged_sample, segment_at
+        from ctnodule.predict.volume import judge_outlines, outlines_at
 
         print("in process, by stage (files in the page cache):")
         predictor = timed("load_run", load_run, args.run)
@@ -126,10 +126,9 @@ def main() -> None:
         sp = np.asarray(volume.spacing)[::-1]
         seeds = [volume.to_voxel(c)[::-1] for c in centres]
         kind = "classical + learned" if predictor.segmenter is not None else "classical"
-        masks = timed(f"segment_at x5 ({kind})", lambda: [segment_at(predictor, volume.hu, sp, s) for s in seeds])
-        slices = timed("judged_sample x5", lambda: [judged_sample(predictor, volume.hu, sp, m.mask, f"c{n}",
-                                                                  m.slice_index) for n, m in enumerate(masks)])
-        timed("predict_proba x5", predictor.predict_proba, slices)
+        outlines = timed(f"outlines_at x5 ({kind})", lambda: [outlines_at(predictor, volume.hu, sp, s) for s in seeds])
+        timed("judge_outlines x5 (cut + predict)", judge_outlines, predictor, volume.hu, sp, outlines,
+              [f"c{n}" for n in range(len(outlines))])
         frame = timed("predict_ct (all of it, + CSV, PNGs)", predict_ct, args.run, folder, Path(tmp) / "p.csv",
                       candidates=Path(tmp) / "candidates.csv")
         print(frame[["sample_id", "segmenter", "diameter_mm", "predicted", "score"]].round(3).to_string(index=False))

@@ -156,10 +156,29 @@ def test_a_run_with_a_learned_segmenter_outlines_with_it_and_says_so(learned_run
     folder, centres, _, labels, _ = ct
     at = [",".join(map(str, c)) for c in centres]
     out = predict_volume(learned_run, folder, tmp_path / "p.csv", at=at)
-    assert list(out["segmenter"]) == ["learned", "learned"] and set(out["mask"]) == {"auto"}
-    assert pd.read_csv(tmp_path / "p.csv")["segmenter"].tolist() == ["learned", "learned"]
+    assert list(out["segmenter"]) == ["learned+classical"] * 2 and set(out["mask"]) == {"auto"}
+    assert pd.read_csv(tmp_path / "p.csv")["segmenter"].tolist() == ["learned+classical"] * 2
     for n, k in enumerate(out["slice_index"], start=1):  # the chosen slice crosses the drawn nodule
         assert (labels[k] == n).any()
+
+
+def test_a_learned_segmenter_run_reports_the_mean_over_both_outlines(learned_run, ct):
+    from ctnodule.data.volume import read_volume
+    from ctnodule.predict.run import load_run
+    from ctnodule.predict.volume import judge_outlines, outlines_at
+
+    predictor = load_run(learned_run)
+    folder, centres, _, _, _ = ct
+    volume = read_volume(folder)
+    sp = np.asarray(volume.spacing, float)[::-1]
+    outlines = outlines_at(predictor, volume.hu, sp, volume.to_voxel(centres[0])[::-1])
+    assert [o.method for o in outlines] == ["learned", "classical"]
+    assert not np.array_equal(outlines[0].mask, outlines[1].mask)  # the learned outline redrew a slice
+    both, [shown] = judge_outlines(predictor, volume.hu, sp, [outlines], ["n"])
+    each, samples = judge_outlines(predictor, volume.hu, sp, [[o] for o in outlines], ["a", "b"])
+    assert np.allclose(both[0], each.mean(axis=0))
+    assert shown.meta["slice_index"] == samples[0].meta["slice_index"]  # the learned outline is the one drawn
+    assert np.array_equal(shown.mask, samples[0].mask)
 
 
 def test_a_checkpoint_from_before_learned_segmenters_predicts_with_the_classical_one(mask_run, ct, tmp_path):
