@@ -77,7 +77,7 @@ def test_soft_find_carries_the_rankers_next_best_weighted_by_their_scores(survey
     best = np.argsort(-scores, kind="stable")[:3]
     group = [soft, *soft.meta[RUNNERS_UP_KEY]]
     assert [(g.meta["found_r"], g.meta["found_c"]) for g in group] == [(ok[j].cand.r, ok[j].cand.c) for j in best]
-    np.testing.assert_allclose([g.meta[WEIGHT_KEY] for g in group], scores[best] / scores[best].sum())
+    np.testing.assert_allclose([g.meta[WEIGHT_KEY] for g in group], scores[best] ** 2 / (scores[best] ** 2).sum())
     np.testing.assert_array_equal(soft.array, hard.array)  # the favourite is the hard find's
     assert RUNNERS_UP_KEY not in hard.meta and WEIGHT_KEY not in hard.meta
 

@@ -54,6 +54,10 @@ FOUND_KEY = "found_r"
 #: sample's share of the decision
 RUNNERS_UP_KEY = "found_runners_up"
 WEIGHT_KEY = "found_weight"
+#: a soft find weighs its candidates by the ranker's scores squared: the ranker is fitted with balanced class
+#: weights, so its scores overrate the runners-up; on the composite CV (top 3) power 1 lifted the binary AUC
+#: 0.867 -> 0.868 and cost 0.030 QWK, power 2 0.877 and 0.013, power 4 0.877 and 0.006
+SOFT_POWER = 2.0
 #: z spacing assumed when the manifest has no `slice_thickness` (the LIDC median, 2.5 mm)
 DEFAULT_THICKNESS_MM = 2.5
 
@@ -192,8 +196,9 @@ def ranked_sample(s: Slice, probes: Sequence[Probe], ranker: CandidateRanker, mi
     each slice once and ranks it with each fold's own ranker.
 
     With `top` > 1 the decision is soft: the sample also carries the samples of the next `top` - 1 probes
-    (`RUNNERS_UP_KEY`) and each its share of the decision (`WEIGHT_KEY`, the ranker's scores normalised to
-    sum to 1); `judged` turns them into what the nodule model judges and how its outputs are combined."""
+    (`RUNNERS_UP_KEY`) and each its share of the decision (`WEIGHT_KEY`: the ranker's scores to the power
+    `SOFT_POWER`, normalised to sum to 1); `judged` turns them into what the nodule model judges and how its
+    outputs are combined."""
     ok = [p for p in probes if p.mask is not None]
     if not ok:
         raise DataError(f"sample {s.meta.get('sample_id', '?')!r}: none of the {len(probes)} best candidates in "
@@ -203,7 +208,8 @@ def ranked_sample(s: Slice, probes: Sequence[Probe], ranker: CandidateRanker, mi
         return sample_at(s, ranker.pick(ok), context)
     scores = ranker.scores(ok)
     order = np.argsort(-scores, kind="stable")[:top]  # the first of equals first, as `pick`
-    weights = scores[order] / scores[order].sum() if scores[order].sum() > 0 else np.full(len(order), 1 / len(order))
+    power = scores[order] ** SOFT_POWER
+    weights = power / power.sum() if power.sum() > 0 else np.full(len(order), 1 / len(order))
     samples = [sample_at(s, ok[j], context) for j in order]
     samples = [x.replace(meta={**x.meta, WEIGHT_KEY: float(w)}) for x, w in zip(samples, weights)]
     return samples[0].replace(meta={**samples[0].meta, RUNNERS_UP_KEY: samples[1:]})

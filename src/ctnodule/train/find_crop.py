@@ -8,9 +8,11 @@ Every full slice is searched once per run (`find_inputs`) and each fold reuses t
   always found by a ranker that never saw it;
 - `find: found` trains on the crops found the same way as at prediction (the model learns the finder's own
   cuts and its occasional wrong finds); `find: truth` trains on crops around the true masks;
-- a held-out slice is always judged on its FOUND crop. Where nothing was found the fold reports the
-  training folds' class frequencies for it and counts it (`found.csv`, the log): the miss costs accuracy in
-  the CV numbers instead of being dropped from them. At prediction time a miss is a `DataError`.
+- a held-out slice is always judged on its FOUND crop (with `find_top` > 1 on the ranker's k best crops, their
+  probabilities weighted by its scores; training uses each slice's favourite). Where nothing was found the
+  fold reports the training folds' class frequencies for it and counts it (`found.csv`, the log): the miss
+  costs accuracy in the CV numbers instead of being dropped from them. At prediction time a miss is a
+  `DataError`.
 """
 
 from __future__ import annotations
