@@ -10,7 +10,9 @@ prints:
 2. patient-grouped 5-fold CV (seed 0, `patient_kfold` stratified on the binary label; the same folds for
    `--tasks multiclass`): binary AUC / 5-class QWK as mean +- sd over folds (pooled OOF in brackets) of the
    `find-crop` preset trained on found crops (`find: found`) and on true crops (`find: truth`); both always
-   predict from FOUND crops. A miss is scored with the training prevalence. With `--nodules DIR` (a
+   predict from FOUND crops, with the learned ranking once per `--top` (find_top: the ranker's favourite
+   alone, and its soft decision over the k best), with the AUC apart where the favourite is in the nodule
+   and where it is not. A miss is scored with the training prevalence. With `--nodules DIR` (a
    nodule-view dataset holding the same nodules, matched by `--match COLUMN` of the full view against its
    `sample_id`), the default nodule-view recipe on the same nodules and folds. Each CV's out-of-fold
    predictions go to `runs/NAME/oof_predictions.csv` (for `compare_views.py`);
@@ -20,7 +22,7 @@ prints:
    = the same map multiplied by the slice's lung mask first.
 
     PYTHONPATH=src OMP_NUM_THREADS=1 nice -n 10 python bench/bench_find_crop.py DATA --out /tmp/fc [--nodules VOI]
-        [--rank blob learned] [--tasks binary multiclass] [--modes found truth]
+        [--rank blob learned] [--tasks binary multiclass] [--modes found truth] [--top 1 3]
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from ctnodule.explain.core import GROW_MM, explain_batch, to_input_frame
 from ctnodule.explain.gradcam import CamExplainer
 from ctnodule.explain.localization import area_fraction, cam_mass_in_mask, grow_mask, pointing_game
 from ctnodule.predict.run import Predictor
-from ctnodule.preprocess.find import NoduleFinder, sample_at, truth_sample
+from ctnodule.preprocess.find import RUNNERS_UP_KEY, NoduleFinder, sample_at, truth_sample
 from ctnodule.preprocess.inputs import load_slice
 from ctnodule.preprocess.lungmask import lung_mask_array
 from ctnodule.preprocess.rank import CandidateRanker
@@ -60,16 +62,20 @@ def cpu() -> float:
 
 
 def detection(slices, found) -> pd.DataFrame:
+    """Per slice: is the found point in the true nodule (and is any of a soft find's candidates), how far."""
     rows = []
     for s, f in zip(slices, found):
         m = np.asarray(s.mask).astype(bool)
         if isinstance(f, str):
-            rows.append({"found": False, "in_nodule": False, "dist_mm": np.inf,
+            rows.append({"found": False, "in_nodule": False, "in_candidates": False, "dist_mm": np.inf,
                          "true_diameter_mm": s.meta.get("mask_diameter_mm")})
             continue
         r, c = f.meta["found_r"], f.meta["found_c"]
         d = float(ndi.distance_transform_edt(~m, sampling=s.spacing)[r, c]) if m.any() else np.inf
-        rows.append({"found": True, "in_nodule": bool(m[r, c]), "dist_mm": d, "found_r": r, "found_c": c,
+        group = [f, *f.meta.get(RUNNERS_UP_KEY, [])]
+        rows.append({"found": True, "in_nodule": bool(m[r, c]),
+                     "in_candidates": any(m[g.meta["found_r"], g.meta["found_c"]] for g in group),
+                     "n_candidates": len(group), "dist_mm": d, "found_r": r, "found_c": c,
                      "found_rank": f.meta["found_rank"],
                      "found_diameter_mm": f.meta["mask_diameter_mm"],
                      "true_diameter_mm": s.meta.get("mask_diameter_mm")})
@@ -155,7 +161,8 @@ SIZE_BANDS = ((0, 6), (6, 10), (10, 20), (20, np.inf))
 
 def print_detection(name: str, det: pd.DataFrame, cpu_per_slice: float) -> dict:
     """Detection rates overall and by true diameter band (mm)."""
-    row = {"found": det.found.mean(), "in_nodule": det.in_nodule.mean(), "within_3mm": (det.dist_mm <= 3).mean(),
+    row = {"found": det.found.mean(), "in_nodule": det.in_nodule.mean(), "in_candidates": det.in_candidates.mean(),
+           "within_3mm": (det.dist_mm <= 3).mean(),
            "within_5mm": (det.dist_mm <= 5).mean(), "within_10mm": (det.dist_mm <= 10).mean(),
            "cpu_s_per_slice": cpu_per_slice}
     bands = []
@@ -163,7 +170,8 @@ def print_detection(name: str, det: pd.DataFrame, cpu_per_slice: float) -> dict:
         sel = det.true_diameter_mm.between(lo, hi, inclusive="left")
         row[f"in_nodule_{lo}-{hi}mm"] = det.in_nodule[sel].mean()
         bands.append(f"{lo}-{hi} mm {det.in_nodule[sel].mean():.3f} (n={int(sel.sum())})")
-    print(f"detection ({name}): found {row['found']:.3f}, in nodule {row['in_nodule']:.3f}, within 3 mm "
+    print(f"detection ({name}): found {row['found']:.3f}, in nodule {row['in_nodule']:.3f} (any of a soft find's "
+          f"candidates {row['in_candidates']:.3f}), within 3 mm "
           f"{row['within_3mm']:.3f}, 5 mm {row['within_5mm']:.3f}, 10 mm {row['within_10mm']:.3f} (n={len(det)}); "
           f"by true diameter: {'; '.join(bands)}; {cpu_per_slice:.3f} CPU-s per slice")
     return row
@@ -206,12 +214,16 @@ def main() -> None:
     ap.add_argument("--real", type=Path, help="a dataset of real full slices (the LIDC import): detection there by "
                     "a ranker fitted on all of DATA")
     ap.add_argument("--tasks", nargs="+", default=["binary"], choices=["binary", "multiclass"])
+    ap.add_argument("--top", nargs="+", type=int, default=None, help="with the learned ranking: how many of its "
+                    "favourites the nodule model judges (find_top; 1 = the favourite only); default: 1 and the "
+                    "preset's")
     ap.add_argument("--inner", default="find-crop", help="preset of the nodule model inside (find-crop: the "
                     "default nodule recipe; nodule-cnn: the nodule-scale CNN, whose Grad-CAM can point)")
     ap.add_argument("--n-loc", type=int, default=1000, help="held-out slices explained (at most)")
     ap.add_argument("--limit", type=int, default=0, help="first N full slices only (smoke test)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    tops = sorted(set(args.top or [1, load_preset(args.inner, view="full").find_top]))
     t0, c0 = time.perf_counter(), cpu()
 
     ds = SliceDataset(args.data).view("full")
@@ -235,19 +247,20 @@ def main() -> None:
         if rank == "blob" and surveyed is not None:
             inputs, find_cpu = blob_from_survey(surveyed), 0.0
         else:
-            inputs = find_inputs(load_preset(args.inner, view="full", find="found", find_rank=rank), slices, print)
+            inputs = find_inputs(load_preset(args.inner, view="full", find="found", find_rank=rank, find_top=1),
+                                 slices, print)
             find_cpu = cpu() - c1
         if rank == "learned":
             surveyed = inputs
         for task in args.tasks:
             y = task_labels(frame, task)
-            for mode in args.modes:
+            for mode, top in [(m, t) for m in args.modes for t in (tops if rank == "learned" else [1])]:
                 c1 = cpu()
-                cfg = load_preset(args.inner, view="full", find=mode, find_rank=rank, task=task)
-                run = dataclasses.replace(inputs, truth=truth)
+                cfg = load_preset(args.inner, view="full", find=mode, find_rank=rank, task=task, find_top=top)
+                run = dataclasses.replace(inputs, truth=truth, finder=dataclasses.replace(inputs.finder, top=top))
                 proba = np.zeros((n, N_CLASSES[task]))
                 loc = []
-                n_loc = args.n_loc // len(splits) if mode == "found" and task == "binary" else 0
+                n_loc = args.n_loc // len(splits) if mode == "found" and task == "binary" and top == 1 else 0
                 for k, (tr, va) in enumerate(splits):
                     model, _, p = train_found_fold(cfg, run, frame, y, tr, k, tmp / f"{rank}{mode}{k}.pt", False,
                                                    lambda m: None, va)
@@ -262,11 +275,17 @@ def main() -> None:
                         loc += localise(model, slices, run.found, idx, lungs)
                 summ, text = cv_summary(task, y, proba, splits)
                 summ["cpu_s"] = cpu() - c1
-                name = f"find_crop_{rank}_{mode}_{task}_{args.inner}"
+                hit = detection(slices, run.found).in_nodule.to_numpy()
+                if task == "binary":  # how the slices whose nodule was found / missed score
+                    summ["auc_found"], summ["auc_missed"] = (float(roc_auc_score(y[sel], proba[sel, 1]))
+                                                             for sel in (hit, ~hit))
+                    text += f"; where found AUC {summ['auc_found']:.3f} (n={hit.sum()}), missed " \
+                            f"{summ['auc_missed']:.3f} (n={(~hit).sum()})"
+                name = f"find_crop_{rank}_{mode}_{task}_{args.inner}" + (f"_top{top}" if top > 1 else "")
                 results[name] = summ
                 write_oof(args.out / "runs" / name, frame, frame.sample_id, y, proba, splits)
-                print(f"find-crop ({rank} ranking, {mode} crops for training, {task}, inner {args.inner}): {text}; "
-                      f"{summ['cpu_s']:.0f} CPU-s")
+                print(f"find-crop ({rank} ranking, {'favourite' if top == 1 else f'soft top {top}'}, {mode} crops for "
+                      f"training, {task}, inner {args.inner}): {text}; {summ['cpu_s']:.0f} CPU-s")
                 if loc:
                     table = pd.DataFrame(loc)
                     table.to_csv(args.out / f"localisation_{rank}_{args.inner}.csv", index=False)

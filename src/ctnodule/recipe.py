@@ -48,6 +48,9 @@ class TrainConfig(StrictModel):
     # how the finder picks among its candidates. blob: the strongest blob that segments as a nodule |
     # learned: the one a ranker fitted on each fold's training slices scores highest (preprocess/rank.py)
     find_rank: Literal["blob", "learned"] = "blob"
+    # learned ranking only: how many of the ranker's favourites the nodule model judges. 1: its favourite |
+    # k > 1: the k best, their class probabilities averaged with the ranker's scores as weights (soft)
+    find_top: int = 1
     task: Literal["binary", "multiclass"] = "binary"
     # how `predict` outlines a nodule from a location in a CT: classical (preprocess/segment.py) | learned:
     # its decision slice re-outlined by a U-Net fitted per fold on the training nodules (preprocess/segnet.py)
@@ -133,6 +136,9 @@ class TrainConfig(StrictModel):
         if self.segmenter == "learned" and self.find != "none":
             raise ValueError("segmenter 'learned' outlines a nodule at a given location; a find recipe segments "
                              "what it finds with the classical one: use segmenter: classical")
+        if self.find_top < 1 or (self.find_top > 1 and (self.find == "none" or self.find_rank != "learned")):
+            raise ValueError(f"find_top {self.find_top} must be 1, or more with find: found|truth and find_rank: "
+                             "learned (the ranker's scores weigh the candidates)")
         if self.folds < 2:
             raise ValueError(f"folds must be >= 2, got {self.folds}")
         return self

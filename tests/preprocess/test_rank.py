@@ -11,7 +11,8 @@ from ctnodule.data.dataset import SliceDataset
 from ctnodule.data.slice import Slice
 from ctnodule.data.splits import patient_kfold
 from ctnodule.errors import DataError
-from ctnodule.preprocess.find import FEATURES, NoduleFinder, survey, without_truth
+from ctnodule.preprocess.find import (FEATURES, RUNNERS_UP_KEY, WEIGHT_KEY, NoduleFinder, judged, survey,
+                                     without_truth)
 from ctnodule.preprocess.inputs import load_slices
 from ctnodule.preprocess.rank import CandidateRanker
 
@@ -64,6 +65,38 @@ def test_finder_with_a_ranker_takes_the_candidate_it_scores_highest(surveyed):
     best = ranker.pick([p for p in probes[0] if p.mask is not None])
     assert (found.meta["found_r"], found.meta["found_c"]) == (best.cand.r, best.cand.c)
     assert found.meta["found_rank"] == best.rank and found.meta["view"] == "nodule"
+
+
+def test_soft_find_carries_the_rankers_next_best_weighted_by_their_scores(surveyed):
+    _, slices, probes = surveyed
+    ranker = CandidateRanker().fit(probes[1:], [s.mask for s in slices[1:]])
+    hard = NoduleFinder(ranker=ranker).find(_blind(slices[0]))
+    soft = NoduleFinder(ranker=ranker, top=3).find(_blind(slices[0]))
+    ok = [p for p in probes[0] if p.mask is not None]
+    scores = ranker.scores(ok)
+    best = np.argsort(-scores, kind="stable")[:3]
+    group = [soft, *soft.meta[RUNNERS_UP_KEY]]
+    assert [(g.meta["found_r"], g.meta["found_c"]) for g in group] == [(ok[j].cand.r, ok[j].cand.c) for j in best]
+    np.testing.assert_allclose([g.meta[WEIGHT_KEY] for g in group], scores[best] ** 2 / (scores[best] ** 2).sum())
+    np.testing.assert_array_equal(soft.array, hard.array)  # the favourite is the hard find's
+    assert RUNNERS_UP_KEY not in hard.meta and WEIGHT_KEY not in hard.meta
+
+
+def test_judged_averages_a_soft_finds_candidates_and_leaves_hard_finds_as_they_are(surveyed):
+    _, slices, probes = surveyed
+    ranker = CandidateRanker().fit(probes[1:], [s.mask for s in slices[1:]])
+    hard = NoduleFinder(ranker=ranker).find(_blind(slices[0]))
+    soft = NoduleFinder(ranker=ranker, top=3).find(_blind(slices[0]))
+    flat, owner, decide = judged([hard, soft])
+    assert len(flat) == 4 and owner.tolist() == [0, 1, 1, 1]
+    proba = np.random.default_rng(0).dirichlet(np.ones(2), size=4)
+    weights = np.array([g.meta[WEIGHT_KEY] for g in flat[1:]])
+    out = decide(proba)
+    np.testing.assert_allclose(out, np.stack([proba[0], weights @ proba[1:]]))
+    np.testing.assert_allclose(out.sum(1), 1.0)
+    flat, owner, decide = judged([hard, hard])
+    assert len(flat) == 2
+    np.testing.assert_array_equal(decide(proba[:2]), proba[:2])
 
 
 def test_fit_refuses_slices_without_a_candidate_on_their_nodule(surveyed):

@@ -20,7 +20,8 @@ def find_run(phantom, tmp_path_factory):
     """The find-crop recipe with the blob-order finder and the descriptors-only nodule model (no image
     network: fast), 2 folds."""
     out = tmp_path_factory.mktemp("runs") / "find"
-    cfg = load_preset("find-crop", folds=2, backbone="none", head_params={"C": 1.0}, tta=False, find_rank="blob")
+    cfg = load_preset("find-crop", folds=2, backbone="none", head_params={"C": 1.0}, tta=False, find_rank="blob",
+                      find_top=1)
     train(phantom, out, cfg, log=lambda m: None)
     return out
 
@@ -30,6 +31,8 @@ def test_full_view_default_preset_is_find_crop():
     assert default_preset("nodule") == "default"
     with pytest.raises(ConfigError, match="view: full"):
         load_preset("find-crop", view="nodule")
+    with pytest.raises(ConfigError, match="find_top"):  # the blob order has no scores to weigh candidates by
+        load_preset("find-crop", find_rank="blob", find_top=3)
 
 
 def test_no_patient_in_two_folds(find_run):
@@ -93,10 +96,10 @@ def test_predict_files_reports_where_the_nodule_was_found(find_run, phantom, tmp
 @pytest.fixture(scope="module")
 def learned_run(phantom, tmp_path_factory):
     """`find_run` with the preset's learned candidate ranking (a ranker fitted per fold and for the final
-    model)."""
+    model) and its soft decision over the ranker's best candidates."""
     out = tmp_path_factory.mktemp("runs") / "learned"
     cfg = load_preset("find-crop", folds=2, backbone="none", head_params={"C": 1.0}, tta=False)
-    assert cfg.find_rank == "learned"
+    assert cfg.find_rank == "learned" and cfg.find_top > 1
     train(phantom, out, cfg, log=lambda m: None)
     return out
 
@@ -113,3 +116,23 @@ def test_learned_ranker_travels_in_the_checkpoint_and_never_reads_the_mask(learn
     slices = predictor.load_slices(SliceDataset(phantom))[:4]
     reference = assert_blind_to_truth(predictor, slices)
     assert reference.shape == (4, 2) and np.allclose(reference.sum(1), 1)
+
+
+def test_soft_run_decides_on_the_rankers_best_candidates_weighted_by_its_scores(learned_run, phantom):
+    from ctnodule.preprocess.find import RUNNERS_UP_KEY, WEIGHT_KEY
+
+    predictor = load_run(learned_run)
+    fm = predictor.fold_model
+    slices = predictor.load_slices(SliceDataset(phantom))[:4]
+    proba = predictor.predict_proba(slices)
+    favourites = predictor.found(slices)
+    for p, f in zip(proba, favourites):
+        group = [f, *f.meta[RUNNERS_UP_KEY]]
+        assert len(group) == fm.cfg.find_top
+        each = fm.proba_from(fm.images(group), fm.extra(group))
+        np.testing.assert_allclose(p, np.array([g.meta[WEIGHT_KEY] for g in group]) @ each)
+    # the favourite's own crop alone decides otherwise: the runners-up count
+    alone = fm.proba_from(fm.images(favourites), fm.extra(favourites))
+    assert not np.allclose(alone, proba)
+    oof = pd.read_csv(learned_run / "oof_predictions.csv")
+    assert np.allclose(oof.filter(like="proba_").sum(axis=1), 1)

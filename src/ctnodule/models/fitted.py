@@ -74,8 +74,11 @@ class FittedModel:
         return self.scaler.transform(tabular_features(self.found(slices), self.cfg.tabular))
 
     def predict_proba(self, slices: Sequence[Slice], device: str = "cpu") -> np.ndarray:
-        slices = self.found(slices)
-        return self.proba_from(self.images(slices), self.extra(slices), device)
+        """(N, C) class probabilities; a soft find's (`find_top` > 1) are its candidates' weighted mean."""
+        from ctnodule.preprocess.find import judged
+
+        flat, _, decide = judged(self.found(slices))
+        return decide(self.proba_from(self.images(flat), self.extra(flat), device))
 
     def head_inputs(self, slices: Sequence[Slice], device: str = "cpu", use_cache: bool = False) -> np.ndarray:
         """The rows a scikit-learn head reads: TTA-averaged pooled image features | standardised descriptors."""

@@ -120,8 +120,7 @@ class Predictor:
     def predict_proba(self, slices: Sequence[Slice]) -> np.ndarray:
         """(N, C) class probabilities (with the run's TTA), in the order given."""
         self.check_masks(slices)
-        slices = self._channels(slices)
-        return self._fm.proba_from(self._fm.images(slices), self._fm.extra(slices), self.device)
+        return self._fm.predict_proba(self._channels(slices), self.device)
 
     def image_forward(self, s: Slice, target: int):
         """f(images (N, 3, H, W) in [0, 1]) -> (N,) P(`target`) with `s`'s descriptors held as measured: the

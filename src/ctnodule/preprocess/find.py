@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -50,6 +50,14 @@ TRUTH_KEYS = ("diameter_mm", "juxta_pleural", "level_shift_hu", "scale")
 TRUTH_PREFIXES = ("bbox_", "centre_", "mask_", "crop_", "nodule_mask_", "seam_grad", "edge_grad")
 #: the meta key every found sample carries: a sample that has it is not searched again
 FOUND_KEY = "found_r"
+#: a soft find's meta (`ranked_sample(top > 1)`): the runners-up's samples (on the found sample) and each
+#: sample's share of the decision
+RUNNERS_UP_KEY = "found_runners_up"
+WEIGHT_KEY = "found_weight"
+#: a soft find weighs its candidates by the ranker's scores squared: the ranker is fitted with balanced class
+#: weights, so its scores overrate the runners-up; on the composite CV (top 3) power 1 lifted the binary AUC
+#: 0.867 -> 0.868 and cost 0.030 QWK, power 2 0.877 and 0.013, power 4 0.877 and 0.006
+SOFT_POWER = 2.0
 #: z spacing assumed when the manifest has no `slice_thickness` (the LIDC median, 2.5 mm)
 DEFAULT_THICKNESS_MM = 2.5
 
@@ -161,16 +169,17 @@ def survey(s: Slice, *, n_candidates: int = 15, min_diameter_mm: float = 3.0, **
 
 
 def find_nodule(s: Slice, *, max_tries: int = 5, min_diameter_mm: float = 3.0, context: int = 1,
-                ranker: CandidateRanker | None = None, n_candidates: int = 15, **candidate_params) -> Slice:
+                ranker: CandidateRanker | None = None, n_candidates: int = 15, top: int = 1,
+                **candidate_params) -> Slice:
     """The nodule-view sample of full slice `s` (see the module docstring); `DataError` naming the sample
     when it has no lungs or no candidate that segments as a nodule.
 
     Without `ranker`: the first of the `max_tries` best candidates (blob order) that segments as a nodule.
     With one (a fitted `preprocess.rank.CandidateRanker`): of the `n_candidates` best, the one that segments
-    as a nodule and that the ranker scores highest."""
+    as a nodule and that the ranker scores highest, carrying its `top` - 1 runners-up (`ranked_sample`)."""
     if ranker is not None:
         probes = survey(s, n_candidates=n_candidates, min_diameter_mm=min_diameter_mm, **candidate_params)
-        return ranked_sample(s, probes, ranker, min_diameter_mm, context)
+        return ranked_sample(s, probes, ranker, min_diameter_mm, context, top)
     stack, spacing3, _, found = _search(s, **candidate_params)
     for rank, cand in enumerate(found[:max_tries]):
         mask, offset, _ = _segment(stack, spacing3, cand, min_diameter_mm)
@@ -181,16 +190,52 @@ def find_nodule(s: Slice, *, max_tries: int = 5, min_diameter_mm: float = 3.0, c
 
 
 def ranked_sample(s: Slice, probes: Sequence[Probe], ranker: CandidateRanker, min_diameter_mm: float = 3.0,
-                  context: int = 1) -> Slice:
+                  context: int = 1, top: int = 1) -> Slice:
     """The sample cut around the probe `ranker` scores highest among the `probes` (`survey`) that segment as a
     nodule; `DataError` naming the sample when none does. Shared by `find_nodule` and the CV, which surveys
-    each slice once and ranks it with each fold's own ranker."""
+    each slice once and ranks it with each fold's own ranker.
+
+    With `top` > 1 the decision is soft: the sample also carries the samples of the next `top` - 1 probes
+    (`RUNNERS_UP_KEY`) and each its share of the decision (`WEIGHT_KEY`: the ranker's scores to the power
+    `SOFT_POWER`, normalised to sum to 1); `judged` turns them into what the nodule model judges and how its
+    outputs are combined."""
     ok = [p for p in probes if p.mask is not None]
     if not ok:
         raise DataError(f"sample {s.meta.get('sample_id', '?')!r}: none of the {len(probes)} best candidates in "
                         f"the lungs segments as a nodule of at least {min_diameter_mm:g} mm; no nodule found on "
                         "this slice")
-    return sample_at(s, ranker.pick(ok), context)
+    if top == 1:
+        return sample_at(s, ranker.pick(ok), context)
+    scores = ranker.scores(ok)
+    order = np.argsort(-scores, kind="stable")[:top]  # the first of equals first, as `pick`
+    power = scores[order] ** SOFT_POWER
+    weights = power / power.sum() if power.sum() > 0 else np.full(len(order), 1 / len(order))
+    samples = [sample_at(s, ok[j], context) for j in order]
+    samples = [x.replace(meta={**x.meta, WEIGHT_KEY: float(w)}) for x, w in zip(samples, weights)]
+    return samples[0].replace(meta={**samples[0].meta, RUNNERS_UP_KEY: samples[1:]})
+
+
+def judged(found: Sequence[Slice]) -> tuple[list[Slice], np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+    """What a nodule model judges for `found` samples, and how: every found sample followed by its runners-up
+    (a soft find, `ranked_sample(top > 1)`), the position in `found` each belongs to, and the function that
+    turns their class probabilities into one row per found sample (the weighted mean of its candidates';
+    hard finds' rows as they are)."""
+    flat: list[Slice] = []
+    owner: list[int] = []
+    for row, s in enumerate(found):
+        group = [s, *s.meta.get(RUNNERS_UP_KEY, [])]
+        flat += group
+        owner += [row] * len(group)
+    weight = np.array([s.meta.get(WEIGHT_KEY, 1.0) for s in flat])
+
+    def decide(proba: np.ndarray) -> np.ndarray:
+        if len(flat) == len(found):
+            return proba
+        out = np.zeros((len(found), proba.shape[1]), proba.dtype)
+        np.add.at(out, np.asarray(owner), proba * weight[:, None])
+        return out
+
+    return flat, np.asarray(owner, dtype=int), decide
 
 
 def sample_at(s: Slice, probe: Probe, context: int = 1) -> Slice:
@@ -341,20 +386,22 @@ def _thickness(s: Slice) -> float:
 class NoduleFinder:
     """`find_nodule` with fixed parameters over many slices: what a find-then-classify model applies before
     its nodule model. Without a ranker it is stateless; with one (`preprocess.rank.CandidateRanker`, fitted
-    on training slices) the ranker is its only fitted part, and travels with it in the checkpoint."""
+    on training slices) the ranker is its only fitted part, and travels with it in the checkpoint; `top` > 1
+    (with a ranker) makes its finds soft (`ranked_sample`)."""
 
     max_tries: int = 5
     min_diameter_mm: float = 3.0
     n_candidates: int = 15
     ranker: CandidateRanker | None = None
+    top: int = 1
 
     def get_params(self) -> dict:
         return {"max_tries": self.max_tries, "min_diameter_mm": self.min_diameter_mm,
-                "n_candidates": self.n_candidates, "ranker": self.ranker}
+                "n_candidates": self.n_candidates, "ranker": self.ranker, "top": self.top}
 
     def find(self, s: Slice) -> Slice:
         return find_nodule(s, max_tries=self.max_tries, min_diameter_mm=self.min_diameter_mm, ranker=self.ranker,
-                           n_candidates=self.n_candidates)
+                           n_candidates=self.n_candidates, top=self.top)
 
     def __call__(self, slices: Sequence[Slice]) -> list[Slice]:
         """The found nodule samples, in order; `DataError` listing every sample where none was found."""

@@ -41,8 +41,10 @@ class CandidateRanker:
         if len(set(y)) < 2:
             raise DataError(f"cannot learn the candidate ranking: of {len(y)} candidates on {len(masks)} training "
                             f"slices, {sum(y)} lie inside their nodule; it needs both kinds")
-        self.model = HistGradientBoostingClassifier(learning_rate=0.05, max_iter=200, max_leaf_nodes=15,
-                                                    min_samples_leaf=20, l2_regularization=1.0,
+        # measured on the composite CV's cached surveys (held-out detection, 5 folds): learning_rate 0.05,
+        # 200 iterations, 15 leaves, 20 per leaf 86.7 %; 0.1, 300, 31, 10 (this) 88.7 %
+        self.model = HistGradientBoostingClassifier(learning_rate=0.1, max_iter=300, max_leaf_nodes=31,
+                                                    min_samples_leaf=10, l2_regularization=1.0,
                                                     class_weight="balanced", random_state=self.seed)
         self.model.fit(np.stack(x), np.asarray(y, int))
         return self

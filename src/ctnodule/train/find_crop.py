@@ -8,9 +8,11 @@ Every full slice is searched once per run (`find_inputs`) and each fold reuses t
   always found by a ranker that never saw it;
 - `find: found` trains on the crops found the same way as at prediction (the model learns the finder's own
   cuts and its occasional wrong finds); `find: truth` trains on crops around the true masks;
-- a held-out slice is always judged on its FOUND crop. Where nothing was found the fold reports the
-  training folds' class frequencies for it and counts it (`found.csv`, the log): the miss costs accuracy in
-  the CV numbers instead of being dropped from them. At prediction time a miss is a `DataError`.
+- a held-out slice is always judged on its FOUND crop (with `find_top` > 1 on the ranker's k best crops, their
+  probabilities weighted by its scores; training uses each slice's favourite). Where nothing was found the
+  fold reports the training folds' class frequencies for it and counts it (`found.csv`, the log): the miss
+  costs accuracy in the CV numbers instead of being dropped from them. At prediction time a miss is a
+  `DataError`.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import pandas as pd
 from ctnodule.data.slice import Slice
 from ctnodule.errors import DataError
 from ctnodule.models.fitted import FittedModel
-from ctnodule.preprocess.find import NoduleFinder, Probe, ranked_sample, survey, truth_sample
+from ctnodule.preprocess.find import NoduleFinder, Probe, judged, ranked_sample, survey, truth_sample
 from ctnodule.preprocess.rank import CandidateRanker
 from ctnodule.recipe import TrainConfig
 from ctnodule.train.fold import train_fold
@@ -60,29 +62,31 @@ class FindInputs:
                              "found_crop_c0": m["found_crop_c0"], "reason": ""})
         return pd.DataFrame(rows)
 
-    def for_fold(self, train_idx: np.ndarray, rows: np.ndarray, seed: int) -> tuple[NoduleFinder, dict[int, Slice | str]]:
+    def for_fold(self, train_idx: np.ndarray, held: np.ndarray, seed: int) -> tuple[NoduleFinder, dict[int, Slice | str]]:
         """The finder of a fold (its ranker fitted on the probes and TRUE masks of `train_idx` when the
-        ranking is learned) and what it finds on each of `rows`."""
+        ranking is learned) and what it finds on each of `train_idx` (its favourite: the crops to train on)
+        and of `held` (as at prediction: soft with the finder's `top` > 1)."""
         if self.probes is None:
-            return self.finder, {int(i): self.found[i] for i in rows}
+            return self.finder, {int(i): self.found[i] for i in np.concatenate([train_idx, held])}
         train = [i for i in train_idx if not isinstance(self.probes[i], str) and self.slices[i].mask is not None]
         ranker = CandidateRanker(seed).fit([self.probes[i] for i in train], [self.slices[i].mask for i in train])
         finder = dataclasses.replace(self.finder, ranker=ranker)
         picks: dict[int, Slice | str] = {}
-        for i in map(int, rows):
-            probes = self.probes[i]
-            try:
-                picks[i] = probes if isinstance(probes, str) else ranked_sample(
-                    self.slices[i], probes, ranker, finder.min_diameter_mm)
-            except DataError as exc:
-                picks[i] = str(exc)
+        for rows, top in ((train_idx, 1), (held, finder.top)):
+            for i in map(int, rows):
+                probes = self.probes[i]
+                try:
+                    picks[i] = probes if isinstance(probes, str) else ranked_sample(
+                        self.slices[i], probes, ranker, finder.min_diameter_mm, top=top)
+                except DataError as exc:
+                    picks[i] = str(exc)
         return finder, picks
 
 
 def find_inputs(cfg: TrainConfig, slices: Sequence[Slice], log: Callable[[str], None]) -> FindInputs:
     """Search every full slice once (and cut the true crops for `find: truth`); with a learned ranking,
     survey every slice's candidates once instead."""
-    finder = NoduleFinder()
+    finder = NoduleFinder(top=cfg.find_top)
     truth = [truth_sample(s) for s in slices] if cfg.find == "truth" else None
     if cfg.find_rank == "learned":
         probes: list[list[Probe] | str] = []
@@ -106,9 +110,10 @@ def train_found_fold(cfg: TrainConfig, inputs: FindInputs, frame: pd.DataFrame, 
                      predict_idx: np.ndarray | None = None) -> tuple[FittedModel, list[dict], np.ndarray | None]:
     """`train_fold` on the nodule crops of rows `train_idx` (found or true, per `cfg.find`); returns the
     model (carrying its finder), its history and the probabilities of rows `predict_idx` judged on their
-    found crops (training class frequencies where none was found)."""
+    found crops (a soft find's: its candidates' weighted mean; training class frequencies where none was
+    found)."""
     held = np.asarray([] if predict_idx is None else predict_idx, dtype=int)
-    finder, found = inputs.for_fold(train_idx, np.concatenate([np.asarray(train_idx, int), held]), cfg.seed)
+    finder, found = inputs.for_fold(np.asarray(train_idx, int), held, cfg.seed)
     for i in held:
         inputs.found[i] = found[int(i)]
 
@@ -120,9 +125,9 @@ def train_found_fold(cfg: TrainConfig, inputs: FindInputs, frame: pd.DataFrame, 
         raise DataError(f"fold {fold}: no nodule found on any training slice")
     pred_rows = np.asarray([i for i in held if ok(i)], dtype=int)
     train_crops = [inputs.truth[i] for i in train_rows] if cfg.find == "truth" else [found[int(i)] for i in train_rows]
-    rows = np.concatenate([train_rows, pred_rows])
-    slices = train_crops + [found[int(i)] for i in pred_rows]
-    model, history, proba = train_fold(cfg, slices, frame.iloc[rows].reset_index(drop=True), y[rows],
+    judge, owner, decide = judged([found[int(i)] for i in pred_rows])
+    rows = np.concatenate([train_rows, pred_rows[owner]])
+    model, history, proba = train_fold(cfg, train_crops + judge, frame.iloc[rows].reset_index(drop=True), y[rows],
                                        np.arange(len(train_rows)), fold, checkpoint, resume, log,
                                        predict_idx=None if predict_idx is None else
                                        np.arange(len(train_rows), len(rows)))
@@ -132,8 +137,8 @@ def train_found_fold(cfg: TrainConfig, inputs: FindInputs, frame: pd.DataFrame, 
     prior = np.bincount(y[train_rows], minlength=N_CLASSES[cfg.task]) / len(train_rows)
     out = np.tile(prior, (len(predict_idx), 1))
     position = {int(i): k for k, i in enumerate(predict_idx)}
-    for k, i in enumerate(pred_rows):
-        out[position[int(i)]] = proba[k]
+    for k, p in zip(pred_rows, decide(proba)):
+        out[position[int(k)]] = p
     missed = len(predict_idx) - len(pred_rows)
     if missed:
         log(f"fold {fold}: no nodule found on {missed} held-out slice(s): scored with the training class "
