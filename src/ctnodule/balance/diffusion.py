@@ -120,14 +120,16 @@ class UNet(nn.Module):
     """(x_t, t, class) -> v; widths `width * mults` at sizes size, size/2, size/4, ...; one ResBlock per level
     on the way down and two on the way up (the second after concatenating the skip)."""
 
-    def __init__(self, n_classes: int, channels: int, width: int = 32, mults: tuple[int, ...] = (1, 2, 2)):
+    def __init__(self, n_classes: int, channels: int, width: int = 32, mults: tuple[int, ...] = (1, 2, 2),
+                 patch: int = 1, sized: bool = False):
         super().__init__()
         emb_dim = 4 * width
-        self.width = width
+        self.width, self.patch = width, patch
         self.time = nn.Sequential(nn.Linear(width, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.label = nn.Embedding(n_classes, emb_dim)
+        self.size = nn.Sequential(nn.Linear(width, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)) if sized else None
         chans = [width * m for m in mults]
-        self.inp = nn.Conv2d(channels, width, 3, padding=1)
+        self.inp = nn.Conv2d(channels * patch ** 2, width, 3, padding=1)
         self.down = nn.ModuleList()
         c = width
         for c_out in chans:
@@ -138,13 +140,17 @@ class UNet(nn.Module):
         for c_skip in reversed(chans):
             self.up.append(ResBlock(c + c_skip, c_skip, emb_dim))
             c = c_skip
-        self.out_norm, self.out = _norm(c), nn.Conv2d(c, channels, 3, padding=1)
+        self.out_norm, self.out = _norm(c), nn.Conv2d(c, channels * patch ** 2, 3, padding=1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        emb = F.silu(self.time(timestep_embedding(t, self.width)) + self.label(labels))
-        h = self.inp(x)
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor,
+                sizes: torch.Tensor | None = None) -> torch.Tensor:
+        emb = self.time(timestep_embedding(t, self.width)) + self.label(labels)
+        if self.size is not None:
+            emb = emb + self.size(timestep_embedding(sizes, self.width))
+        emb = F.silu(emb)
+        h = self.inp(F.pixel_unshuffle(x, self.patch) if self.patch > 1 else x)
         skips = []
         for i, block in enumerate(self.down):
             h = block(h, emb)
@@ -156,20 +162,23 @@ class UNet(nn.Module):
             if i > 0:
                 h = F.interpolate(h, scale_factor=2.0, mode="nearest")
             h = block(torch.cat([h, skips.pop()], dim=1), emb)
-        return self.out(F.silu(self.out_norm(h)))
+        out = self.out(F.silu(self.out_norm(h)))
+        return F.pixel_shuffle(out, self.patch) if self.patch > 1 else out
 
 
 class ConditionalDiffusion:
     """Class-conditional diffusion generator of nodule crops (+ masks) (module docstring)."""
 
     def __init__(self, epochs: int = 200, batch_size: int = 32, width: int = 16, mults: tuple[int, ...] = (1, 2, 2),
-                 train_size: int | None = 32, lr: float = 1e-3, ema: float = 0.999, sample_steps: int = 40,
-                 seed: int = 0, num_threads: int | None = 1):
+                 train_size: int | None = 32, patch: int = 1, size_condition: bool = False, lr: float = 1e-3,
+                 ema: float = 0.999, sample_steps: int = 40, seed: int = 0, num_threads: int | None = 1):
         self.epochs = epochs
         self.batch_size = batch_size
         self.width = width
         self.mults = mults
         self.train_size = train_size
+        self.patch = patch
+        self.size_condition = size_condition
         self.lr = lr
         self.ema = ema
         self.sample_steps = sample_steps
@@ -177,7 +186,7 @@ class ConditionalDiffusion:
         self.num_threads = num_threads
 
     def get_params(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("epochs", "batch_size", "width", "mults", "train_size", "lr", "ema",
+        return {k: getattr(self, k) for k in ("epochs", "batch_size", "width", "mults", "train_size", "patch", "size_condition", "lr", "ema",
                                             "sample_steps", "seed", "num_threads")}
 
     def fit(self, images: np.ndarray, labels: np.ndarray, masks: np.ndarray | None = None,
@@ -191,16 +200,19 @@ class ConditionalDiffusion:
     def _fit(self, x: np.ndarray, y: np.ndarray, has_mask: bool, progress: bool) -> ConditionalDiffusion:
         out_size, channels = x.shape[-1], x.shape[1]
         size = min(int(self.train_size or out_size), out_size)
-        if size < 8 or size % 2 ** (len(self.mults) - 1):
-            raise ConfigError(f"diffusion: train_size {self.train_size} must be >= 8 and divisible by "
-                              f"{2 ** (len(self.mults) - 1)} (one halving per level of mults={self.mults})")
+        factor = int(self.patch) * 2 ** (len(self.mults) - 1)
+        if size < 8 or size % factor:
+            raise ConfigError(f"diffusion: train_size {self.train_size} must be >= 8 and divisible by {factor} "
+                              f"(patch {self.patch} times one halving per level of mults={self.mults})")
+        sized = has_mask and bool(self.size_condition)
+        sizes = torch.from_numpy(equivalent_diameter(x[:, -1])) if sized else None
         data = torch.from_numpy(x * 2.0 - 1.0)
         if size < out_size:  # area averaging: the same field of view at a coarser mm/px
             data = F.interpolate(data, size=(size, size), mode="area")
         n_classes = int(y.max()) + 1
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
-        model = UNet(n_classes, channels, self.width, tuple(self.mults))
+        model = UNet(n_classes, channels, self.width, tuple(self.mults), int(self.patch), sized)
         ema_model = copy.deepcopy(model).eval()
         opt = torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=0.0)
         bs = min(int(self.batch_size), len(y))
@@ -227,7 +239,7 @@ class ConditionalDiffusion:
             a = alpha_bar(t)[:, None, None, None]
             x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
             v = a.sqrt() * noise - (1 - a).sqrt() * x0
-            loss = F.mse_loss(model(x_t, t, y_all[idx]), v)
+            loss = F.mse_loss(model(x_t, t, y_all[idx], sizes[idx] if sized else None), v)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -245,14 +257,24 @@ class ConditionalDiffusion:
         self.n_channels_, self.has_mask_ = channels - int(has_mask), has_mask
         self.history_ = history
         self.class_counts_ = np.bincount(y, minlength=n_classes)
+        self.sizes_ = sizes.numpy() if sized else None
+        self.size_labels_ = y if sized else None
         return self
 
-    def sample(self, n_per_class: int | dict[int, int] | np.ndarray, seed: int = 0) -> Samples:
+    def sample(self, n_per_class: int | dict[int, int] | np.ndarray, seed: int = 0,
+               sizes: np.ndarray | None = None) -> Samples:
         """Draw `n_per_class` samples per class (one count, a {class: count} dict or an array by class) with
-        deterministic DDIM: images (M, C, H, W) in [0, 1], masks (M, H, W) uint8 or None, labels (M,)."""
+        deterministic DDIM: images (M, C, H, W) in [0, 1], masks (M, H, W) uint8 or None, labels (M,).
+
+        A size-conditioned model draws each sample's nodule size (equivalent diameter / image side) from the
+        sizes of its class's training nodules, or takes `sizes` (M,) in the order of the labels."""
         self._check_fitted()
         counts = per_class(n_per_class, self.n_classes_, "diffusion")
         labels = np.repeat(np.arange(self.n_classes_), counts).astype(np.int64)
+        if sizes is not None and self.sizes_ is None:
+            raise ConfigError("diffusion.sample: sizes given, but this model is not size-conditioned (fit it with "
+                              "size_condition=True and masks)")
+        size_t = torch.from_numpy(self._sample_sizes(labels, sizes, seed)) if self.sizes_ is not None else None
         gen = torch.Generator().manual_seed(int(seed))
         total = self.n_channels_ + int(self.has_mask_)
         noise = torch.randn(len(labels), total, self.model_size_, self.model_size_, generator=gen)
@@ -261,10 +283,11 @@ class ConditionalDiffusion:
         with torch.no_grad():
             for start in range(0, len(labels), 256):
                 lab = torch.from_numpy(labels[start:start + 256])
+                size = size_t[start:start + 256] if size_t is not None else None
                 x = noise[start:start + 256]
                 for t, t_next in itertools.pairwise(times):
                     a, a_next = alpha_bar(t), alpha_bar(t_next)
-                    v = self.model_(x, t.expand(len(x)), lab)
+                    v = self.model_(x, t.expand(len(x)), lab, size)
                     x0 = (a.sqrt() * x - (1 - a).sqrt() * v).clamp(-1.0, 1.0)
                     eps = (x - a.sqrt() * x0) / (1 - a).sqrt()
                     x = a_next.sqrt() * x0 + (1 - a_next).sqrt() * eps
@@ -274,24 +297,55 @@ class ConditionalDiffusion:
         x = torch.cat(out).numpy() if out else np.zeros((0, total, self.image_size_, self.image_size_), np.float32)
         return to_samples(x, self.n_channels_, self.has_mask_, labels)
 
+    def _sample_sizes(self, labels: np.ndarray, sizes: np.ndarray | None, seed: int) -> np.ndarray:
+        """Per sample: the given `sizes`, else a size drawn from its class's training nodules."""
+        if sizes is not None:
+            sizes = np.asarray(sizes, dtype=np.float32)
+            if sizes.shape != labels.shape:
+                raise ConfigError(f"diffusion.sample: sizes must have one value per sample {labels.shape}, "
+                                  f"got {sizes.shape}")
+            return sizes
+        rng = np.random.default_rng([int(seed), 1])
+        out = np.zeros(len(labels), np.float32)
+        for c in np.unique(labels):
+            pool = self.sizes_[self.size_labels_ == c]
+            if len(pool) == 0:
+                raise ConfigError(f"diffusion.sample: class {c} had no training nodules, so it has no sizes")
+            out[labels == c] = rng.choice(pool, int((labels == c).sum()))
+        return out
+
     def save(self, path: str | Path) -> Path:
         """One file: format tag, params, fitted attributes and the EMA network's state dict (atomic)."""
         self._check_fitted()
+        sized = self.sizes_ is not None
+        extra = {"sizes": self.sizes_.tolist() if sized else None,
+                 "size_labels": self.size_labels_.tolist() if sized else None}
         return save_generator(path, FORMAT, self, {**self.get_params(), "mults": list(self.mults)}, "model",
-                              self.model_)
+                              self.model_, extra)
 
     @classmethod
     def load(cls, path: str | Path) -> ConditionalDiffusion:
         blob = load_generator(path, FORMAT, "diffusion")
         model = cls(**{**blob["params"], "mults": tuple(blob["params"]["mults"])})
-        net = UNet(blob["n_classes"], blob["n_channels"] + int(blob["has_mask"]), model.width, model.mults)
+        sized = blob.get("sizes") is not None
+        net = UNet(blob["n_classes"], blob["n_channels"] + int(blob["has_mask"]), model.width, model.mults,
+                   int(model.patch), sized)
         restore_fitted(model, blob, "model", net, "model_")
+        model.sizes_ = np.asarray(blob["sizes"], np.float32) if sized else None
+        model.size_labels_ = np.asarray(blob["size_labels"], np.int64) if sized else None
         return model
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
             raise ConfigError("ConditionalDiffusion is not fitted yet: call fit(images, labels) or "
                               "ConditionalDiffusion.load")
+
+
+def equivalent_diameter(masks: np.ndarray) -> np.ndarray:
+    """Per mask (N, H, W): the diameter of the disc of the same area as a share of the side (0 = empty), the
+    size the model is conditioned on (independent of the pixel spacing and the training resolution)."""
+    area = (np.asarray(masks) > 0).sum(axis=(1, 2))
+    return (2.0 * np.sqrt(area / math.pi) / masks.shape[-1]).astype(np.float32)
 
 
 def _flip_rotate(x: torch.Tensor, k: int) -> torch.Tensor:
