@@ -1,4 +1,4 @@
-"""The diffusion model's own parts: its noise schedule, the 64-px patch stem and the size conditioning (what it
+"""The diffusion model's own parts: its noise schedule and the size conditioning (what it
 shares with the cGAN is tested in test_generators.py)."""
 
 import numpy as np
@@ -50,7 +50,7 @@ def test_size_condition_sets_the_generated_nodules_size():
 
 def test_size_conditioned_model_round_trips_and_checks_sizes(tmp_path):
     x, y, masks = _sized_blobs(n=32)
-    model = ConditionalDiffusion(epochs=1, size_condition=True, patch=2, **TINY).fit(x, y, masks)
+    model = ConditionalDiffusion(epochs=1, size_condition=True, **TINY).fit(x, y, masks)
     loaded = ConditionalDiffusion.load(model.save(tmp_path / "d.pt"))
     np.testing.assert_array_equal(loaded.sizes_, model.sizes_)
     np.testing.assert_allclose(loaded.sample(3, seed=2).images, model.sample(3, seed=2).images, atol=1e-5)
@@ -60,10 +60,3 @@ def test_size_conditioned_model_round_trips_and_checks_sizes(tmp_path):
     with pytest.raises(ConfigError, match="not size-conditioned"):
         unsized.sample(3, sizes=np.ones(6))
 
-
-def test_patch_stem_draws_at_the_full_resolution():
-    x, y, masks = _sized_blobs(n=32, size=32)
-    model = ConditionalDiffusion(epochs=1, **{**TINY, "train_size": 32, "patch": 2}).fit(x, y, masks)
-    assert model.model_size_ == 32 and model.sample(2).images.shape == (4, 1, 32, 32)
-    with pytest.raises(ConfigError, match="patch 4"):
-        ConditionalDiffusion(epochs=1, **{**TINY, "patch": 4, "mults": (1, 2, 2, 2)}).fit(x, y)

@@ -121,15 +121,15 @@ class UNet(nn.Module):
     on the way down and two on the way up (the second after concatenating the skip)."""
 
     def __init__(self, n_classes: int, channels: int, width: int = 32, mults: tuple[int, ...] = (1, 2, 2),
-                 patch: int = 1, sized: bool = False):
+                 sized: bool = False):
         super().__init__()
         emb_dim = 4 * width
-        self.width, self.patch = width, patch
+        self.width = width
         self.time = nn.Sequential(nn.Linear(width, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.label = nn.Embedding(n_classes, emb_dim)
         self.size = nn.Sequential(nn.Linear(width, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)) if sized else None
         chans = [width * m for m in mults]
-        self.inp = nn.Conv2d(channels * patch ** 2, width, 3, padding=1)
+        self.inp = nn.Conv2d(channels, width, 3, padding=1)
         self.down = nn.ModuleList()
         c = width
         for c_out in chans:
@@ -140,7 +140,7 @@ class UNet(nn.Module):
         for c_skip in reversed(chans):
             self.up.append(ResBlock(c + c_skip, c_skip, emb_dim))
             c = c_skip
-        self.out_norm, self.out = _norm(c), nn.Conv2d(c, channels * patch ** 2, 3, padding=1)
+        self.out_norm, self.out = _norm(c), nn.Conv2d(c, channels, 3, padding=1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
@@ -150,7 +150,7 @@ class UNet(nn.Module):
         if self.size is not None:
             emb = emb + self.size(timestep_embedding(sizes, self.width))
         emb = F.silu(emb)
-        h = self.inp(F.pixel_unshuffle(x, self.patch) if self.patch > 1 else x)
+        h = self.inp(x)
         skips = []
         for i, block in enumerate(self.down):
             h = block(h, emb)
@@ -162,22 +162,20 @@ class UNet(nn.Module):
             if i > 0:
                 h = F.interpolate(h, scale_factor=2.0, mode="nearest")
             h = block(torch.cat([h, skips.pop()], dim=1), emb)
-        out = self.out(F.silu(self.out_norm(h)))
-        return F.pixel_shuffle(out, self.patch) if self.patch > 1 else out
+        return self.out(F.silu(self.out_norm(h)))
 
 
 class ConditionalDiffusion:
     """Class-conditional diffusion generator of nodule crops (+ masks) (module docstring)."""
 
     def __init__(self, epochs: int = 200, batch_size: int = 32, width: int = 16, mults: tuple[int, ...] = (1, 2, 2),
-                 train_size: int | None = 32, patch: int = 1, size_condition: bool = False, lr: float = 1e-3,
+                 train_size: int | None = 32, size_condition: bool = False, lr: float = 1e-3,
                  ema: float = 0.999, sample_steps: int = 40, seed: int = 0, num_threads: int | None = 1):
         self.epochs = epochs
         self.batch_size = batch_size
         self.width = width
         self.mults = mults
         self.train_size = train_size
-        self.patch = patch
         self.size_condition = size_condition
         self.lr = lr
         self.ema = ema
@@ -186,7 +184,7 @@ class ConditionalDiffusion:
         self.num_threads = num_threads
 
     def get_params(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("epochs", "batch_size", "width", "mults", "train_size", "patch", "size_condition", "lr", "ema",
+        return {k: getattr(self, k) for k in ("epochs", "batch_size", "width", "mults", "train_size", "size_condition", "lr", "ema",
                                             "sample_steps", "seed", "num_threads")}
 
     def fit(self, images: np.ndarray, labels: np.ndarray, masks: np.ndarray | None = None,
@@ -200,10 +198,9 @@ class ConditionalDiffusion:
     def _fit(self, x: np.ndarray, y: np.ndarray, has_mask: bool, progress: bool) -> ConditionalDiffusion:
         out_size, channels = x.shape[-1], x.shape[1]
         size = min(int(self.train_size or out_size), out_size)
-        factor = int(self.patch) * 2 ** (len(self.mults) - 1)
-        if size < 8 or size % factor:
-            raise ConfigError(f"diffusion: train_size {self.train_size} must be >= 8 and divisible by {factor} "
-                              f"(patch {self.patch} times one halving per level of mults={self.mults})")
+        if size < 8 or size % 2 ** (len(self.mults) - 1):
+            raise ConfigError(f"diffusion: train_size {self.train_size} must be >= 8 and divisible by "
+                              f"{2 ** (len(self.mults) - 1)} (one halving per level of mults={self.mults})")
         sized = has_mask and bool(self.size_condition)
         sizes = torch.from_numpy(equivalent_diameter(x[:, -1])) if sized else None
         data = torch.from_numpy(x * 2.0 - 1.0)
@@ -212,7 +209,7 @@ class ConditionalDiffusion:
         n_classes = int(y.max()) + 1
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
-        model = UNet(n_classes, channels, self.width, tuple(self.mults), int(self.patch), sized)
+        model = UNet(n_classes, channels, self.width, tuple(self.mults), sized)
         ema_model = copy.deepcopy(model).eval()
         opt = torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=0.0)
         bs = min(int(self.batch_size), len(y))
@@ -329,7 +326,7 @@ class ConditionalDiffusion:
         model = cls(**{**blob["params"], "mults": tuple(blob["params"]["mults"])})
         sized = blob.get("sizes") is not None
         net = UNet(blob["n_classes"], blob["n_channels"] + int(blob["has_mask"]), model.width, model.mults,
-                   int(model.patch), sized)
+                   sized)
         restore_fitted(model, blob, "model", net, "model_")
         model.sizes_ = np.asarray(blob["sizes"], np.float32) if sized else None
         model.size_labels_ = np.asarray(blob["size_labels"], np.int64) if sized else None
