@@ -8,7 +8,10 @@ What it is (Ho et al. 2020; Nichol & Dhariwal 2021; Salimans & Ho 2022; Song et 
 - continuous-time cosine noise schedule, alpha_bar(t) = cos^2(pi/2 * (t + s) / (1 + s)), t ~ U(0, 1);
 - v-prediction with an MSE loss (well-behaved at both ends of the schedule, unlike epsilon at t -> 1);
 - a compact U-Net: residual blocks whose GroupNorm scale/shift come from the sum of a sinusoidal time
-  embedding and a learned class embedding, one self-attention block at the coarsest level;
+  embedding, a learned class embedding and (`size_condition`, the default when masks are given) an embedding
+  of the nodule's size — the equivalent mask diameter as a share of the side; sampling draws each sample's
+  size from its class's training nodules (or takes `sizes`), so the size spread per score is the real one;
+  one self-attention block at the coarsest level;
 - the image channels and, when masks are given, the nodule mask as one more channel (thresholded at 0 when
   sampling), so every sample carries its own segmentation like the cGAN's;
 - random flips/90-degree rotations of the training batch (a nodule has no preferred orientation);
@@ -17,22 +20,27 @@ What it is (Ho et al. 2020; Nichol & Dhariwal 2021; Salimans & Ho 2022; Song et 
 
 Like the cGAN it models the 64 x 64 nodule view at `train_size` 32 (same field of view at 1.4 mm/px) and
 resamples its output back (bicubic); that down+up-sampling alone costs KID 0.025 / FID 26 on real crops.
+Drawing the 64-px grid directly at the same cost per step (a pixel-unshuffle stem, 4988 steps, 786 CPU s)
+was far worse: KID 0.62 / FID 163, grainy textures without vessels; a plain 64-px U-Net costs 3x per step.
 
-Measured on the 798 dev VOI crops (`ctnodule synthesize data/voi --per-class 100 --generator diffusion`,
-200 epochs = 4988 steps of 32, width 16 (0.18 M parameters), one thread; shared 2-core machine): training
-747 CPU s (36 min wall at load ~9), 1.6 GB peak; KID 0.137 [0.124, 0.146], FID 61.8 [56.6, 66.4] vs the
-same-n real-vs-real 0.000 / 19.0, precision 0.72, recall 0.13 (cGAN, 150 epochs / 471 CPU s: KID 0.254,
-FID 147, recall 0.00). Sizes keep their spread: mask diameter per score 6.8±2.3 / 7.0±1.9 / 7.3±2.3 /
-11.4±3.1 / 17.7±4.1 mm vs real 7.2±3.0 / 7.4±2.9 / 8.0±3.9 / 12.2±4.1 / 18.9±5.7 (cGAN sd 0.3-0.8). No
-copying: median feature distance to the nearest real crop 6.9 vs 6.2 real-to-real. Targets (KID <= 0.05,
-FID <= 3x reference = 57) not reached. Shorter runs (5 halves): width 16, 2000 steps (312 CPU s) KID 0.168 /
-FID 70; width 32, 800 steps (321 CPU s) KID 0.154 / FID 70. Sampling the full model with 100 DDIM steps instead of
-40 changes nothing (KID 0.135 vs 0.137): the training budget, not the sampler, limits quality.
+Measured on the 798 dev VOI crops (quality.compare, n = 392 a side, 20 patient halves; 200 epochs = 4988
+steps of 32, width 16 (0.18 M parameters), one thread; shared 2-core machine): with size conditioning
+training 794 CPU s, KID 0.110 [0.097, 0.120], FID 57.6 [53.0, 62.4] vs the same-n real-vs-real 0.000 /
+19.0, precision 0.69, recall 0.13; mask diameter per score 7.6±3.4 / 7.8±3.4 / 7.8±3.7 / 11.5±3.8 /
+18.0±5.3 mm vs real 7.2±3.0 / 7.4±2.9 / 8.0±3.9 / 12.2±4.1 / 18.9±5.7. Without it (class only): 747 CPU s,
+KID 0.137 [0.124, 0.146], FID 61.8 [56.6, 66.4], recall 0.13, diameters' sd 1.9-4.1. cGAN, 150 epochs / 471
+CPU s: KID 0.254, FID 147, recall 0.00. No copying: median feature distance to the nearest real crop 6.8
+vs 6.2 real-to-real. Targets (KID <= 0.05, FID <= 3x reference = 57) not reached within the 15-min budget:
+along the run (5 halves at 1250 / 2500 steps) KID 0.214 / 0.148 / 0.110 and FID 90 / 70 / 58 at 200 / 390 /
+794 CPU s, i.e. KID falls ~ CPU^-0.4..0.5 and would need an extrapolated 4 000-9 000 CPU s (5-11x the
+budget). Sampling with 100 DDIM steps instead of 40 changes nothing (KID 0.135 vs 0.137, class-only model):
+the training budget, not the sampler, limits quality.
 
 `ConditionalDiffusion` has the estimator shape of `ConditionalGAN`: parameters in `__init__`,
 `fit(images, labels, masks)` learns `model_` (+ `n_classes_`, `image_size_`, `model_size_`, `n_channels_`,
-`has_mask_`, `history_`, `fit_seconds_`, `fit_cpu_seconds_`, `class_counts_`), `sample(n_per_class, seed)`
-draws `Samples`, `save`/`load` round-trip through one file.
+`has_mask_`, `history_`, `fit_seconds_`, `fit_cpu_seconds_`, `class_counts_`, `sizes_` and `size_labels_`:
+the training sizes and their classes, None without size conditioning), `sample(n_per_class, seed)` draws
+`Samples`, `save`/`load` round-trip through one file.
 """
 
 from __future__ import annotations
@@ -169,7 +177,7 @@ class ConditionalDiffusion:
     """Class-conditional diffusion generator of nodule crops (+ masks) (module docstring)."""
 
     def __init__(self, epochs: int = 200, batch_size: int = 32, width: int = 16, mults: tuple[int, ...] = (1, 2, 2),
-                 train_size: int | None = 32, size_condition: bool = False, lr: float = 1e-3,
+                 train_size: int | None = 32, size_condition: bool = True, lr: float = 1e-3,
                  ema: float = 0.999, sample_steps: int = 40, seed: int = 0, num_threads: int | None = 1):
         self.epochs = epochs
         self.batch_size = batch_size
