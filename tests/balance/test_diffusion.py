@@ -60,3 +60,16 @@ def test_size_conditioned_model_round_trips_and_checks_sizes(tmp_path):
     with pytest.raises(ConfigError, match="not size-conditioned"):
         unsized.sample(3, sizes=np.ones(6))
 
+
+
+def test_files_from_before_size_conditioning_load_as_class_only(tmp_path):
+    x, y, masks = _sized_blobs(n=32)
+    model = ConditionalDiffusion(epochs=1, size_condition=False, **TINY).fit(x, y, masks)
+    blob = torch.load(model.save(tmp_path / "d.pt"), weights_only=True)
+    for key in ("sizes", "size_labels"):
+        del blob[key]
+    del blob["params"]["size_condition"]
+    torch.save(blob, tmp_path / "old.pt")
+    old = ConditionalDiffusion.load(tmp_path / "old.pt")
+    assert old.get_params()["size_condition"] is False and old.sizes_ is None
+    np.testing.assert_allclose(old.sample(2, seed=4).images, model.sample(2, seed=4).images, atol=1e-5)

@@ -192,8 +192,8 @@ class ConditionalDiffusion:
         self.num_threads = num_threads
 
     def get_params(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("epochs", "batch_size", "width", "mults", "train_size", "size_condition", "lr", "ema",
-                                            "sample_steps", "seed", "num_threads")}
+        return {k: getattr(self, k) for k in ("epochs", "batch_size", "width", "mults", "train_size", "size_condition",
+                                            "lr", "ema", "sample_steps", "seed", "num_threads")}
 
     def fit(self, images: np.ndarray, labels: np.ndarray, masks: np.ndarray | None = None,
             progress: bool = False) -> ConditionalDiffusion:
@@ -331,7 +331,8 @@ class ConditionalDiffusion:
     @classmethod
     def load(cls, path: str | Path) -> ConditionalDiffusion:
         blob = load_generator(path, FORMAT, "diffusion")
-        model = cls(**{**blob["params"], "mults": tuple(blob["params"]["mults"])})
+        # files from before size conditioning lack the option: they were conditioned on the class only
+        model = cls(**{"size_condition": False, **blob["params"], "mults": tuple(blob["params"]["mults"])})
         sized = blob.get("sizes") is not None
         net = UNet(blob["n_classes"], blob["n_channels"] + int(blob["has_mask"]), model.width, model.mults,
                    sized)
