@@ -25,7 +25,8 @@ was far worse: KID 0.62 / FID 163, grainy textures without vessels; a plain 64-p
 
 Measured on the 798 dev VOI crops (quality.compare, n = 392 a side, 20 patient halves; 200 epochs = 4988
 steps of 32, width 16 (0.18 M parameters), one thread; shared 2-core machine): with size conditioning
-training 794 CPU s, KID 0.110 [0.097, 0.120], FID 57.6 [53.0, 62.4] vs the same-n real-vs-real 0.000 /
+(`ctnodule synthesize data/voi --per-class 100`) training 729 CPU s / 20 min wall, 1.7 GB peak (794 CPU s in an
+identical earlier run under heavier load), KID 0.110 [0.097, 0.120], FID 57.6 [53.0, 62.4] vs the same-n real-vs-real 0.000 /
 19.0, precision 0.69, recall 0.13; mask diameter per score 7.6±3.4 / 7.8±3.4 / 7.8±3.7 / 11.5±3.8 /
 18.0±5.3 mm vs real 7.2±3.0 / 7.4±2.9 / 8.0±3.9 / 12.2±4.1 / 18.9±5.7. Without it (class only): 747 CPU s,
 KID 0.137 [0.124, 0.146], FID 61.8 [56.6, 66.4], recall 0.13, diameters' sd 1.9-4.1. cGAN, 150 epochs / 471
