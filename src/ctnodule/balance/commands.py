@@ -17,7 +17,7 @@ def synthesize_cmd(
                                                            "cgan, ~4 for diffusion); default: cgan 300, "
                                                            "diffusion 200.")] = None,
     generator: Annotated[Literal["cgan", "diffusion"], typer.Option(help="diffusion (conditional diffusion model: "
-                                                                         "KID 0.14, recall 0.13 on the dev VOIs) or "
+                                                                         "KID 0.11, recall 0.13 on the dev VOIs) or "
                                                                          "cgan (conditional GAN: KID 0.25, recall "
                                                                          "0.00).")] = "diffusion",
     seed: Annotated[int, typer.Option(help="Seed for training and sampling.")] = 0,

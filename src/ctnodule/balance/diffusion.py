@@ -8,7 +8,10 @@ What it is (Ho et al. 2020; Nichol & Dhariwal 2021; Salimans & Ho 2022; Song et 
 - continuous-time cosine noise schedule, alpha_bar(t) = cos^2(pi/2 * (t + s) / (1 + s)), t ~ U(0, 1);
 - v-prediction with an MSE loss (well-behaved at both ends of the schedule, unlike epsilon at t -> 1);
 - a compact U-Net: residual blocks whose GroupNorm scale/shift come from the sum of a sinusoidal time
-  embedding and a learned class embedding, one self-attention block at the coarsest level;
+  embedding, a learned class embedding and (`size_condition`, the default when masks are given) an embedding
+  of the nodule's size — the equivalent mask diameter as a share of the side; sampling draws each sample's
+  size from its class's training nodules (or takes `sizes`), so the size spread per score is the real one;
+  one self-attention block at the coarsest level;
 - the image channels and, when masks are given, the nodule mask as one more channel (thresholded at 0 when
   sampling), so every sample carries its own segmentation like the cGAN's;
 - random flips/90-degree rotations of the training batch (a nodule has no preferred orientation);
@@ -17,22 +20,28 @@ What it is (Ho et al. 2020; Nichol & Dhariwal 2021; Salimans & Ho 2022; Song et 
 
 Like the cGAN it models the 64 x 64 nodule view at `train_size` 32 (same field of view at 1.4 mm/px) and
 resamples its output back (bicubic); that down+up-sampling alone costs KID 0.025 / FID 26 on real crops.
+Drawing the 64-px grid directly at the same cost per step (a pixel-unshuffle stem, 4988 steps, 786 CPU s)
+was far worse: KID 0.62 / FID 163, grainy textures without vessels; a plain 64-px U-Net costs 3x per step.
 
-Measured on the 798 dev VOI crops (`ctnodule synthesize data/voi --per-class 100 --generator diffusion`,
-200 epochs = 4988 steps of 32, width 16 (0.18 M parameters), one thread; shared 2-core machine): training
-747 CPU s (36 min wall at load ~9), 1.6 GB peak; KID 0.137 [0.124, 0.146], FID 61.8 [56.6, 66.4] vs the
-same-n real-vs-real 0.000 / 19.0, precision 0.72, recall 0.13 (cGAN, 150 epochs / 471 CPU s: KID 0.254,
-FID 147, recall 0.00). Sizes keep their spread: mask diameter per score 6.8±2.3 / 7.0±1.9 / 7.3±2.3 /
-11.4±3.1 / 17.7±4.1 mm vs real 7.2±3.0 / 7.4±2.9 / 8.0±3.9 / 12.2±4.1 / 18.9±5.7 (cGAN sd 0.3-0.8). No
-copying: median feature distance to the nearest real crop 6.9 vs 6.2 real-to-real. Targets (KID <= 0.05,
-FID <= 3x reference = 57) not reached. Shorter runs (5 halves): width 16, 2000 steps (312 CPU s) KID 0.168 /
-FID 70; width 32, 800 steps (321 CPU s) KID 0.154 / FID 70. Sampling the full model with 100 DDIM steps instead of
-40 changes nothing (KID 0.135 vs 0.137): the training budget, not the sampler, limits quality.
+Measured on the 798 dev VOI crops (quality.compare, n = 392 a side, 20 patient halves; 200 epochs = 4988
+steps of 32, width 16 (0.18 M parameters), one thread; shared 2-core machine): with size conditioning
+(`ctnodule synthesize data/voi --per-class 100`) training 729 CPU s / 20 min wall, 1.7 GB peak (794 CPU s in an
+identical earlier run under heavier load), KID 0.110 [0.097, 0.120], FID 57.6 [53.0, 62.4] vs the same-n real-vs-real 0.000 /
+19.0, precision 0.69, recall 0.13; mask diameter per score 7.6±3.4 / 7.8±3.4 / 7.8±3.7 / 11.5±3.8 /
+18.0±5.3 mm vs real 7.2±3.0 / 7.4±2.9 / 8.0±3.9 / 12.2±4.1 / 18.9±5.7. Without it (class only): 747 CPU s,
+KID 0.137 [0.124, 0.146], FID 61.8 [56.6, 66.4], recall 0.13, diameters' sd 1.9-4.1. cGAN, 150 epochs / 471
+CPU s: KID 0.254, FID 147, recall 0.00. No copying: median feature distance to the nearest real crop 6.8
+vs 6.2 real-to-real. Targets (KID <= 0.05, FID <= 3x reference = 57) not reached within the 15-min budget:
+along the run (5 halves at 1250 / 2500 steps) KID 0.214 / 0.148 / 0.110 and FID 90 / 70 / 58 at 200 / 390 /
+794 CPU s, i.e. KID falls ~ CPU^-0.4..0.5 and would need an extrapolated 4 000-9 000 CPU s (5-11x the
+budget). Sampling with 100 DDIM steps instead of 40 changes nothing (KID 0.135 vs 0.137, class-only model):
+the training budget, not the sampler, limits quality.
 
 `ConditionalDiffusion` has the estimator shape of `ConditionalGAN`: parameters in `__init__`,
 `fit(images, labels, masks)` learns `model_` (+ `n_classes_`, `image_size_`, `model_size_`, `n_channels_`,
-`has_mask_`, `history_`, `fit_seconds_`, `fit_cpu_seconds_`, `class_counts_`), `sample(n_per_class, seed)`
-draws `Samples`, `save`/`load` round-trip through one file.
+`has_mask_`, `history_`, `fit_seconds_`, `fit_cpu_seconds_`, `class_counts_`, `sizes_` and `size_labels_`:
+the training sizes and their classes, None without size conditioning), `sample(n_per_class, seed)` draws
+`Samples`, `save`/`load` round-trip through one file.
 """
 
 from __future__ import annotations
@@ -120,12 +129,14 @@ class UNet(nn.Module):
     """(x_t, t, class) -> v; widths `width * mults` at sizes size, size/2, size/4, ...; one ResBlock per level
     on the way down and two on the way up (the second after concatenating the skip)."""
 
-    def __init__(self, n_classes: int, channels: int, width: int = 32, mults: tuple[int, ...] = (1, 2, 2)):
+    def __init__(self, n_classes: int, channels: int, width: int = 32, mults: tuple[int, ...] = (1, 2, 2),
+                 sized: bool = False):
         super().__init__()
         emb_dim = 4 * width
         self.width = width
         self.time = nn.Sequential(nn.Linear(width, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.label = nn.Embedding(n_classes, emb_dim)
+        self.size = nn.Sequential(nn.Linear(width, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)) if sized else None
         chans = [width * m for m in mults]
         self.inp = nn.Conv2d(channels, width, 3, padding=1)
         self.down = nn.ModuleList()
@@ -142,8 +153,12 @@ class UNet(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        emb = F.silu(self.time(timestep_embedding(t, self.width)) + self.label(labels))
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor,
+                sizes: torch.Tensor | None = None) -> torch.Tensor:
+        emb = self.time(timestep_embedding(t, self.width)) + self.label(labels)
+        if self.size is not None:
+            emb = emb + self.size(timestep_embedding(sizes, self.width))
+        emb = F.silu(emb)
         h = self.inp(x)
         skips = []
         for i, block in enumerate(self.down):
@@ -163,13 +178,14 @@ class ConditionalDiffusion:
     """Class-conditional diffusion generator of nodule crops (+ masks) (module docstring)."""
 
     def __init__(self, epochs: int = 200, batch_size: int = 32, width: int = 16, mults: tuple[int, ...] = (1, 2, 2),
-                 train_size: int | None = 32, lr: float = 1e-3, ema: float = 0.999, sample_steps: int = 40,
-                 seed: int = 0, num_threads: int | None = 1):
+                 train_size: int | None = 32, size_condition: bool = True, lr: float = 1e-3,
+                 ema: float = 0.999, sample_steps: int = 40, seed: int = 0, num_threads: int | None = 1):
         self.epochs = epochs
         self.batch_size = batch_size
         self.width = width
         self.mults = mults
         self.train_size = train_size
+        self.size_condition = size_condition
         self.lr = lr
         self.ema = ema
         self.sample_steps = sample_steps
@@ -177,8 +193,8 @@ class ConditionalDiffusion:
         self.num_threads = num_threads
 
     def get_params(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("epochs", "batch_size", "width", "mults", "train_size", "lr", "ema",
-                                            "sample_steps", "seed", "num_threads")}
+        return {k: getattr(self, k) for k in ("epochs", "batch_size", "width", "mults", "train_size", "size_condition",
+                                            "lr", "ema", "sample_steps", "seed", "num_threads")}
 
     def fit(self, images: np.ndarray, labels: np.ndarray, masks: np.ndarray | None = None,
             progress: bool = False) -> ConditionalDiffusion:
@@ -194,13 +210,15 @@ class ConditionalDiffusion:
         if size < 8 or size % 2 ** (len(self.mults) - 1):
             raise ConfigError(f"diffusion: train_size {self.train_size} must be >= 8 and divisible by "
                               f"{2 ** (len(self.mults) - 1)} (one halving per level of mults={self.mults})")
+        sized = has_mask and bool(self.size_condition)
+        sizes = torch.from_numpy(equivalent_diameter(x[:, -1])) if sized else None
         data = torch.from_numpy(x * 2.0 - 1.0)
         if size < out_size:  # area averaging: the same field of view at a coarser mm/px
             data = F.interpolate(data, size=(size, size), mode="area")
         n_classes = int(y.max()) + 1
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
-        model = UNet(n_classes, channels, self.width, tuple(self.mults))
+        model = UNet(n_classes, channels, self.width, tuple(self.mults), sized)
         ema_model = copy.deepcopy(model).eval()
         opt = torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=0.0)
         bs = min(int(self.batch_size), len(y))
@@ -227,7 +245,7 @@ class ConditionalDiffusion:
             a = alpha_bar(t)[:, None, None, None]
             x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
             v = a.sqrt() * noise - (1 - a).sqrt() * x0
-            loss = F.mse_loss(model(x_t, t, y_all[idx]), v)
+            loss = F.mse_loss(model(x_t, t, y_all[idx], sizes[idx] if sized else None), v)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -245,14 +263,24 @@ class ConditionalDiffusion:
         self.n_channels_, self.has_mask_ = channels - int(has_mask), has_mask
         self.history_ = history
         self.class_counts_ = np.bincount(y, minlength=n_classes)
+        self.sizes_ = sizes.numpy() if sized else None
+        self.size_labels_ = y if sized else None
         return self
 
-    def sample(self, n_per_class: int | dict[int, int] | np.ndarray, seed: int = 0) -> Samples:
+    def sample(self, n_per_class: int | dict[int, int] | np.ndarray, seed: int = 0,
+               sizes: np.ndarray | None = None) -> Samples:
         """Draw `n_per_class` samples per class (one count, a {class: count} dict or an array by class) with
-        deterministic DDIM: images (M, C, H, W) in [0, 1], masks (M, H, W) uint8 or None, labels (M,)."""
+        deterministic DDIM: images (M, C, H, W) in [0, 1], masks (M, H, W) uint8 or None, labels (M,).
+
+        A size-conditioned model draws each sample's nodule size (equivalent diameter / image side) from the
+        sizes of its class's training nodules, or takes `sizes` (M,) in the order of the labels."""
         self._check_fitted()
         counts = per_class(n_per_class, self.n_classes_, "diffusion")
         labels = np.repeat(np.arange(self.n_classes_), counts).astype(np.int64)
+        if sizes is not None and self.sizes_ is None:
+            raise ConfigError("diffusion.sample: sizes given, but this model is not size-conditioned (fit it with "
+                              "size_condition=True and masks)")
+        size_t = torch.from_numpy(self._sample_sizes(labels, sizes, seed)) if self.sizes_ is not None else None
         gen = torch.Generator().manual_seed(int(seed))
         total = self.n_channels_ + int(self.has_mask_)
         noise = torch.randn(len(labels), total, self.model_size_, self.model_size_, generator=gen)
@@ -261,10 +289,11 @@ class ConditionalDiffusion:
         with torch.no_grad():
             for start in range(0, len(labels), 256):
                 lab = torch.from_numpy(labels[start:start + 256])
+                size = size_t[start:start + 256] if size_t is not None else None
                 x = noise[start:start + 256]
                 for t, t_next in itertools.pairwise(times):
                     a, a_next = alpha_bar(t), alpha_bar(t_next)
-                    v = self.model_(x, t.expand(len(x)), lab)
+                    v = self.model_(x, t.expand(len(x)), lab, size)
                     x0 = (a.sqrt() * x - (1 - a).sqrt() * v).clamp(-1.0, 1.0)
                     eps = (x - a.sqrt() * x0) / (1 - a).sqrt()
                     x = a_next.sqrt() * x0 + (1 - a_next).sqrt() * eps
@@ -274,24 +303,56 @@ class ConditionalDiffusion:
         x = torch.cat(out).numpy() if out else np.zeros((0, total, self.image_size_, self.image_size_), np.float32)
         return to_samples(x, self.n_channels_, self.has_mask_, labels)
 
+    def _sample_sizes(self, labels: np.ndarray, sizes: np.ndarray | None, seed: int) -> np.ndarray:
+        """Per sample: the given `sizes`, else a size drawn from its class's training nodules."""
+        if sizes is not None:
+            sizes = np.asarray(sizes, dtype=np.float32)
+            if sizes.shape != labels.shape:
+                raise ConfigError(f"diffusion.sample: sizes must have one value per sample {labels.shape}, "
+                                  f"got {sizes.shape}")
+            return sizes
+        rng = np.random.default_rng([int(seed), 1])
+        out = np.zeros(len(labels), np.float32)
+        for c in np.unique(labels):
+            pool = self.sizes_[self.size_labels_ == c]
+            if len(pool) == 0:
+                raise ConfigError(f"diffusion.sample: class {c} had no training nodules, so it has no sizes")
+            out[labels == c] = rng.choice(pool, int((labels == c).sum()))
+        return out
+
     def save(self, path: str | Path) -> Path:
         """One file: format tag, params, fitted attributes and the EMA network's state dict (atomic)."""
         self._check_fitted()
+        sized = self.sizes_ is not None
+        extra = {"sizes": self.sizes_.tolist() if sized else None,
+                 "size_labels": self.size_labels_.tolist() if sized else None}
         return save_generator(path, FORMAT, self, {**self.get_params(), "mults": list(self.mults)}, "model",
-                              self.model_)
+                              self.model_, extra)
 
     @classmethod
     def load(cls, path: str | Path) -> ConditionalDiffusion:
         blob = load_generator(path, FORMAT, "diffusion")
-        model = cls(**{**blob["params"], "mults": tuple(blob["params"]["mults"])})
-        net = UNet(blob["n_classes"], blob["n_channels"] + int(blob["has_mask"]), model.width, model.mults)
+        # files from before size conditioning lack the option: they were conditioned on the class only
+        model = cls(**{"size_condition": False, **blob["params"], "mults": tuple(blob["params"]["mults"])})
+        sized = blob.get("sizes") is not None
+        net = UNet(blob["n_classes"], blob["n_channels"] + int(blob["has_mask"]), model.width, model.mults,
+                   sized)
         restore_fitted(model, blob, "model", net, "model_")
+        model.sizes_ = np.asarray(blob["sizes"], np.float32) if sized else None
+        model.size_labels_ = np.asarray(blob["size_labels"], np.int64) if sized else None
         return model
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
             raise ConfigError("ConditionalDiffusion is not fitted yet: call fit(images, labels) or "
                               "ConditionalDiffusion.load")
+
+
+def equivalent_diameter(masks: np.ndarray) -> np.ndarray:
+    """Per mask (N, H, W): the diameter of the disc of the same area as a share of the side (0 = empty), the
+    size the model is conditioned on (independent of the pixel spacing and the training resolution)."""
+    area = (np.asarray(masks) > 0).sum(axis=(1, 2))
+    return (2.0 * np.sqrt(area / math.pi) / masks.shape[-1]).astype(np.float32)
 
 
 def _flip_rotate(x: torch.Tensor, k: int) -> torch.Tensor:

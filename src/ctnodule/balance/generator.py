@@ -94,11 +94,11 @@ FITTED = ("n_classes", "image_size", "model_size", "n_channels", "has_mask", "hi
 
 
 def save_generator(path: str | Path, fmt: str, model: Any, params: dict[str, Any], key: str,
-                   network: nn.Module) -> Path:
-    """One file (written atomically): format tag, constructor params, the fitted attributes (`FITTED`) and the
-    sampling network's state dict under `key`."""
+                   network: nn.Module, extra: dict[str, Any] | None = None) -> Path:
+    """One file (written atomically): format tag, constructor params, the fitted attributes (`FITTED`), the
+    sampling network's state dict under `key` and a generator's own `extra` entries (plain Python values)."""
     blob = {"format": fmt, "params": params, **{k: getattr(model, k + "_") for k in FITTED},
-            key: network.state_dict()}
+            key: network.state_dict(), **(extra or {})}
     blob["class_counts"] = np.asarray(blob["class_counts"]).tolist()
     with atomic_path(path) as tmp:
         torch.save(blob, tmp)

@@ -121,8 +121,9 @@ def _report(folder: Path, real: np.ndarray, masks: np.ndarray, y: np.ndarray, fa
     # sample is to its nearest OTHER real one (leave-one-out)
     _, real_nn = nearest(f_real, f_real, n=2)
     page = HtmlReport(f"Synthetic nodules ({label})", f"trained on {source}")
-    page.paragraph(f"{len(real)} real nodule crops + masks, {gan.epochs} epochs at {gan.model_size_} x "
-                   f"{gan.model_size_} px (the view's field of view; samples resampled to {gan.image_size_} px), "
+    grid = (f"{gan.model_size_} x {gan.model_size_} px (the view's field of view; samples resampled to "
+            f"{gan.image_size_} px)" if gan.model_size_ < gan.image_size_ else f"{gan.model_size_} x {gan.model_size_} px")
+    page.paragraph(f"{len(real)} real nodule crops + masks, {gan.epochs} epochs at {grid}, "
                    f"trained in {gan.fit_seconds_:.0f} s wall / {gan.fit_cpu_seconds_:.0f} CPU s ({label}, width "
                    f"{gan.width}, {gan.num_threads or 'default'} torch thread(s)). Evaluated on a draw with the "
                    f"real class counts ({len(fake.labels)} samples).")
