@@ -8,8 +8,8 @@ copies, so each is a real segmentation. Then:
 
 1. `ctnodule predict RUN SERIES --candidates CSV --out CSV` as a subprocess: the user's wall time and the
    CPU seconds it used, reading, imports and Python start included (the target: <= 10 s on 2 cores);
-2. the same work in this process by stage (open the run, read the series, segment x5, cut samples,
-   predict, write CSV + PNGs), files already in the page cache.
+2. the same work in this process by stage (open the run, read the series, segment x5 with the run's
+   segmenter, cut samples, predict, write CSV + PNGs), files already in the page cache.
 
 Prints wall and CPU seconds (the machine may be shared: CPU is the steadier figure).
 
@@ -118,19 +118,20 @@ def main() -> None:
         from ctnodule.data.volume import read_volume
         from ctnodule.explain.ct import predict_ct
         from ctnodule.predict.run import load_run
-        from ctnodule.preprocess.segment import nodule_sample, segment_nodule
+        from ctnodule.predict.volume import judge_outlines, outlines_at
 
         print("in process, by stage (files in the page cache):")
         predictor = timed("load_run", load_run, args.run)
         volume = timed("read_volume (300 DICOM files)", read_volume, folder)
         sp = np.asarray(volume.spacing)[::-1]
         seeds = [volume.to_voxel(c)[::-1] for c in centres]
-        masks = timed("segment_nodule x5", lambda: [segment_nodule(volume.hu, sp, s) for s in seeds])
-        slices = timed("nodule_sample x5", lambda: [nodule_sample(volume.hu, sp, m.mask) for m in masks])
-        timed("predict_proba x5", predictor.predict_proba, slices)
+        kind = "classical + learned" if predictor.segmenter is not None else "classical"
+        outlines = timed(f"outlines_at x5 ({kind})", lambda: [outlines_at(predictor, volume.hu, sp, s) for s in seeds])
+        timed("judge_outlines x5 (cut + predict)", judge_outlines, predictor, volume.hu, sp, outlines,
+              [f"c{n}" for n in range(len(outlines))])
         frame = timed("predict_ct (all of it, + CSV, PNGs)", predict_ct, args.run, folder, Path(tmp) / "p.csv",
                       candidates=Path(tmp) / "candidates.csv")
-        print(frame[["sample_id", "diameter_mm", "predicted", "score"]].round(3).to_string(index=False))
+        print(frame[["sample_id", "segmenter", "diameter_mm", "predicted", "score"]].round(3).to_string(index=False))
 
 
 if __name__ == "__main__":

@@ -31,3 +31,7 @@ def test_bad_values_are_config_errors():
         load_preset("default", head="svm", freeze_backbone=False)
     with pytest.raises(ConfigError, match="holdout"):
         load_preset("default", holdout=1.5)
+    with pytest.raises(ConfigError, match="segmenter"):
+        load_preset("default", segmenter="unet")
+    with pytest.raises(ConfigError, match="segmenter 'learned'"):
+        load_preset("find-crop", segmenter="learned")  # a finder segments what it finds classically

@@ -101,6 +101,9 @@ def train_cmd(
     mask_augment: Annotated[bool | None, typer.Option("--mask-augment/--no-mask-augment",
                                                       help="svm/logreg heads: train also on each sample outlined by "
                                                            "the automatic segmentation (default: the preset's).")] = None,
+    segmenter: Annotated[str | None, typer.Option(help="How predict outlines a nodule located in a CT: classical | "
+                                                       "learned (a U-Net fitted per fold on the training "
+                                                       "nodules). Default: the preset's.")] = None,
     device: Device = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (splits, init, augmentation); recorded.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run.")] = False,
@@ -113,7 +116,7 @@ def train_cmd(
     cfg = load_preset(preset or default_preset(view), view=view, task=task, backbone=backbone, head=head, freeze_backbone=freeze,
                       tabular=tabular, folds=folds, holdout=holdout, weights=weights, imbalance=imbalance,
                       calibration=calibration, epochs=epochs, labels=labels, device=device, seed=seed,
-                      preprocess=preprocess, mask_augment=mask_augment)
+                      preprocess=preprocess, mask_augment=mask_augment, segmenter=segmenter)
     try:
         run = train_and_report(data, out, cfg, resume=resume, force=force, log=typer.echo)
     except KeyboardInterrupt as exc:

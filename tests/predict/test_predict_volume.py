@@ -37,7 +37,22 @@ def mask_run(phantom, tmp_path_factory, monkeypatch_module) -> Path:
     monkeypatch_module.setenv("CTNODULE_CACHE", str(tmp_path_factory.mktemp("cache")))  # never ~/.cache
     out = tmp_path_factory.mktemp("runs") / "descriptors"
     cfg = load_preset("default", backbone="resnet18", weights="none", folds=2, epochs=1, tta=False,
-                      tabular="descriptors", head="mlp", freeze_backbone=True)
+                      tabular="descriptors", head="mlp", freeze_backbone=True, segmenter="classical")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        train(phantom, out, cfg, log=lambda m: None)
+    return out
+
+
+@pytest.fixture(scope="module")
+def learned_run(phantom, tmp_path_factory, monkeypatch_module) -> Path:
+    """The same tiny run with `segmenter: learned` (a U-Net per fold and one for the final model; 40 epochs
+    outline a phantom nodule, see tests/preprocess/test_segnet.py)."""
+    monkeypatch_module.setenv("CTNODULE_CACHE", str(tmp_path_factory.mktemp("cache")))
+    out = tmp_path_factory.mktemp("runs") / "learned"
+    cfg = load_preset("default", backbone="resnet18", weights="none", folds=2, epochs=1, tta=False,
+                      tabular="descriptors", head="mlp", freeze_backbone=True, segmenter="learned",
+                      segmenter_epochs=40)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         train(phantom, out, cfg, log=lambda m: None)
@@ -66,6 +81,7 @@ def test_candidates_segment_and_predict_each_nodule(mask_run, ct, tmp_path):
     write_candidates(tmp_path / "cand.csv", "1.2.826.0.1", centres)
     out = predict_volume(mask_run, folder, tmp_path / "p.csv", candidates=tmp_path / "cand.csv")
     assert list(out["sample_id"]) == ["cand1", "cand2"] and set(out["mask"]) == {"auto"}
+    assert set(out["segmenter"]) == {"classical"}  # a run trained without a learned segmenter
     assert np.allclose(out[["x_mm", "y_mm", "z_mm"]].to_numpy(), centres, atol=0.01)
     for n, diameter in enumerate(out["diameter_mm"], start=1):  # vs the drawn mask's largest section
         drawn = 2 * np.sqrt((labels == n).sum(axis=(1, 2)).max() * SPACING**2 / np.pi)
@@ -112,7 +128,7 @@ def test_given_mask_overrides_segmentation(mask_run, ct, tmp_path):
     affine[:3, 3] = [-origin[0], -origin[1], origin[2]]
     nib.save(nib.Nifti1Image(np.transpose(labels == 2, (2, 1, 0)).astype(np.uint8), affine), tmp_path / "m.nii.gz")
     out = predict_volume(mask_run, folder, tmp_path / "p.csv", mask=tmp_path / "m.nii.gz")
-    assert list(out["mask"]) == ["given"] and len(out) == 1
+    assert list(out["mask"]) == ["given"] and list(out["segmenter"]) == ["given"] and len(out) == 1
     areas = (labels == 2).sum(axis=(1, 2))
     assert out["diameter_mm"].iloc[0] == pytest.approx(2 * np.sqrt(areas.max() * SPACING**2 / np.pi), abs=1e-3)
     assert out["z_mm"].iloc[0] == pytest.approx(centres[1][2], abs=THICKNESS)
@@ -128,6 +144,61 @@ def test_a_mask_using_model_refuses_to_guess(mask_run, ct, phantom, tmp_path):
     with pytest.raises(DataError, match="descriptors measured from its mask.*--mask"):
         predict_files(mask_run, [phantom / row["path"]], tmp_path / "p.csv")
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_a_run_with_a_learned_segmenter_outlines_with_it_and_says_so(learned_run, ct, tmp_path):
+    from ctnodule.models.fitted import FittedModel
+    from ctnodule.runfolder import RunPaths
+
+    paths = RunPaths(learned_run)
+    for path in (paths.fold_model(0), paths.fold_model(1), paths.model):  # one per fold, one for the final model
+        assert FittedModel.load(path)[0].segmenter is not None
+    folder, centres, _, labels, _ = ct
+    at = [",".join(map(str, c)) for c in centres]
+    out = predict_volume(learned_run, folder, tmp_path / "p.csv", at=at)
+    assert list(out["segmenter"]) == ["learned+classical"] * 2 and set(out["mask"]) == {"auto"}
+    assert pd.read_csv(tmp_path / "p.csv")["segmenter"].tolist() == ["learned+classical"] * 2
+    for n, k in enumerate(out["slice_index"], start=1):  # the chosen slice crosses the drawn nodule
+        assert (labels[k] == n).any()
+
+
+def test_a_learned_segmenter_run_reports_the_mean_over_both_outlines(learned_run, ct):
+    from ctnodule.data.volume import read_volume
+    from ctnodule.predict.run import load_run
+    from ctnodule.predict.volume import judge_outlines, outlines_at
+
+    predictor = load_run(learned_run)
+    folder, centres, _, _, _ = ct
+    volume = read_volume(folder)
+    sp = np.asarray(volume.spacing, float)[::-1]
+    outlines = outlines_at(predictor, volume.hu, sp, volume.to_voxel(centres[0])[::-1])
+    assert [o.method for o in outlines] == ["learned", "classical"]
+    assert not np.array_equal(outlines[0].mask, outlines[1].mask)  # the learned outline redrew a slice
+    both, [shown] = judge_outlines(predictor, volume.hu, sp, [outlines], ["n"])
+    each, samples = judge_outlines(predictor, volume.hu, sp, [[o] for o in outlines], ["a", "b"])
+    assert np.allclose(both[0], each.mean(axis=0))
+    assert shown.meta["slice_index"] == samples[0].meta["slice_index"]  # the learned outline is the one drawn
+    assert np.array_equal(shown.mask, samples[0].mask)
+
+
+def test_a_checkpoint_from_before_learned_segmenters_predicts_with_the_classical_one(mask_run, ct, tmp_path):
+    import shutil
+
+    import torch
+
+    from ctnodule.runfolder import RunPaths, read_checkpoint
+
+    old = tmp_path / "old-run"
+    shutil.copytree(mask_run, old)
+    blob = read_checkpoint(RunPaths(old).model)
+    del blob["segmenter"]  # the checkpoint form written before the field existed
+    torch.save(blob, RunPaths(old).model)
+    folder, centres, _, _, _ = ct
+    at = [",".join(map(str, centres[0]))]
+    before = predict_volume(old, folder, tmp_path / "old.csv", at=at)
+    now = predict_volume(mask_run, folder, tmp_path / "now.csv", at=at)
+    assert list(before["segmenter"]) == ["classical"]
+    assert np.allclose(before.filter(like="proba_").to_numpy(), now.filter(like="proba_").to_numpy())
 
 
 @pytest.mark.parametrize("at, message", [

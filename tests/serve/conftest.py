@@ -31,7 +31,7 @@ def serve_run(phantom, tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("serve-run") / "five-class"
     cfg = load_preset("default", task="multiclass", backbone="resnet18", weights="none", folds=2, epochs=1,
-                      tta=False, tabular="descriptors", head="mlp", freeze_backbone=True)
+                      tta=False, tabular="descriptors", head="mlp", freeze_backbone=True, segmenter="classical")
     with private_cache(tmp_path_factory.mktemp("serve-cache")), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         train_and_report(phantom, out, cfg, log=lambda m: None)

@@ -93,6 +93,7 @@ def test_click_segments_predicts_and_explains_like_predict_on_a_ct(client, phant
     assert res["p_malignant"] == pytest.approx(p[3:].sum()) and res["expected_rating"] == pytest.approx(p @ np.arange(1, 6))
     assert "out-of-fold" in res["calibration_note"]
     assert res["diameter_mm"] == pytest.approx(c["drawn_diameter_mm"], rel=0.2)
+    assert res["segmenter"] == "classical"  # the served run has no learned segmenter
     # the outline runs round the click on the decision slice
     k = res["slice_index"]
     poly = np.array(res["outline"][str(k)][0], np.float32)

@@ -9,8 +9,8 @@ from ctnodule.data.dataset import SliceDataset
 from ctnodule.data.measure import mask_geometry
 from ctnodule.data.slice import Slice
 from ctnodule.errors import ConfigError
-from ctnodule.recipe import TrainConfig, load_preset
 from ctnodule.preprocess.inputs import load_slices
+from ctnodule.recipe import TrainConfig, load_preset
 from ctnodule.train.fold import train_fold
 from ctnodule.train.mask_augment import automatic_mask_copy
 from ctnodule.vocab import task_labels

@@ -67,9 +67,9 @@ from ctnodule.balance.generator import (
     restore_fitted,
     save_generator,
     to_samples,
-    torch_threads,
 )
 from ctnodule.errors import ConfigError
+from ctnodule.runtime import torch_threads
 
 FORMAT = "ctnodule-diffusion/1"
 

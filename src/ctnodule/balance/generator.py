@@ -4,8 +4,6 @@ generators take and give the same things and fail with the same messages (naming
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -127,16 +125,3 @@ def restore_fitted(model: Any, blob: dict[str, Any], key: str, network: nn.Modul
     for k in FITTED:
         setattr(model, k + "_", blob[k])
     model.class_counts_ = np.asarray(blob["class_counts"])
-
-
-@contextlib.contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """Torch's thread count set to `n` (when given) inside the block only: on a shared 2-core machine one
-    thread trains a generator several times faster than two fighting for the cores."""
-    previous = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)

@@ -81,7 +81,7 @@ def cam_note(row: dict) -> str:
 
 def nodule_png(folder: Path, s: Slice, cam: np.ndarray | None, row: dict) -> Path:
     """The nodule's decision slice with its contour (and the heat map beside it), captioned."""
-    caption = (f"{row['sample_id']}  slice {row['slice_index']}  {row['diameter_mm']:.1f} mm ({row['mask']} mask)  "
+    caption = (f"{row['sample_id']}  slice {row['slice_index']}  {row['diameter_mm']:.1f} mm ({row['segmenter']} mask)  "
                f"{row['predicted']}  score {row['score']:.2f}")
     if cam is None:
         panel = draw_region(enlarge(grey_rgb(s.array), 256), s.mask)

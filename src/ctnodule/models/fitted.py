@@ -27,6 +27,7 @@ from ctnodule.models.network import Classifier
 from ctnodule.models.ordinal import ordinal_head_params
 from ctnodule.preprocess import Pipeline, PreprocessConfig
 from ctnodule.preprocess.inputs import to_images
+from ctnodule.preprocess.segnet import LearnedSegmenter
 from ctnodule.recipe import TrainConfig
 from ctnodule.runfolder import read_checkpoint, save_checkpoint
 from ctnodule.vocab import N_CLASSES
@@ -46,6 +47,9 @@ class FittedModel:
     # `CandidateRanker` object, pickled in the checkpoint like `sk_head`); full slices are turned into the
     # found nodule's crop before anything else, so nothing downstream sees their own mask or position
     finder: dict | None = None
+    # the learned seeded segmenter (`segmenter: learned`) that outlines nodules located in a CT; None: the
+    # classical one (and every checkpoint written before it existed)
+    segmenter: LearnedSegmenter | None = None
 
     def found(self, slices: Sequence[Slice]) -> list[Slice]:
         """The samples this model judges: with a finder, each full slice's found nodule crop (`DataError`
@@ -118,7 +122,8 @@ class FittedModel:
             "config": self.cfg.model_dump(mode="json"), "weights_status": net.backbone.weights_status,
             "state": state, "head_only": frozen_pretrained, "pipeline": self.pipeline.to_config().model_dump(mode="json"),
             "scaler": None if self.scaler is None else self.scaler.state(), "sk_head": self.sk_head,
-            "n_extra": net.n_extra, "finder": self.finder, **(extra or {}),
+            "n_extra": net.n_extra, "finder": self.finder,
+            "segmenter": None if self.segmenter is None else self.segmenter.state(), **(extra or {}),
         })
 
     @classmethod
@@ -148,7 +153,9 @@ class FittedModel:
         pipeline = Pipeline.from_config(PreprocessConfig.model_validate(blob["pipeline"]))
         scaler = None if blob["scaler"] is None else TabularScaler.from_state(blob["scaler"])
         info = {k: blob[k] for k in ("surrogate_agreement", "feature_groups") if k in blob}
-        return cls(cfg, pipeline, net, scaler, blob["sk_head"], info, blob.get("finder")), blob
+        segmenter = blob.get("segmenter")
+        segmenter = None if segmenter is None else LearnedSegmenter.from_state(segmenter)
+        return cls(cfg, pipeline, net, scaler, blob["sk_head"], info, blob.get("finder"), segmenter), blob
 
 
 def as_maps(feats: np.ndarray) -> torch.Tensor:

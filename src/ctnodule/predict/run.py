@@ -74,6 +74,12 @@ class Predictor:
     def pipeline(self):
         return self._fm.pipeline
 
+    @property
+    def segmenter(self):
+        """The run's learned seeded segmenter (`preprocess.segnet.LearnedSegmenter`), or None: nodules located
+        in a CT are then outlined by the classical one alone (and by it first in either case)."""
+        return self._fm.segmenter
+
     def load_slices(self, dataset) -> list[Slice]:
         """A `SliceDataset`'s samples of this run's view, as the run was trained on them (2.5D stacks
         where it used them): the input `prepare`/`predict_proba` expect for dataset samples."""

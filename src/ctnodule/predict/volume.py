@@ -13,6 +13,7 @@ outside the volume, in air or bone, a broken series) is one `DataError` before a
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -73,13 +74,13 @@ def predict_volume(
     if candidates is not None:
         locations += read_candidates(candidates, series_uid or volume.series_uid or None)
     sp = np.asarray(volume.spacing, float)[::-1]  # (k, j, i) mm
-    nodules = _given_masks(volume, mask, locations) if mask is not None else _segmented(volume, locations)
+    nodules = _given_masks(volume, mask, locations) if mask is not None else _segmented(predictor, volume, locations)
     if not nodules:
         raise DataError("no nodule location given: pass --at X,Y,Z (world mm), --at-voxel i,j,k, "
                         "--candidates CSV or --mask", source)
-    slices = [judged_sample(predictor, volume.hu, sp, found.mask, name) for name, _, found in nodules]
-    proba = predictor.predict_proba(slices)
-    return _table(predictor, proba, volume, nodules, slices, mask is not None), slices
+    proba, slices = judge_outlines(predictor, volume.hu, sp, [outlines for _, _, outlines in nodules],
+                                   [name for name, _, _ in nodules])
+    return _table(predictor, proba, volume, nodules, slices), slices
 
 
 def check_axial(volume: Volume) -> None:
@@ -88,17 +89,49 @@ def check_axial(volume: Volume) -> None:
         raise DataError("the slices are not axial; the models were trained on axial slices", volume.source)
 
 
+def outlines_at(predictor: Predictor, hu: np.ndarray, spacing: Sequence[float],
+                seed: Sequence[float]) -> list[NoduleMask]:
+    """The nodule at `seed` ((k, j, i) voxel) of the (k, j, i) volume `hu` with `spacing` (k, j, i) mm, outlined
+    every way the run knows: the classical segmentation, and before it (the outline drawn and measured) its
+    decision slice re-outlined by the run's learned segmenter when the run has one and that outline meets the
+    classical mask (`method` says which made each). `DataError` when the point is in air, in bone or on no
+    nodule."""
+    found = segment_nodule(hu, spacing, seed)
+    refined = None if predictor.segmenter is None else predictor.segmenter.refine(hu, spacing, seed, found.mask)
+    if refined is None:
+        return [found]
+    return [dataclasses.replace(found, mask=refined[0], method="learned", slice_index=refined[1]), found]
+
+
+def judge_outlines(predictor: Predictor, hu: np.ndarray, spacing: Sequence[float],
+                   outlines: Sequence[Sequence[NoduleMask]], sample_ids: Sequence[str]) -> tuple[np.ndarray, list[Slice]]:
+    """Class probabilities of each nodule (one row per entry of `outlines`), averaged over its outlines, and
+    the sample of its first outline (the one drawn). Why the mean: the two automatic outlines err differently
+    (the classical edge is a smoothed threshold, the learned one the readers' habit), and the shape descriptors
+    are outline-sensitive; averaging the two judgements brings the automatic-mask CV AUC closest to the given
+    masks' (`bench/bench_auto_masks.py`, way `both`)."""
+    samples = [judged_sample(predictor, hu, spacing, o.mask, name, o.slice_index)
+               for found, name in zip(outlines, sample_ids) for o in found]
+    proba = predictor.predict_proba(samples)
+    ends = np.cumsum([len(found) for found in outlines])
+    starts = ends - np.array([len(found) for found in outlines])
+    mean = np.stack([proba[a:b].mean(axis=0) for a, b in zip(starts, ends)])
+    return mean, [samples[a] for a in starts]
+
+
 def judged_sample(predictor: Predictor, hu: np.ndarray, spacing: Sequence[float], mask: np.ndarray,
-                  sample_id: str) -> Slice:
+                  sample_id: str, slice_index: int | None = None) -> Slice:
     """The sample the model judges for a nodule `mask` in the (k, j, i) volume `hu` with `spacing` (k, j, i) mm:
-    the nodule-view crop cut like a VOI (`nodule_sample`), its 2.5D stack kept only for a model that reads
-    context. Shared by `predict_volume` and the viewer's click, so both judge the same pixels."""
-    s = nodule_sample(hu, spacing, mask, view=predictor.view)
+    the nodule-view crop cut like a VOI (`nodule_sample`, on `slice_index` when given), its 2.5D stack kept
+    only for a model that reads context. Shared by `predict_volume` and the viewer's click, so both judge
+    the same pixels."""
+    s = nodule_sample(hu, spacing, mask, view=predictor.view, slice_index=slice_index)
     array = s.array if predictor.channels == "context" else s.array[s.array.shape[0] // 2]
     return s.replace(array=array, meta={**s.meta, "sample_id": sample_id})
 
 
-def _segmented(volume: Volume, locations: list[Location]) -> list[tuple[str, tuple, NoduleMask]]:
+def _segmented(predictor: Predictor, volume: Volume,
+               locations: list[Location]) -> list[tuple[str, tuple, list[NoduleMask]]]:
     """Each location checked against the volume and segmented; errors name the location."""
     sp = np.asarray(volume.spacing, float)[::-1]
     out = []
@@ -111,14 +144,15 @@ def _segmented(volume: Volume, locations: list[Location]) -> list[tuple[str, tup
                             f"z {lo[2]:.1f}..{hi[2]:.1f} mm; world coordinates are LPS (DICOM), use --at-voxel "
                             "for array indices", volume.source)
         try:
-            found = segment_nodule(volume.hu, sp, ijk[::-1])
+            outlines = outlines_at(predictor, volume.hu, sp, ijk[::-1])
         except DataError as exc:
             raise DataError(f"location {loc.name} ({_xyz(loc.world)} mm): {exc}", volume.source) from exc
-        out.append((loc.name, loc.world, found))
+        out.append((loc.name, loc.world, outlines))
     return out
 
 
-def _given_masks(volume: Volume, path: str | Path, locations: list[Location]) -> list[tuple[str, tuple, NoduleMask]]:
+def _given_masks(volume: Volume, path: str | Path,
+                 locations: list[Location]) -> list[tuple[str, tuple, list[NoduleMask]]]:
     """`--mask`: the nodule(s) of a 3D mask on the volume's grid (the piece at each location, or every
     connected piece when no location is given)."""
     from scipy import ndimage as ndi
@@ -136,7 +170,8 @@ def _given_masks(volume: Volume, path: str | Path, locations: list[Location]) ->
             piece = labels == lab
             k, j, i = np.argwhere(piece).mean(axis=0)
             world = tuple(float(v) for v in volume.to_world((i, j, k)))
-            out.append((f"mask{lab}", world, NoduleMask(piece, (int(k), int(j), int(i)), float("nan"), float("nan"))))
+            out.append((f"mask{lab}", world, [NoduleMask(piece, (int(k), int(j), int(i)), float("nan"), float("nan"),
+                                                         "given")]))
         return out
     near = ndi.distance_transform_edt(labels == 0, sampling=np.asarray(volume.spacing)[::-1],
                                       return_distances=False, return_indices=True)
@@ -145,19 +180,21 @@ def _given_masks(volume: Volume, path: str | Path, locations: list[Location]) ->
         if not volume.contains((i, j, k)):
             raise DataError(f"location {loc.name} ({_xyz(loc.world)} mm) is outside the volume", volume.source)
         lab = labels[tuple(int(near[a][k, j, i]) for a in range(3))]
-        out.append((loc.name, loc.world, NoduleMask(labels == lab, (k, j, i), float("nan"), float("nan"))))
+        out.append((loc.name, loc.world, [NoduleMask(labels == lab, (k, j, i), float("nan"), float("nan"), "given")]))
     return out
 
 
-def _table(predictor: Predictor, proba: np.ndarray, volume: Volume, nodules: list, slices: list[Slice],
-           given: bool) -> pd.DataFrame:
-    """One row per nodule: where it is, how it was segmented and measured, then the prediction."""
+def _table(predictor: Predictor, proba: np.ndarray, volume: Volume, nodules: list, slices: list[Slice]) -> pd.DataFrame:
+    """One row per nodule: where it is, how it was segmented (`segmenter`: the outlines judged, the first one drawn
+    and measured) and measured, then the prediction."""
     info = []
-    for (name, world, found), s in zip(nodules, slices):
+    for (name, world, outlines), s in zip(nodules, slices):
         i, j, k = volume.to_voxel(world)
         info.append({"x_mm": round(world[0], 2), "y_mm": round(world[1], 2), "z_mm": round(world[2], 2),
                      "i": round(float(i), 1), "j": round(float(j), 1), "k": round(float(k), 1),
-                     "mask": "given" if given else "auto", "slice_index": s.meta["slice_index"],
+                     "mask": "given" if outlines[0].method == "given" else "auto",
+                     "segmenter": "+".join(o.method for o in outlines),
+                     "slice_index": s.meta["slice_index"],
                      "diameter_mm": s.meta["mask_diameter_mm"], "volume_mm3": s.meta["mask_volume_mm3"]})
     head = pd.DataFrame({"source": str(volume.source), "series_uid": volume.series_uid}, index=range(len(slices)))
     rows = prediction_rows(predictor, proba, [n[0] for n in nodules], None)

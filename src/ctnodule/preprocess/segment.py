@@ -23,17 +23,19 @@
 6. refused: a seed inside dense bone (a large connected region above `bone_hu`), and a result smaller
    than `min_diameter_mm` (equivalent sphere; a vessel cross-section or noise, not a nodule).
 
-Why not a learned segmenter: measured, not shipped (issue 12; see its closing note). A
-small 2D U-Net (121k weights, from scratch), trained per CV fold on the training patients' decision slices
-(2.5D HU stack at 0.75 mm/px, 64 px centred on the seed jittered <= 3 mm, flips/rot90; ~160 CPU-s a fold)
-and applied to each slice of this method's mask (~0.04 CPU-s a nodule), outlines the decision slice
-better (median Dice 0.89 vs 0.86 here, a third of the diameter outliers), but the default run's CV AUC on
-automatic masks only rose from 0.880 to 0.896 (given masks 0.918; seed moved <= 3 mm 0.883 -> 0.891;
-paired bootstrap of the gain +0.016 [-0.002, +0.036]; samples cut as the VOI, not around the mask as
-`predict` cuts them, which gives 0.895 for this method's masks). What remains is the decision slice: the consensus
-mask's largest slice is matched on about half the nodules, and the given mask on this method's slice
-alone cost 0.024 AUC on a fold; a U-Net trained on every slice of the VOIs picked it no better. Closing
-the gap to 0.01 needs that slice choice (or descriptors less tied to one slice), not a better outline.
+The outline on the decision slice (what the descriptors measure) is then redrawn by the run's learned
+segmenter when it has one (`preprocess/segnet.py`, recipe `segmenter: learned`, the default preset's): a small
+2D U-Net (121k weights, from scratch) fitted per CV fold on the training patients' decision slices (2.5D HU at
+0.75 mm/px, 64 px around the seed jittered <= 3 mm, flips/rot90; 30 epochs, ~120 CPU-s a fold, ~160 for the
+final model), applied to each slice of this method's mask (about 0.02 CPU-s a slice); the slice
+where its outline and this method's overlap most is the decision slice. Default soft-label run, CV AUC on
+automatic masks (`bench/bench_auto_masks.py`, each fold's segmenter and head on its held-out VOIs): 0.900 with
+this method alone -> 0.909 (paired patient bootstrap +0.009 [-0.002, +0.021]); seed moved <= 3 mm 0.896 ->
+0.910 (+0.014 [+0.003, +0.027]); given masks 0.925. 5-class QWK 0.641 -> 0.657 (moved 0.611 -> 0.665),
+given 0.693. On fold 0 the decision-slice Dice vs the consensus rose
+from 0.876 to 0.902 (15 epochs: 0.888, 10: 0.845, same AUC within noise). What remains (about 0.015 AUC) is
+partly the decision slice: the consensus mask's largest slice is matched on about half the nodules, and the
+given mask on this method's slice alone cost 0.024 AUC on a fold.
 """
 
 from __future__ import annotations
@@ -67,12 +69,16 @@ LUNG_MAX_HU = -400.0
 
 @dataclasses.dataclass
 class NoduleMask:
-    """A segmented nodule: boolean `mask` on the whole (k, j, i) grid, the core voxel and the threshold."""
+    """A segmented nodule: boolean `mask` on the whole (k, j, i) grid, the core voxel and the threshold;
+    `method` says what made the mask (classical | learned | given) and `slice_index` the slice it is judged
+    on when that is not the largest one (the learned segmenter's choice)."""
 
     mask: np.ndarray
     core: tuple[int, int, int]  # (k, j, i)
     threshold: float
     core_radius_mm: float
+    method: str = "classical"
+    slice_index: int | None = None
 
     @property
     def volume_voxels(self) -> int:
@@ -244,10 +250,11 @@ def _split(fg: np.ndarray, depth: np.ndarray, core: tuple[int, int, int], neck: 
 
 
 def nodule_sample(hu: np.ndarray, spacing: Sequence[float], mask: np.ndarray, *, view: str = "nodule",
-                  context: int = 1) -> Slice:
+                  context: int = 1, slice_index: int | None = None) -> Slice:
     """The sample a model judges, cut from a (k, j, i) volume and its nodule `mask` the way the VOI
-    importer cuts it from a VOI: the slice with the largest mask area, the `context` slices each side
-    (a (2k+1, H, W) stack in HU), and for the `nodule` view an in-plane crop like the VOI export's.
+    importer cuts it from a VOI: the slice with the largest mask area (or `slice_index`), the `context`
+    slices each side (a (2k+1, H, W) stack in HU), and for the `nodule` view an in-plane crop like the VOI
+    export's.
 
     `meta` carries the mask geometry (`mask_diameter_mm` is the segmented diameter the descriptors use),
     `slice_index`, `crop_r0/crop_c0` and `mask_volume_mm3`.
@@ -257,7 +264,9 @@ def nodule_sample(hu: np.ndarray, spacing: Sequence[float], mask: np.ndarray, *,
     areas = mask.sum(axis=(1, 2))
     if areas.max() == 0:
         raise DataError("the nodule mask is empty")
-    z = decision_slice(areas)
+    z = decision_slice(areas) if slice_index is None else int(slice_index)
+    if areas[z] == 0:
+        raise DataError(f"the nodule mask is empty on its decision slice {z}")
     idx = context_indices(z, context, hu.shape[0])
     r0, c0, r1, c1 = 0, 0, hu.shape[1], hu.shape[2]
     if view == "nodule":

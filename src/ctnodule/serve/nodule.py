@@ -1,6 +1,6 @@
 """A click on the scan view: segment the nodule there, predict it, explain it, and describe it for drawing.
 
-The same path as `ctnodule predict RUN SCAN --at-voxel i,j,k --explain` (`preprocess.segment`,
+The same path as `ctnodule predict RUN SCAN --at-voxel i,j,k --explain` (`predict.volume.outlines_at` and `judge_outlines`,
 `predict.volume`'s sample cut, the run's own preprocessing and TTA, `explain.core.explain_slices`), but
 nothing is written: the page gets JSON with the outline per slice (voxel coordinates), the probabilities,
 the calibration note and the heat map as a PNG placed on the volume's grid.
@@ -18,8 +18,7 @@ import numpy as np
 from ctnodule.data.volume import Volume
 from ctnodule.errors import DataError
 from ctnodule.explain.overlay import colorize
-from ctnodule.predict.volume import check_axial, judged_sample
-from ctnodule.preprocess.segment import segment_nodule
+from ctnodule.predict.volume import check_axial, judge_outlines, outlines_at
 from ctnodule.serve.model import ServedRun
 
 
@@ -32,13 +31,14 @@ def predict_at(run: ServedRun, volume: Volume, ijk: tuple[float, float, float], 
         i, j, k = volume.shape_ijk
         raise DataError(f"voxel {tuple(round(v, 1) for v in ijk)} is outside the scan (i < {i}, j < {j}, k < {k})")
     sp = np.asarray(volume.spacing, float)[::-1]  # (k, j, i) mm
-    found = segment_nodule(volume.hu, sp, (ijk[2], ijk[1], ijk[0]))
     predictor = run.predictor
-    s = judged_sample(predictor, volume.hu, sp, found.mask, "clicked")
+    outlines = outlines_at(predictor, volume.hu, sp, (ijk[2], ijk[1], ijk[0]))
+    found = outlines[0]
     segmented = time.perf_counter()
     cam = None
     with run.lock:
-        proba = np.asarray(predictor.predict_proba([s])[0], float)
+        proba, [s] = judge_outlines(predictor, volume.hu, sp, [outlines], ["clicked"])
+        proba = np.asarray(proba[0], float)
         reasons = predictor.attribute([s])[1][0] if predictor.has_sklearn_head else None
         predicted = time.perf_counter()
         if heatmap and run.has_image_network:
@@ -52,6 +52,7 @@ def predict_at(run: ServedRun, volume: Volume, ijk: tuple[float, float, float], 
                   "z_mm": float(world[2])},
         "core": {"k": found.core[0], "j": found.core[1], "i": found.core[2]},
         "slice_index": int(s.meta["slice_index"]),
+        "segmenter": "+".join(o.method for o in outlines),
         "diameter_mm": float(s.meta["mask_diameter_mm"]),
         "volume_mm3": float(s.meta["mask_volume_mm3"]),
         **prediction(run, proba),

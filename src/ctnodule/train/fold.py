@@ -9,6 +9,7 @@ shared part (`FoldData`) and hands it to the recipe's strategy (`train.strategie
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,6 +24,7 @@ from ctnodule.models.descriptors import TabularScaler, tabular_features
 from ctnodule.models.fitted import FittedModel
 from ctnodule.preprocess import Pipeline, PreprocessConfig
 from ctnodule.preprocess.inputs import to_images
+from ctnodule.preprocess.segnet import LearnedSegmenter
 from ctnodule.recipe import TrainConfig
 from ctnodule.train.engine import seed_everything
 from ctnodule.train.strategies import AugmentedRows, FoldData, strategy_for
@@ -63,7 +65,10 @@ def train_fold(cfg: TrainConfig, slices: Sequence[Slice], frame: pd.DataFrame, y
     data = FoldData(cfg, fold, frame, pipeline, images, rows, y[rows], scaler, extra,
                     create_backbone(cfg.backbone, cfg.weights), resolve(cfg.imbalance, **cfg.imbalance_params),
                     checkpoint, resume, log, slices, augmented)
-    return strategy.fit(data, predict_idx)
+    model, history, proba = strategy.fit(data, predict_idx)
+    if cfg.segmenter == "learned":
+        model.segmenter = fit_segmenter(cfg, train_slices, fold, log)
+    return model, history, proba
 
 
 def _augmented(cfg: TrainConfig, slices: Sequence[Slice], rows: np.ndarray, pipeline: Pipeline,
@@ -83,3 +88,14 @@ def _augmented(cfg: TrainConfig, slices: Sequence[Slice], rows: np.ndarray, pipe
             warnings.simplefilter("ignore", UserWarning)
             extra = scaler.transform(tabular_features(kept, cfg.tabular))
     return AugmentedRows(np.asarray(rows)[have], images, extra)
+
+
+def fit_segmenter(cfg: TrainConfig, train_slices: Sequence[Slice], fold: int,
+                  log: Callable[[str], None]) -> LearnedSegmenter:
+    """The learned segmenter of this fold, fitted on its training samples only (held-out nodules are
+    outlined by a network that never saw them, so the automatic-mask CV stays honest)."""
+    started = time.process_time()
+    segmenter = LearnedSegmenter(epochs=cfg.segmenter_epochs, seed=cfg.seed + max(fold, 0)).fit(train_slices, log)
+    log(f"{f'fold {fold}' if fold >= 0 else 'final model'}: learned segmenter fitted on {segmenter.n_train} "
+        f"nodules in {time.process_time() - started:.0f} CPU-s")
+    return segmenter

@@ -227,7 +227,7 @@ function showResult(res) {
     : `expected rating ${res.expected_rating.toFixed(2)} · P(4–5) ${pct(res.p_malignant)}`;
   $("#calibration").textContent = res.calibration_note;
   $("#measures").textContent = `diameter ${res.diameter_mm.toFixed(1)} mm, volume ${res.volume_mm3.toFixed(0)} mm³ ` +
-    `(automatic segmentation)`;
+    `(automatic segmentation, ${res.segmenter})`;
   $("#reasons").textContent = res.reasons ? `Why: ${res.reasons}` : "";
   $("#heat-note").textContent = res.heatmap_note;
   $("#heat-toggle").disabled = !res.heatmap;
