@@ -11,8 +11,15 @@ from ctnodule.data.dataset import SliceDataset
 from ctnodule.data.slice import Slice
 from ctnodule.data.splits import patient_kfold
 from ctnodule.errors import DataError
-from ctnodule.preprocess.find import (FEATURES, RUNNERS_UP_KEY, WEIGHT_KEY, NoduleFinder, judged, survey,
-                                     without_truth)
+from ctnodule.preprocess.find import (
+    FEATURES,
+    RUNNERS_UP_KEY,
+    WEIGHT_KEY,
+    NoduleFinder,
+    judged,
+    survey,
+    without_truth,
+)
 from ctnodule.preprocess.inputs import load_slices
 from ctnodule.preprocess.rank import CandidateRanker
 
