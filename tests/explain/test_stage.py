@@ -24,7 +24,7 @@ def run(phantom, tmp_path_factory):
     ds = SliceDataset(phantom)
     patients = sorted(ds.frame["patient_id"].unique())[::2]
 
-    cfg = load_preset("default", view="nodule", task="binary", backbone="efficientnet_lite0",
+    cfg = load_preset("default", segmenter="classical", view="nodule", task="binary", backbone="efficientnet_lite0",
                       freeze_backbone=True, epochs=1, folds=2, tta=False)
     return train(ds.subset(ds.frame["patient_id"].isin(patients).to_numpy()), tmp_path_factory.mktemp("run") / "run",
                  cfg, log=lambda m: None)

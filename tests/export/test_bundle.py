@@ -116,7 +116,7 @@ def test_export_refuses_an_existing_folder_and_other_heads(phantom_default_run, 
         export_bundle(phantom_default_run, phantom_bundle)
     monkeypatch.setenv("CTNODULE_CACHE", str(tmp_path / "cache"))
     run = tmp_path / "mlp"
-    cfg = load_preset("default", backbone="resnet18", weights="none", head="mlp", folds=2, epochs=1, tta=False)
+    cfg = load_preset("default", segmenter="classical", backbone="resnet18", weights="none", head="mlp", folds=2, epochs=1, tta=False)
     train_and_report(phantom, run, cfg, log=lambda m: None)
     with pytest.raises(RunError, match="logistic-regression"):
         export_bundle(run, tmp_path / "b")

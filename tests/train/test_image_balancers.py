@@ -29,7 +29,7 @@ def test_image_balancer_in_frozen_preset(phantom, tmp_path, monkeypatch, method,
 
     monkeypatch.setattr(fold_mod, "extract_features", spy)
     overrides = {} if head == "logreg" else {"head": "linear", "head_params": {}, "epochs": 1}
-    cfg = load_preset("default", task="binary", backbone="resnet18", weights="none", folds=2, tta=False,
+    cfg = load_preset("default", segmenter="classical", task="binary", backbone="resnet18", weights="none", folds=2, tta=False,
                       imbalance=method, imbalance_params=params, **overrides)
     train(phantom, tmp_path / "run", cfg, log=lambda m: None)
     frame = SliceDataset(phantom).view("nodule").frame
@@ -45,7 +45,7 @@ def test_image_balancer_in_frozen_preset(phantom, tmp_path, monkeypatch, method,
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_feature_resampler_final_fit_with_seed_zero(phantom, tmp_path):
     """The final fit is fold -1: with seed 0 the resampler's seed must still be valid for imbalanced-learn."""
-    cfg = load_preset("default", task="binary", backbone="resnet18", weights="none", folds=2, tta=False, seed=0,
+    cfg = load_preset("default", segmenter="classical", task="binary", backbone="resnet18", weights="none", folds=2, tta=False, seed=0,
                       imbalance="oversample")
     train(phantom, tmp_path / "run", cfg, log=lambda m: None)
     assert RunPaths(tmp_path / "run").model.is_file()

@@ -21,7 +21,7 @@ from ctnodule.workflow import train_and_report
 
 @pytest.fixture(scope="module")
 def platt_run(phantom, tmp_path_factory) -> Path:
-    cfg = load_preset("default", folds=2, tta=False, calibration="platt")
+    cfg = load_preset("default", segmenter="classical", folds=2, tta=False, calibration="platt")
     return train_and_report(phantom, tmp_path_factory.mktemp("runs") / "platt", cfg, log=lambda m: None)
 
 
