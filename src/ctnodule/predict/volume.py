@@ -119,6 +119,12 @@ def judge_outlines(predictor: Predictor, hu: np.ndarray, spacing: Sequence[float
     return mean, [samples[a] for a in starts]
 
 
+def segmenter_label(outlines: Sequence[NoduleMask]) -> str:
+    """How a nodule was outlined, as the CSV and the viewer say it: the methods of the outlines judged, the drawn
+    one first (`learned+classical`, `classical`, `given`)."""
+    return "+".join(o.method for o in outlines)
+
+
 def judged_sample(predictor: Predictor, hu: np.ndarray, spacing: Sequence[float], mask: np.ndarray,
                   sample_id: str, slice_index: int | None = None) -> Slice:
     """The sample the model judges for a nodule `mask` in the (k, j, i) volume `hu` with `spacing` (k, j, i) mm:
@@ -193,7 +199,7 @@ def _table(predictor: Predictor, proba: np.ndarray, volume: Volume, nodules: lis
         info.append({"x_mm": round(world[0], 2), "y_mm": round(world[1], 2), "z_mm": round(world[2], 2),
                      "i": round(float(i), 1), "j": round(float(j), 1), "k": round(float(k), 1),
                      "mask": "given" if outlines[0].method == "given" else "auto",
-                     "segmenter": "+".join(o.method for o in outlines),
+                     "segmenter": segmenter_label(outlines),
                      "slice_index": s.meta["slice_index"],
                      "diameter_mm": s.meta["mask_diameter_mm"], "volume_mm3": s.meta["mask_volume_mm3"]})
     head = pd.DataFrame({"source": str(volume.source), "series_uid": volume.series_uid}, index=range(len(slices)))

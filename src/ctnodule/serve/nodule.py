@@ -18,7 +18,7 @@ import numpy as np
 from ctnodule.data.volume import Volume
 from ctnodule.errors import DataError
 from ctnodule.explain.overlay import colorize
-from ctnodule.predict.volume import check_axial, judge_outlines, outlines_at
+from ctnodule.predict.volume import check_axial, judge_outlines, outlines_at, segmenter_label
 from ctnodule.serve.model import ServedRun
 
 
@@ -52,7 +52,7 @@ def predict_at(run: ServedRun, volume: Volume, ijk: tuple[float, float, float], 
                   "z_mm": float(world[2])},
         "core": {"k": found.core[0], "j": found.core[1], "i": found.core[2]},
         "slice_index": int(s.meta["slice_index"]),
-        "segmenter": "+".join(o.method for o in outlines),
+        "segmenter": segmenter_label(outlines),
         "diameter_mm": float(s.meta["mask_diameter_mm"]),
         "volume_mm3": float(s.meta["mask_volume_mm3"]),
         **prediction(run, proba),
