@@ -29,3 +29,13 @@ class Slice:
     @property
     def shape(self) -> tuple[int, ...]:
         return tuple(self.array.shape)
+
+
+def slice_thickness(s: Slice, default: float) -> float:
+    """The z spacing (mm) of `s`'s 2.5D stack: the manifest's `slice_thickness` when it is a positive number,
+    else `default` (callers differ in what a missing thickness should mean)."""
+    try:
+        value = float(s.meta.get("slice_thickness"))
+    except (TypeError, ValueError):
+        return default
+    return value if np.isfinite(value) and value > 0 else default

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import ndimage as ndi
 
-from ctnodule.data.slice import Slice
+from ctnodule.data.slice import Slice, slice_thickness
 from ctnodule.errors import DataError
 from ctnodule.preprocess.lungmask import lung_mask_array
 from ctnodule.preprocess.segment import nodule_sample, segment_nodule
@@ -246,8 +246,7 @@ def sample_at(s: Slice, probe: Probe, context: int = 1) -> Slice:
     mask = np.zeros(stack.shape, bool)
     (r0, c0), (h, w) = probe.offset, probe.mask.shape
     mask[centre, r0:r0 + h, c0:c0 + w] = probe.mask
-    out = nodule_sample(stack, (_thickness(s), float(s.spacing[0]), float(s.spacing[1])), mask, view="nodule",
-                        context=context)
+    out = nodule_sample(stack, _spacing3(s), mask, view="nodule", context=context)
     cand = probe.cand
     meta = without_truth(s.meta)
     meta.update(out.meta)
@@ -272,7 +271,7 @@ def _search(s: Slice, **candidate_params) -> tuple[np.ndarray, tuple[float, floa
     if not found:
         raise DataError(f"sample {sid!r}: no nodule candidate in the lungs (nothing blob-like denser than "
                         "lung); this slice shows no nodule to classify")
-    return stack, (_thickness(s), float(s.spacing[0]), float(s.spacing[1])), lung, found
+    return stack, _spacing3(s), lung, found
 
 
 def _segment(stack: np.ndarray, spacing3: tuple[float, float, float], cand: Candidate, min_diameter_mm: float):
@@ -362,8 +361,7 @@ def truth_sample(s: Slice, context: int = 1) -> Slice:
     centre = stack.shape[0] // 2
     mask = np.zeros(stack.shape, bool)
     mask[centre] = np.asarray(s.mask).astype(bool)
-    out = nodule_sample(stack, (_thickness(s), float(s.spacing[0]), float(s.spacing[1])), mask, view="nodule",
-                        context=context)
+    out = nodule_sample(stack, _spacing3(s), mask, view="nodule", context=context)
     meta = without_truth(s.meta)
     meta.update(out.meta, view="nodule")
     return out.replace(array=out.array if s.array.ndim == 3 else out.array[centre], meta=meta)
@@ -374,12 +372,9 @@ def without_truth(meta: dict) -> dict:
     return {k: v for k, v in meta.items() if k not in TRUTH_KEYS and not k.startswith(TRUTH_PREFIXES)}
 
 
-def _thickness(s: Slice) -> float:
-    try:
-        t = float(s.meta.get("slice_thickness"))
-    except (TypeError, ValueError):
-        return DEFAULT_THICKNESS_MM
-    return t if np.isfinite(t) and t > 0 else DEFAULT_THICKNESS_MM
+def _spacing3(s: Slice) -> tuple[float, float, float]:
+    """(z, row, col) mm of full slice `s`'s stack; z the LIDC median when the manifest has no thickness."""
+    return slice_thickness(s, DEFAULT_THICKNESS_MM), float(s.spacing[0]), float(s.spacing[1])
 
 
 @dataclasses.dataclass

@@ -17,13 +17,12 @@ besides that outline), the decision slice moved to the stack slice where the aut
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
 
 from ctnodule.data.measure import mask_geometry
-from ctnodule.data.slice import Slice
+from ctnodule.data.slice import Slice, slice_thickness
 from ctnodule.errors import DataError
 from ctnodule.preprocess.segment import segment_nodule
 
@@ -37,7 +36,8 @@ def automatic_mask_copy(s: Slice) -> Slice | None:
     centre = stack.shape[0] // 2
     seed_rc = np.argwhere(np.asarray(s.mask) > 0).mean(axis=0)
     try:
-        found = segment_nodule(stack, (_thickness(s), *s.spacing), (centre, *seed_rc)).mask
+        thickness = slice_thickness(s, default=float(np.mean(s.spacing)))  # no thickness: isotropic
+        found = segment_nodule(stack, (thickness, *s.spacing), (centre, *seed_rc)).mask
     except DataError:
         return None
     areas = found.sum(axis=(1, 2))
@@ -54,11 +54,3 @@ def automatic_mask_copies(slices: Sequence[Slice]) -> list[Slice | None]:
     """`automatic_mask_copy` of every sample (made once per run; each fold takes its training rows' copies)."""
     return [automatic_mask_copy(s) for s in slices]
 
-
-def _thickness(s: Slice) -> float:
-    """The slice spacing (mm) of `s`'s stack: the manifest's `slice_thickness`, else the in-plane spacing."""
-    try:
-        value = float(s.meta.get("slice_thickness"))
-    except (TypeError, ValueError):
-        value = float("nan")
-    return value if math.isfinite(value) and value > 0 else float(np.mean(s.spacing))
