@@ -7,7 +7,9 @@ Every full slice is searched once per run (`find_inputs`) and each fold reuses t
   its candidate ranker on its own training slices (their true masks are the labels), so a held-out slice is
   always found by a ranker that never saw it;
 - `find: found` trains on the crops found the same way as at prediction (the model learns the finder's own
-  cuts and its occasional wrong finds); `find: truth` trains on crops around the true masks;
+  cuts and outlines), those of the training slices whose find lies in the TRUE nodule (a wrong find's crop
+  would teach the nodule's label on a vessel; the true mask chooses training rows only, as it labels the
+  ranker's candidates); `find: truth` trains on crops around the true masks;
 - a held-out slice is always judged on its FOUND crop (with `find_top` > 1 on the ranker's k best crops, their
   probabilities weighted by its scores; training uses each slice's favourite). Where nothing was found the
   fold reports the training folds' class frequencies for it and counts it (`found.csv`, the log): the miss
@@ -27,7 +29,7 @@ import pandas as pd
 from ctnodule.data.slice import Slice
 from ctnodule.errors import DataError
 from ctnodule.models.fitted import FittedModel
-from ctnodule.preprocess.find import NoduleFinder, Probe, judged, ranked_sample, survey, truth_sample
+from ctnodule.preprocess.find import FOUND_KEY, NoduleFinder, Probe, judged, ranked_sample, survey, truth_sample
 from ctnodule.preprocess.rank import CandidateRanker
 from ctnodule.recipe import TrainConfig
 from ctnodule.train.fold import train_fold
@@ -82,6 +84,13 @@ class FindInputs:
                     picks[i] = str(exc)
         return finder, picks
 
+    def on_nodule(self, i: int, crop: Slice) -> bool:
+        """Does slice `i`'s find `crop` lie in the slice's TRUE nodule mask? For choosing training crops only: a
+        wrong find's crop shows a vessel or the chest wall under the nodule's label. A slice without a mask
+        cannot tell and counts as found."""
+        mask = None if self.slices is None else self.slices[i].mask
+        return mask is None or bool(np.asarray(mask)[crop.meta[FOUND_KEY], crop.meta["found_c"]])
+
 
 def find_inputs(cfg: TrainConfig, slices: Sequence[Slice], log: Callable[[str], None]) -> FindInputs:
     """Search every full slice once (and cut the true crops for `find: truth`); with a learned ranking,
@@ -102,7 +111,7 @@ def find_inputs(cfg: TrainConfig, slices: Sequence[Slice], log: Callable[[str], 
     found = finder.try_each(slices)
     misses = sum(isinstance(f, str) for f in found)
     log(f"find: a nodule found on {len(found) - misses} of {len(found)} full slices")
-    return FindInputs(found, truth, finder)
+    return FindInputs(found, truth, finder, list(slices))
 
 
 def train_found_fold(cfg: TrainConfig, inputs: FindInputs, frame: pd.DataFrame, y: np.ndarray,
@@ -120,9 +129,15 @@ def train_found_fold(cfg: TrainConfig, inputs: FindInputs, frame: pd.DataFrame, 
     def ok(i: int) -> bool:
         return not isinstance(found[int(i)], str)
 
-    train_rows = np.asarray([i for i in train_idx if cfg.find == "truth" or ok(i)], dtype=int)
+    if cfg.find == "truth":
+        train_rows = np.asarray(train_idx, dtype=int)
+    else:  # the finds that lie in the nodule: a wrong find's crop would teach the nodule's label on something else
+        train_rows = np.asarray([i for i in train_idx if ok(i) and inputs.on_nodule(int(i), found[int(i)])], dtype=int)
+        if len(train_rows) < len(train_idx):
+            log(f"{f'fold {fold}' if fold >= 0 else 'final model'}: trained on the {len(train_rows)} of "
+                f"{len(train_idx)} training slices whose find lies in the nodule")
     if len(train_rows) == 0:
-        raise DataError(f"fold {fold}: no nodule found on any training slice")
+        raise DataError(f"fold {fold}: no nodule found on any training slice (or none where the slice's mask is)")
     pred_rows = np.asarray([i for i in held if ok(i)], dtype=int)
     train_crops = [inputs.truth[i] for i in train_rows] if cfg.find == "truth" else [found[int(i)] for i in train_rows]
     judge, owner, decide = judged([found[int(i)] for i in pred_rows])
