@@ -91,7 +91,7 @@ def blob_from_survey(inputs: FindInputs) -> FindInputs:
         ok = [] if isinstance(probes, str) else [p for p in probes if p.mask is not None
                                                   and p.rank < inputs.finder.max_tries]
         found.append(sample_at(s, ok[0]) if ok else (probes if isinstance(probes, str) else "no candidate segments"))
-    return FindInputs(found, None, NoduleFinder())
+    return FindInputs(found, inputs.truth, NoduleFinder(), inputs.slices)
 
 
 def real_check(path: Path, inputs: FindInputs) -> dict:
@@ -257,7 +257,8 @@ def main() -> None:
             for mode, top in [(m, t) for m in args.modes for t in (tops if rank == "learned" else [1])]:
                 c1 = cpu()
                 cfg = load_preset(args.inner, view="full", find=mode, find_rank=rank, task=task, find_top=top)
-                run = dataclasses.replace(inputs, truth=truth, finder=dataclasses.replace(inputs.finder, top=top))
+                run = dataclasses.replace(inputs, truth=inputs.truth if truth is None else truth,
+                                          finder=dataclasses.replace(inputs.finder, top=top))
                 proba = np.zeros((n, N_CLASSES[task]))
                 loc = []
                 n_loc = args.n_loc // len(splits) if mode == "found" and task == "binary" and top == 1 else 0

@@ -33,5 +33,3 @@ def test_bad_values_are_config_errors():
         load_preset("default", holdout=1.5)
     with pytest.raises(ConfigError, match="segmenter"):
         load_preset("default", segmenter="unet")
-    with pytest.raises(ConfigError, match="segmenter 'learned'"):
-        load_preset("find-crop", segmenter="learned")  # a finder segments what it finds classically

@@ -53,7 +53,8 @@ class TrainConfig(StrictModel):
     find_top: int = 1
     task: Literal["binary", "multiclass"] = "binary"
     # how `predict` outlines a nodule from a location in a CT: classical (preprocess/segment.py) | learned:
-    # its decision slice re-outlined by a U-Net fitted per fold on the training nodules (preprocess/segnet.py)
+    # its decision slice re-outlined by a U-Net fitted per fold on the training nodules (preprocess/segnet.py);
+    # a find recipe judges each found candidate on its classical and on its learned outline and averages them
     segmenter: Literal["classical", "learned"] = "classical"
     segmenter_epochs: int = pydantic.Field(default=30, ge=1)
     # a shipped preprocessing recipe ("default", "seed": configs/preprocess-NAME-VIEW.yaml) or a recipe YAML path
@@ -133,9 +134,6 @@ class TrainConfig(StrictModel):
             raise ValueError("head 'ordinal' trains its backbone (the nodule CNN): set freeze_backbone: false")
         if self.find != "none" and self.view != "full":
             raise ValueError(f"find {self.find!r} finds the nodule on full slices: use view: full (or find: none)")
-        if self.segmenter == "learned" and self.find != "none":
-            raise ValueError("segmenter 'learned' outlines a nodule at a given location; a find recipe segments "
-                             "what it finds with the classical one: use segmenter: classical")
         if self.find_top < 1 or (self.find_top > 1 and (self.find == "none" or self.find_rank != "learned")):
             raise ValueError(f"find_top {self.find_top} must be 1, or more with find: found|truth and find_rank: "
                              "learned (the ranker's scores weigh the candidates)")

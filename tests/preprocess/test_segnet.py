@@ -85,3 +85,42 @@ def test_refine_replaces_the_classical_outline_on_the_slice_it_overlaps_most(spl
     assert classical[z].any() and mask[z].any()
     assert np.array_equal(mask[others], classical[others])  # the other slices stay classical
     assert _dice(mask[z], np.asarray(s.mask) > 0) > 0.7
+
+
+def test_outline_sample_redraws_the_decision_slice_and_measures_it_anew(split, trained):
+    from scipy import ndimage as ndi
+
+    s = split[1][1]
+    given = np.asarray(s.mask) > 0
+    fat = ndi.binary_dilation(given, iterations=3)  # an automatic outline that runs wide
+    wide = s.replace(mask=fat.astype(np.uint8), meta={**s.meta, "mask_diameter_mm": 99.0})
+    out = trained.outline_sample(wide)
+    assert _dice(np.asarray(out.mask) > 0, given) > _dice(fat, given)
+    area = float(np.count_nonzero(out.mask)) * s.spacing[0] * s.spacing[1]
+    assert out.meta["mask_diameter_mm"] == pytest.approx(2 * np.sqrt(area / np.pi), abs=1e-3)
+    assert np.array_equal(out.array, s.array)  # the pixels stay, only the outline changes
+
+
+def test_each_found_candidate_is_judged_on_both_outlines_with_half_its_weight(split, trained):
+    from ctnodule.preprocess.find import RUNNERS_UP_KEY, WEIGHT_KEY, judged
+    from ctnodule.preprocess.segnet import with_learned_outlines
+
+    a, b = split[1][2], split[1][3]
+    soft = a.replace(meta={**a.meta, WEIGHT_KEY: 0.7,
+                           RUNNERS_UP_KEY: [b.replace(meta={**b.meta, WEIGHT_KEY: 0.3})]})
+    both = with_learned_outlines(soft, trained)
+    group = [both, *both.meta[RUNNERS_UP_KEY]]
+    assert [g.meta[WEIGHT_KEY] for g in group] == pytest.approx([0.35, 0.35, 0.15, 0.15])
+    assert np.array_equal(group[0].mask, a.mask) and np.array_equal(group[2].mask, b.mask)  # classical first
+    assert not np.array_equal(group[1].mask, a.mask)  # then the learned outline of the same crop
+    flat, owner, decide = judged([both])
+    assert len(flat) == 4 and set(owner) == {0}
+    proba = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0]])
+    assert decide(proba) == pytest.approx(np.array([[0.65, 0.35]]))
+
+    class Misses:  # a learned outline that misses the classical one: the classical keeps the whole weight
+        def outline_sample(self, s):
+            return None
+
+    hard = with_learned_outlines(a, Misses())
+    assert hard.meta[WEIGHT_KEY] == 1.0 and hard.meta[RUNNERS_UP_KEY] == []

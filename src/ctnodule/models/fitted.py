@@ -53,15 +53,18 @@ class FittedModel:
 
     def found(self, slices: Sequence[Slice]) -> list[Slice]:
         """The samples this model judges: with a finder, each full slice's found nodule crop (`DataError`
-        naming the slices where none is found); samples found already, and any without a finder, as given."""
+        naming the slices where none is found; with a learned segmenter each candidate also on its learned
+        outline, `preprocess.segnet.with_learned_outlines`); samples found already, and any without a finder,
+        as given."""
         slices = list(slices)
         if self.finder is None:
             return slices
         from ctnodule.preprocess.find import FOUND_KEY, NoduleFinder
+        from ctnodule.preprocess.segnet import with_learned_outlines
 
         raw = [i for i, s in enumerate(slices) if FOUND_KEY not in s.meta]
         for i, s in zip(raw, NoduleFinder(**self.finder)([slices[i] for i in raw])):
-            slices[i] = s
+            slices[i] = s if self.segmenter is None else with_learned_outlines(s, self.segmenter)
         return slices
 
     def images(self, slices: Sequence[Slice]) -> np.ndarray:

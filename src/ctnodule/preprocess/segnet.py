@@ -31,8 +31,10 @@ import numpy as np
 
 from ctnodule.atomic import atomic_path
 from ctnodule.data.importers.voi import context_indices
+from ctnodule.data.measure import mask_geometry
 from ctnodule.data.slice import Slice
 from ctnodule.errors import DataError, RunError
+from ctnodule.preprocess.find import RUNNERS_UP_KEY, WEIGHT_KEY
 from ctnodule.runtime import torch_threads
 
 MM_PX = 0.75
@@ -210,6 +212,16 @@ class LearnedSegmenter:
         mask[zs[best]] = learned[best]
         return mask, int(zs[best])
 
+    def outline_sample(self, s: Slice) -> Slice | None:
+        """Nodule-view sample `s` with the mask of its decision slice re-outlined by the network, seeded at that
+        mask's centroid, its geometry (`mask_diameter_mm`, bbox, ...) measured anew; None where the learned
+        outline misses the given one (nothing better to offer)."""
+        mask = np.asarray(s.mask) > 0
+        learned = self.outline(_stack3(s.array)[None], np.argwhere(mask).mean(axis=0), s.spacing)[0]
+        if not (learned & mask).any():
+            return None
+        return s.replace(mask=learned.astype(np.uint8), meta={**s.meta, **mask_geometry(learned, s.spacing)})
+
     def state(self) -> dict[str, Any]:
         """What a checkpoint stores: the settings and the network's weights."""
         if self.net is None:
@@ -242,3 +254,22 @@ class LearnedSegmenter:
             return cls.from_state(torch.load(path, map_location="cpu", weights_only=False))
         except (OSError, KeyError, RuntimeError) as exc:
             raise RunError(f"{path}: not a learned segmenter ({exc}); retrain it") from exc
+
+
+def with_learned_outlines(found: Slice, segmenter: LearnedSegmenter) -> Slice:
+    """A found sample (`preprocess.find`, its runners-up too when the find is soft) whose every candidate is
+    judged twice, on its classical outline and on the one `segmenter` draws (`outline_sample`), each with half
+    the candidate's weight (the classical alone keeps it where the learned outline misses): what a find
+    recipe with `segmenter: learned` judges, `find.judged` averaging the two as it weighs the candidates.
+
+    Why: the shape and size descriptors follow the outline, and the two automatic outlines err differently
+    (see `predict.volume.judge_outlines`). On the composite CV's found crops (binary, 5 folds) the mean of
+    both lifted the AUC where the favourite lies in the nodule from 0.899 to 0.902 (learned alone: 0.896)."""
+    group: list[Slice] = []
+    for s in [found, *found.meta.get(RUNNERS_UP_KEY, [])]:
+        s = s.replace(meta={k: v for k, v in s.meta.items() if k != RUNNERS_UP_KEY})
+        weight = float(s.meta.get(WEIGHT_KEY, 1.0))
+        learned = segmenter.outline_sample(s)
+        both = [s] if learned is None else [s, learned]
+        group += [x.replace(meta={**x.meta, WEIGHT_KEY: weight / len(both)}) for x in both]
+    return group[0].replace(meta={**group[0].meta, RUNNERS_UP_KEY: group[1:]})

@@ -11,7 +11,10 @@ Every full slice is searched once per run (`find_inputs`) and each fold reuses t
   would teach the nodule's label on a vessel; the true mask chooses training rows only, as it labels the
   ranker's candidates); `find: truth` trains on crops around the true masks;
 - a held-out slice is always judged on its FOUND crop (with `find_top` > 1 on the ranker's k best crops, their
-  probabilities weighted by its scores; training uses each slice's favourite). Where nothing was found the
+  probabilities weighted by its scores; training uses each slice's favourite); with `segmenter: learned` each
+  fold first fits the learned segmenter on its training slices' TRUE crops and each judged crop is judged on
+  its classical and on its learned outline, averaged (`preprocess.segnet.with_learned_outlines`), as the
+  final model does at prediction. Where nothing was found the
   fold reports the training folds' class frequencies for it and counts it (`found.csv`, the log): the miss
   costs accuracy in the CV numbers instead of being dropped from them. At prediction time a miss is a
   `DataError`.
@@ -31,9 +34,10 @@ from ctnodule.errors import DataError
 from ctnodule.models.fitted import FittedModel
 from ctnodule.preprocess.find import FOUND_KEY, NoduleFinder, Probe, judged, ranked_sample, survey, truth_sample
 from ctnodule.preprocess.rank import CandidateRanker
+from ctnodule.preprocess.segnet import with_learned_outlines
 from ctnodule.recipe import TrainConfig
-from ctnodule.train.fold import train_fold
-from ctnodule.vocab import N_CLASSES
+from ctnodule.train.fold import fit_segmenter, train_fold
+from ctnodule.vocab import N_CLASSES, class_names
 
 
 @dataclasses.dataclass
@@ -45,7 +49,7 @@ class FindInputs:
     then collects each slice's pick by the fold that held it out (what `found.csv` shows)."""
 
     found: list[Slice | str]
-    truth: list[Slice] | None
+    truth: list[Slice | None] | None  # the crops at the true masks (`find: truth`, or to fit a learned segmenter)
     finder: NoduleFinder
     slices: list[Slice] | None = None
     probes: list[list[Probe] | str] | None = None
@@ -96,7 +100,12 @@ def find_inputs(cfg: TrainConfig, slices: Sequence[Slice], log: Callable[[str], 
     """Search every full slice once (and cut the true crops for `find: truth`); with a learned ranking,
     survey every slice's candidates once instead."""
     finder = NoduleFinder(top=cfg.find_top)
-    truth = [truth_sample(s) for s in slices] if cfg.find == "truth" else None
+    if cfg.find == "truth":
+        truth: list[Slice | None] | None = [truth_sample(s) for s in slices]
+    elif cfg.segmenter == "learned":  # a slice without a mask gives the segmenter nothing to learn from
+        truth = [truth_sample(s) if s.mask is not None and np.any(s.mask) else None for s in slices]
+    else:
+        truth = None
     if cfg.find_rank == "learned":
         probes: list[list[Probe] | str] = []
         for s in slices:
@@ -136,16 +145,25 @@ def train_found_fold(cfg: TrainConfig, inputs: FindInputs, frame: pd.DataFrame, 
         if len(train_rows) < len(train_idx):
             log(f"{f'fold {fold}' if fold >= 0 else 'final model'}: trained on the {len(train_rows)} of "
                 f"{len(train_idx)} training slices whose find lies in the nodule")
-    if len(train_rows) == 0:
-        raise DataError(f"fold {fold}: no nodule found on any training slice (or none where the slice's mask is)")
+    missing = sorted(set(y[np.asarray(train_idx, int)]) - set(y[train_rows]))
+    if missing:
+        raise DataError(f"fold {fold}: the finds lie in the nodule on {len(train_rows)} of {len(train_idx)} training "
+                        f"slices, none of class {[class_names(cfg.task)[c] for c in missing]}: nothing to train the "
+                        "nodule model on found crops; use find: truth (crops at the true masks) or more slices")
     pred_rows = np.asarray([i for i in held if ok(i)], dtype=int)
     train_crops = [inputs.truth[i] for i in train_rows] if cfg.find == "truth" else [found[int(i)] for i in train_rows]
-    judge, owner, decide = judged([found[int(i)] for i in pred_rows])
+    held_crops = [found[int(i)] for i in pred_rows]
+    segmenter = None
+    if cfg.segmenter == "learned":  # learns the drawn outline from the true crops, then outlines what is judged
+        segmenter = fit_segmenter(cfg, [inputs.truth[int(i)] for i in train_idx if inputs.truth[int(i)] is not None],
+                                  fold, log)
+        held_crops = [with_learned_outlines(s, segmenter) for s in held_crops]
+    judge, owner, decide = judged(held_crops)
     rows = np.concatenate([train_rows, pred_rows[owner]])
     model, history, proba = train_fold(cfg, train_crops + judge, frame.iloc[rows].reset_index(drop=True), y[rows],
                                        np.arange(len(train_rows)), fold, checkpoint, resume, log,
                                        predict_idx=None if predict_idx is None else
-                                       np.arange(len(train_rows), len(rows)))
+                                       np.arange(len(train_rows), len(rows)), segmenter=segmenter)
     model.finder = finder.get_params()
     if predict_idx is None:
         return model, history, None

@@ -33,7 +33,7 @@ from ctnodule.train.strategies import AugmentedRows, FoldData, strategy_for
 def train_fold(cfg: TrainConfig, slices: Sequence[Slice], frame: pd.DataFrame, y: np.ndarray,
                train_idx: np.ndarray, fold: int, checkpoint: Path, resume: bool = False,
                log: Callable[[str], None] = print, predict_idx: np.ndarray | None = None,
-               mask_copies: Sequence[Slice | None] | None = None,
+               mask_copies: Sequence[Slice | None] | None = None, segmenter: LearnedSegmenter | None = None,
                ) -> tuple[FittedModel, list[dict], np.ndarray | None]:
     """Fit pipeline, scaler, balancer and network on rows `train_idx`.
 
@@ -41,7 +41,9 @@ def train_fold(cfg: TrainConfig, slices: Sequence[Slice], frame: pd.DataFrame, y
     With `cfg.mask_augment`, the kept training rows' automatic-mask copies (`train.mask_augment`; `mask_copies`:
     made once for every row, else made here) join the training rows, preprocessed and scaled like them.
     Every row is preprocessed (with the pipeline fitted on the training rows): a frozen backbone's
-    features of the whole dataset then share one cache entry across folds.
+    features of the whole dataset then share one cache entry across folds. With `cfg.segmenter` learned the
+    model carries `segmenter`, or one fitted here on the training rows (a find recipe fits it on the true
+    crops first, to outline the crops it judges).
     """
     from ctnodule.balance import resolve
 
@@ -67,7 +69,7 @@ def train_fold(cfg: TrainConfig, slices: Sequence[Slice], frame: pd.DataFrame, y
                     checkpoint, resume, log, slices, augmented)
     model, history, proba = strategy.fit(data, predict_idx)
     if cfg.segmenter == "learned":
-        model.segmenter = fit_segmenter(cfg, train_slices, fold, log)
+        model.segmenter = segmenter or fit_segmenter(cfg, train_slices, fold, log)
     return model, history, proba
 
 
