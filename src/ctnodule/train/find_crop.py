@@ -138,16 +138,17 @@ def train_found_fold(cfg: TrainConfig, inputs: FindInputs, frame: pd.DataFrame, 
     def ok(i: int) -> bool:
         return not isinstance(found[int(i)], str)
 
+    name = f"fold {fold}" if fold >= 0 else "final model"
     if cfg.find == "truth":
         train_rows = np.asarray(train_idx, dtype=int)
     else:  # the finds that lie in the nodule: a wrong find's crop would teach the nodule's label on something else
         train_rows = np.asarray([i for i in train_idx if ok(i) and inputs.on_nodule(int(i), found[int(i)])], dtype=int)
         if len(train_rows) < len(train_idx):
-            log(f"{f'fold {fold}' if fold >= 0 else 'final model'}: trained on the {len(train_rows)} of "
+            log(f"{name}: trained on the {len(train_rows)} of "
                 f"{len(train_idx)} training slices whose find lies in the nodule")
     missing = sorted(set(y[np.asarray(train_idx, int)]) - set(y[train_rows]))
     if missing:
-        raise DataError(f"fold {fold}: the finds lie in the nodule on {len(train_rows)} of {len(train_idx)} training "
+        raise DataError(f"{name}: the finds lie in the nodule on {len(train_rows)} of {len(train_idx)} training "
                         f"slices, none of class {[class_names(cfg.task)[c] for c in missing]}: nothing to train the "
                         "nodule model on found crops; use find: truth (crops at the true masks) or more slices")
     pred_rows = np.asarray([i for i in held if ok(i)], dtype=int)
