@@ -36,7 +36,7 @@ class CandidateRanker:
             mask = np.asarray(mask).astype(bool)
             for p in slice_probes:
                 if p.mask is not None:
-                    x.append(p.features)
+                    x.append(p.features[self._columns()])
                     y.append(p.inside(mask))
         if len(set(y)) < 2:
             raise DataError(f"cannot learn the candidate ranking: of {len(y)} candidates on {len(masks)} training "
@@ -53,7 +53,12 @@ class CandidateRanker:
         """The probability that each probe's point lies inside the nodule."""
         if self.model is None:
             raise DataError("the candidate ranker is not fitted")
-        return self.model.predict_proba(np.stack([p.features for p in probes]))[:, 1]
+        return self.model.predict_proba(np.stack([p.features[self._columns()] for p in probes]))[:, 1]
+
+    def _columns(self) -> list[int]:
+        """Where this ranker's features lie in a probe's `FEATURES` vector: by name, so a ranker fitted before
+        `FEATURES` grew (pickled in a checkpoint) still reads the columns it was fitted on."""
+        return [FEATURES.index(name) for name in self.features]
 
     def pick(self, probes: Sequence[Probe]) -> Probe:
         """The probe scored highest (the first of equals, i.e. the stronger blob)."""
