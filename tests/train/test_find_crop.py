@@ -130,7 +130,8 @@ def test_soft_run_decides_on_the_rankers_best_candidates_weighted_by_its_scores(
         group = [f, *f.meta[RUNNERS_UP_KEY]]
         assert len(group) == fm.cfg.find_top
         each = fm.proba_from(fm.images(group), fm.extra(group))
-        np.testing.assert_allclose(p, np.array([g.meta[WEIGHT_KEY] for g in group]) @ each)
+        # float32 network outputs of differently composed batches: equal to ~1e-7, not bit for bit
+        np.testing.assert_allclose(p, np.array([g.meta[WEIGHT_KEY] for g in group]) @ each, rtol=1e-5)
     # the favourite's own crop alone decides otherwise: the runners-up count
     alone = fm.proba_from(fm.images(favourites), fm.extra(favourites))
     assert not np.allclose(alone, proba)
