@@ -1,17 +1,31 @@
-"""preprocess/find.py: the nodule is found on full phantom slices without their mask or position, and a slice
-without lungs or without any candidate is a reported error."""
+"""preprocess/find.py: the nodule is found on full phantom slices without their mask or position (a faint
+ground-glass one among the ground-glass candidates), and a slice without lungs or without any candidate is a
+reported error."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
+from ctnodule.data import phantom
 from ctnodule.data.dataset import SliceDataset
 from ctnodule.data.slice import Slice
 from ctnodule.errors import DataError
-from ctnodule.preprocess.find import FOUND_KEY, NoduleFinder, find_nodule, truth_sample, without_truth
+from ctnodule.preprocess.find import (
+    FEATURES,
+    FOUND_KEY,
+    NoduleFinder,
+    candidates,
+    find_nodule,
+    survey,
+    truth_sample,
+    without_truth,
+)
 from ctnodule.preprocess.inputs import load_slices
+from ctnodule.preprocess.lungmask import lung_mask_array
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +92,48 @@ def test_lungs_without_any_nodule_report_none_found():
     with pytest.raises(DataError, match="empty-lungs.*no nodule"):
         NoduleFinder()([Slice(img, (1.0, 1.0), {"sample_id": "empty-lungs"})])
     assert "no nodule" in NoduleFinder().try_each([Slice(img, (1.0, 1.0), {"sample_id": "x"})])[0]
+
+
+def _ground_glass_phantom(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A phantom patient's 2.5D stack (3 planes 2 mm apart, 0.7 mm pixels) through a pure ground-glass
+    nodule (-720 HU, 12 mm, round) in open lung, and the nodule's mask on the centre plane."""
+    rng = np.random.default_rng(seed)
+    patient = phantom.PhantomPatient(rng, 0.7, [])
+    spec = phantom.draw_nodule(rng, 3, (0.0, 0.0, 100.0))
+    centre = phantom.place_nodules(np.random.default_rng(seed + 100), patient, [3])[0].centre
+    patient.nodules = [dataclasses.replace(spec, centre=centre, density=-720.0, radius=6.0, radius_z=6.0, lobes=(),
+                                           spicules=(), halo=0.0)]
+    hu, labels = phantom.render_volume(patient, centre[2] - 2.0, 3, 2.0)
+    return hu, labels[1] == 1
+
+
+def _first_inside(found, mask: np.ndarray) -> int | None:
+    return next((k for k, c in enumerate(found) if mask[c.r, c.c]), None)
+
+
+def test_a_faint_ground_glass_nodule_is_among_the_candidates_by_the_ground_glass_source():
+    solid_only, both = [], []
+    for seed in range(4):
+        hu, mask = _ground_glass_phantom(seed)
+        lung = lung_mask_array(hu[1], (0.7, 0.7)).astype(bool)
+        solid_only.append(_first_inside(candidates(hu, (0.7, 0.7), lung, max_candidates=15, n_ground_glass=0), mask))
+        found = candidates(hu, (0.7, 0.7), lung, max_candidates=15, n_ground_glass=10)
+        k = _first_inside(found, mask)
+        both.append(k)
+        sources = [c.source for c in found]
+        assert sources == sorted(sources, key=lambda x: x != "solid") and sources.count("solid") <= 15
+        assert sources.count("ground_glass") <= 10
+    # measured: the solid window's 15 best hold it on 1 of these 4 patients (the vessels' cross-sections are
+    # stronger there), with the ground-glass candidates on all 4
+    assert all(k is not None for k in both), both
+    assert sum(k is not None for k in solid_only) <= 2, solid_only
+
+
+def test_a_ground_glass_candidate_segments_as_a_nodule():
+    hu, mask = _ground_glass_phantom(0)
+    probes = survey(Slice(hu, (0.7, 0.7), {"sample_id": "ggo", "slice_thickness": 2.0}))
+    on = [p for p in probes if p.inside(mask)]
+    assert on and on[0].cand.source == "ground_glass"
+    assert on[0].mask is not None  # the seed-point segmentation takes a -720 HU nodule, 12 mm across
+    assert on[0].features[FEATURES.index("diameter_mm")] > 8.0
+

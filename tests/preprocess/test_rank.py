@@ -42,7 +42,10 @@ def _hit(s: Slice, r: int, c: int) -> bool:
 
 def test_survey_describes_every_candidate_without_the_mask(surveyed):
     _, slices, probes = surveyed
-    assert all(1 <= len(p) <= 15 for p in probes) and max(len(p) for p in probes) == 15
+    solid = [sum(q.cand.source == "solid" for q in p) for p in probes]
+    glass = [sum(q.cand.source == "ground_glass" for q in p) for p in probes]
+    assert min(solid) >= 1 and max(solid) == 15 and max(glass) == 10  # the 15 best solid, 10 ground-glass
+    assert all(q.rank == k for p in probes for k, q in enumerate(p))
     p = next(p for p in probes[0] if p.mask is not None)
     assert p.features.shape == (len(FEATURES),) and np.isfinite(p.features).all()
     again = survey(slices[0])  # with its mask and position: the same candidates, the same features
