@@ -26,11 +26,14 @@ from ctnodule.pages import synthetic_banner
 from ctnodule.preprocess.composite import (
     CompositeConfig,
     Site,
+    choose_site,
     import_composite,
     make_graft,
     place,
     prepare_sites,
+    sample_rng,
 )
+from ctnodule.preprocess.lungmask import lung_mask_array
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +65,49 @@ def test_every_nodule_sits_inside_the_lungs_and_off_annotated_nodules(composite:
         stack = ds.context(i)
         assert np.array_equal(stack[:, ~footprint], site.bg.context[:, ~footprint])
         assert s.meta["patient_id"] == s.meta["nodule_patient_id"] and s.meta["source"] == "composite"
+
+
+def _lungs_around_a_mediastinum() -> tuple[Background, np.ndarray, np.ndarray]:
+    """A body (40 HU) whose lung (-850 HU) is one ring around a 30 mm soft-tissue mediastinum holding a 12 mm
+    trachea (-1000 HU): the lung mask fills the ring's hole (as where the two lungs touch at the anterior
+    junction), so it covers the mediastinum and the trachea."""
+    spacing = (0.7, 0.7)
+    yy, xx = (np.mgrid[:512, :512] - 255.5) * 0.7
+    rr = np.hypot(yy, xx)
+    hu = np.full((512, 512), -1000.0)
+    hu[np.hypot(yy / 1.3, xx) < 130] = 40.0
+    hu[(rr >= 15) & (rr < 80)] = -850.0
+    hu += np.random.default_rng(0).normal(0, 10, hu.shape)
+    hu[rr < 6] = -1000.0
+    bg = Background("M z=0", "M", "", 0.0, 0, spacing, 1.0, hu.astype(np.int16)[None], np.zeros(hu.shape, bool))
+    return bg, rr < 15, rr < 6
+
+
+def test_placement_stays_in_aerated_lung_when_the_lung_mask_covers_the_mediastinum():
+    """LIDC-IDRI-0002's slices z -129.5..-107 had nodules pasted into the mediastinum: the lung mask held it.
+    Every position drawn must keep the footprint `clearance_mm` off the soft tissue and out of the trachea."""
+    bg, mediastinum, trachea = _lungs_around_a_mediastinum()
+    cfg = CompositeConfig()
+    lung = lung_mask_array(bg.hu, bg.spacing).astype(bool)
+    assert lung[mediastinum].all()  # the trap: the lung mask itself includes the soft tissue
+    (site,) = prepare_sites([bg], cfg, Skips())
+    assert site.lung[mediastinum].mean() < 0.01 and not site.lung[trachea].any()  # (a few rim pixels stay)
+    outside_mm = ndi.distance_transform_edt(~mediastinum, sampling=bg.spacing)
+    for radius in (3.5, 6.0, 10.0):
+        for k in range(40):
+            _, r, c = choose_site([site], radius, sample_rng(k, "n"))
+            assert outside_mm[r, c] >= radius + cfg.clearance_mm - 0.01, (radius, r, c)
+
+
+def test_real_lidc_0002_placement_region_is_aerated(lidc_src: Path):
+    """On the real slices where LIDC-IDRI-0002's lungs touch (z -129.5..-107: one lung component, 14-16 % of
+    the lung mask soft tissue), the placement region is aerated lung like on its other slices (< 5 % above
+    -300 HU, vessels)."""
+    backgrounds = [b for b in load_backgrounds(lidc_src / "LIDC-IDRI-0002") if -130 <= b.slice_z <= -107]
+    assert len(backgrounds) >= 10
+    for site in prepare_sites(backgrounds, CompositeConfig(), Skips()):
+        soft = (site.bg.hu > -300)[site.lung].mean()
+        assert soft < 0.05, (site.bg.name, soft)
 
 
 def test_scale_is_kept_when_the_spacing_differs():
