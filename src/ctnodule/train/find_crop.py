@@ -32,7 +32,15 @@ import pandas as pd
 from ctnodule.data.slice import Slice
 from ctnodule.errors import DataError
 from ctnodule.models.fitted import FittedModel
-from ctnodule.preprocess.find import FOUND_KEY, NoduleFinder, Probe, judged, ranked_sample, survey, truth_sample
+from ctnodule.preprocess.find import (
+    FOUND_KEY,
+    NoduleFinder,
+    Probe,
+    judged,
+    ranked_sample,
+    survey,
+    truth_sample,
+)
 from ctnodule.preprocess.rank import CandidateRanker
 from ctnodule.preprocess.segnet import with_learned_outlines
 from ctnodule.recipe import TrainConfig
