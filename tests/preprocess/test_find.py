@@ -137,3 +137,10 @@ def test_a_ground_glass_candidate_segments_as_a_nodule():
     assert on[0].mask is not None  # the seed-point segmentation takes a -720 HU nodule, 12 mm across
     assert on[0].features[FEATURES.index("diameter_mm")] > 8.0
 
+
+
+def test_a_finder_saved_before_the_ground_glass_source_keeps_its_solid_candidates_only():
+    params = NoduleFinder(top=3).get_params()
+    assert NoduleFinder.from_params(params) == NoduleFinder(top=3)  # what a checkpoint stores comes back
+    del params["n_ground_glass"]  # a checkpoint written before the ground-glass candidates existed
+    assert NoduleFinder.from_params(params).n_ground_glass == 0

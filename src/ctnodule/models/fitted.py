@@ -63,7 +63,7 @@ class FittedModel:
         from ctnodule.preprocess.segnet import with_learned_outlines
 
         raw = [i for i, s in enumerate(slices) if FOUND_KEY not in s.meta]
-        for i, s in zip(raw, NoduleFinder(**self.finder)([slices[i] for i in raw])):
+        for i, s in zip(raw, NoduleFinder.from_params(self.finder)([slices[i] for i in raw])):
             slices[i] = s if self.segmenter is None else with_learned_outlines(s, self.segmenter)
         return slices
 

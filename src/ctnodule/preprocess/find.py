@@ -468,6 +468,12 @@ class NoduleFinder:
                 "n_candidates": self.n_candidates, "ranker": self.ranker, "top": self.top,
                 "n_ground_glass": self.n_ground_glass}
 
+    @classmethod
+    def from_params(cls, params: dict) -> NoduleFinder:
+        """The finder of a checkpoint's `get_params`. Parameters written before the ground-glass source existed
+        have no `n_ground_glass`: their ranker learned from solid candidates only and keeps seeing only those."""
+        return cls(**{"n_ground_glass": 0, **params})
+
     def find(self, s: Slice) -> Slice:
         return find_nodule(s, max_tries=self.max_tries, min_diameter_mm=self.min_diameter_mm, ranker=self.ranker,
                            n_candidates=self.n_candidates, n_ground_glass=self.n_ground_glass, top=self.top)
