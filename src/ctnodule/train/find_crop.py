@@ -32,15 +32,7 @@ import pandas as pd
 from ctnodule.data.slice import Slice
 from ctnodule.errors import DataError
 from ctnodule.models.fitted import FittedModel
-from ctnodule.preprocess.find import (
-    FOUND_KEY,
-    NoduleFinder,
-    Probe,
-    judged,
-    ranked_sample,
-    survey,
-    truth_sample,
-)
+from ctnodule.preprocess.find import NoduleFinder, Probe, judged, ranked_sample, survey, truth_sample
 from ctnodule.preprocess.rank import CandidateRanker
 from ctnodule.preprocess.segnet import with_learned_outlines
 from ctnodule.recipe import TrainConfig
@@ -101,7 +93,7 @@ class FindInputs:
         wrong find's crop shows a vessel or the chest wall under the nodule's label. A slice without a mask
         cannot tell and counts as found."""
         mask = None if self.slices is None else self.slices[i].mask
-        return mask is None or bool(np.asarray(mask)[crop.meta[FOUND_KEY], crop.meta["found_c"]])
+        return mask is None or bool(np.asarray(mask)[crop.meta["found_r"], crop.meta["found_c"]])
 
 
 def find_inputs(cfg: TrainConfig, slices: Sequence[Slice], log: Callable[[str], None]) -> FindInputs:

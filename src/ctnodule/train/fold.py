@@ -69,7 +69,7 @@ def train_fold(cfg: TrainConfig, slices: Sequence[Slice], frame: pd.DataFrame, y
                     checkpoint, resume, log, slices, augmented)
     model, history, proba = strategy.fit(data, predict_idx)
     if cfg.segmenter == "learned":
-        model.segmenter = segmenter or fit_segmenter(cfg, train_slices, fold, log)
+        model.segmenter = segmenter if segmenter is not None else fit_segmenter(cfg, train_slices, fold, log)
     return model, history, proba
 
 
