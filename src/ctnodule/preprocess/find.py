@@ -252,7 +252,7 @@ def find_nodule(s: Slice, *, max_tries: int = 5, min_diameter_mm: float = 3.0, c
         probes = survey(s, n_candidates=n_candidates, n_ground_glass=n_ground_glass,
                         min_diameter_mm=min_diameter_mm, **candidate_params)
         return ranked_sample(s, probes, ranker, min_diameter_mm, context, top)
-    stack, spacing3, _, found = _search(s, **candidate_params)
+    stack, spacing3, _, found = _search(s, n_ground_glass=n_ground_glass, **candidate_params)
     for rank, cand in enumerate(found[:max_tries]):
         mask, offset, _ = _segment(stack, spacing3, cand, min_diameter_mm)
         if mask is not None:
