@@ -68,6 +68,7 @@ from ctnodule.balance.generator import (
     save_generator,
     to_samples,
 )
+from ctnodule.data.measure import equivalent_diameter_mm
 from ctnodule.errors import ConfigError
 from ctnodule.runtime import torch_threads
 
@@ -351,8 +352,8 @@ class ConditionalDiffusion:
 def equivalent_diameter(masks: np.ndarray) -> np.ndarray:
     """Per mask (N, H, W): the diameter of the disc of the same area as a share of the side (0 = empty), the
     size the model is conditioned on (independent of the pixel spacing and the training resolution)."""
-    area = (np.asarray(masks) > 0).sum(axis=(1, 2))
-    return (2.0 * np.sqrt(area / math.pi) / masks.shape[-1]).astype(np.float32)
+    side = 1.0 / masks.shape[-1]
+    return equivalent_diameter_mm(masks, (side, side)).astype(np.float32)
 
 
 def _flip_rotate(x: torch.Tensor, k: int) -> torch.Tensor:
