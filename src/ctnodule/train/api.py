@@ -124,10 +124,11 @@ def _train(dataset: SliceDataset, paths: RunPaths, cfg: TrainConfig, weights_sta
     used_context = any(s.array.ndim == 3 for s in slices)
     if main:
         _write_config(paths, cfg, dataset, weights_status, used_context, len(splits))
+    inputs = slices  # what each fold trains on: the samples, or for find-then-classify their finds
     if cfg.find != "none":  # find-then-classify: every full slice searched once, its crops reused per fold
         from ctnodule.train.find_crop import find_inputs
 
-        slices = find_inputs(cfg, slices, log)
+        inputs = find_inputs(cfg, slices, log)
     copies = None
     if cfg.mask_augment and cfg.find == "none":  # every sample's automatic-mask copy made once, reused per fold
         from ctnodule.train.mask_augment import automatic_mask_copies
@@ -137,13 +138,13 @@ def _train(dataset: SliceDataset, paths: RunPaths, cfg: TrainConfig, weights_sta
 
     oof_parts, history = [], []
     for k, (tr, va) in enumerate(splits):
-        part, hist = _fold(paths, cfg, slices, frame, y, tr, va, k, resume, log, copies)
+        part, hist = _fold(paths, cfg, inputs, frame, y, tr, va, k, resume, log, copies)
         oof_parts.append(part)
         history += hist
     if cfg.find != "none" and main:  # after the folds: a learned ranking's finds are each fold's held-out picks
         with atomic_path(paths.root / "found.csv") as tmp:
-            slices.table(frame).to_csv(tmp, index=False)
-    final, hist = _final(paths, cfg, slices, frame, y, resume, log, copies)
+            inputs.table(frame).to_csv(tmp, index=False)
+    final, hist = _final(paths, cfg, inputs, frame, y, resume, log, copies)
     history += hist
     if not main:
         return paths.root
@@ -164,7 +165,7 @@ def _train(dataset: SliceDataset, paths: RunPaths, cfg: TrainConfig, weights_sta
     return paths.root
 
 
-def _fold(paths: RunPaths, cfg: TrainConfig, slices, frame: pd.DataFrame, y: np.ndarray, tr: np.ndarray,
+def _fold(paths: RunPaths, cfg: TrainConfig, inputs, frame: pd.DataFrame, y: np.ndarray, tr: np.ndarray,
           va: np.ndarray, k: int, resume: bool, log, copies=None) -> tuple[pd.DataFrame, list[dict]]:
     """Out-of-fold predictions of fold k (and its history), from its checkpoint when resuming."""
     if resume and paths.fold_model(k).is_file():
@@ -177,7 +178,7 @@ def _fold(paths: RunPaths, cfg: TrainConfig, slices, frame: pd.DataFrame, y: np.
             log(f"fold {k}: done earlier, reusing its checkpoint")
             return part, hist
     log(f"fold {k}: training on {len(tr)} samples, validating on {len(va)}")
-    model, hist, proba = _train_fold(cfg, slices, frame, y, tr, k, paths.fold_state(k), resume, log, va, copies)
+    model, hist, proba = _train_fold(cfg, inputs, frame, y, tr, k, paths.fold_state(k), resume, log, va, copies)
     part = pd.DataFrame({"sample_id": frame["sample_id"].astype(str).to_numpy()[va],
                          "patient_id": frame["patient_id"].astype(str).to_numpy()[va], "fold": k,
                          "y_true": y[va]})
@@ -189,7 +190,7 @@ def _fold(paths: RunPaths, cfg: TrainConfig, slices, frame: pd.DataFrame, y: np.
     return part, hist
 
 
-def _final(paths: RunPaths, cfg: TrainConfig, slices, frame, y, resume: bool, log, copies=None):
+def _final(paths: RunPaths, cfg: TrainConfig, inputs, frame, y, resume: bool, log, copies=None):
     if resume and paths.model.is_file():
         try:
             model, blob = FittedModel.load(paths.model)
@@ -197,7 +198,7 @@ def _final(paths: RunPaths, cfg: TrainConfig, slices, frame, y, resume: bool, lo
         except (RunError, KeyError) as exc:
             log(f"final model: corrupt checkpoint {paths.model} ({exc}); retraining it")
     log(f"final model: training on all {len(frame)} samples")
-    model, hist, _ = _train_fold(cfg, slices, frame, y, np.arange(len(frame)), -1, paths.fold_state(-1), resume,
+    model, hist, _ = _train_fold(cfg, inputs, frame, y, np.arange(len(frame)), -1, paths.fold_state(-1), resume,
                                  log, copies=copies)
     if distributed()[0] == 0:
         model.save(paths.model, {"history": hist, **model.info})
@@ -205,15 +206,15 @@ def _final(paths: RunPaths, cfg: TrainConfig, slices, frame, y, resume: bool, lo
     return model, hist
 
 
-def _train_fold(cfg: TrainConfig, slices, frame: pd.DataFrame, y: np.ndarray, tr: np.ndarray, k: int,
+def _train_fold(cfg: TrainConfig, inputs, frame: pd.DataFrame, y: np.ndarray, tr: np.ndarray, k: int,
                 checkpoint: Path, resume: bool, log, predict_idx: np.ndarray | None = None, copies=None):
-    """`train_fold`, or for a find-then-classify recipe (`slices` are then its `FindInputs`) the same on
-    the nodule crops. `copies`: `mask_augment`'s automatic-mask copy of every sample."""
+    """`train_fold` on the samples `inputs`, or for a find-then-classify recipe (`inputs` are then its
+    `FindInputs`) the same on the nodule crops. `copies`: `mask_augment`'s automatic-mask copy of every sample."""
     if cfg.find != "none":
         from ctnodule.train.find_crop import train_found_fold
 
-        return train_found_fold(cfg, slices, frame, y, tr, k, checkpoint, resume, log, predict_idx)
-    return train_fold(cfg, slices, frame, y, tr, k, checkpoint, resume, log, predict_idx=predict_idx,
+        return train_found_fold(cfg, inputs, frame, y, tr, k, checkpoint, resume, log, predict_idx)
+    return train_fold(cfg, inputs, frame, y, tr, k, checkpoint, resume, log, predict_idx=predict_idx,
                       mask_copies=copies)
 
 
