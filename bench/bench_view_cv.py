@@ -16,6 +16,7 @@ from the plain CV (`bench/compare_views.py --subset`).
 
 Run: python bench/bench_view_cv.py DATA OUT --view full --task binary --task multiclass \
         [--preset default] [--tabular descriptors --tabular none] [--epochs N] [--batch-size N] [--preprocess YAML]
+        [--no-mask-augment] [--segmenter classical]
 """
 
 from __future__ import annotations
@@ -73,6 +74,10 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--batch-size", type=int, default=None)
     ap.add_argument("--preprocess", default=None)
+    ap.add_argument("--no-mask-augment", action="store_true", help="the preset without its automatic-mask copies "
+                    "(`mask_augment`), as the default preset was before issue 12")
+    ap.add_argument("--segmenter", default=None, choices=["classical", "learned"], help="the preset's segmenter "
+                    "replaced (a learned one is fitted per fold; the CV's given masks never use it)")
     ap.add_argument("--name", default=None, help="run name prefix (default: VIEW-PRESET)")
     ap.add_argument("--split", default="patient", choices=["patient", "background"])
     args = ap.parse_args()
@@ -83,7 +88,8 @@ def main() -> None:
     for task in args.task or ["binary"]:
         for tabular in args.tabular or [None]:
             cfg = load_preset(args.preset, view=args.view, task=task, tabular=tabular, epochs=args.epochs,
-                              batch_size=args.batch_size, preprocess=args.preprocess)
+                              batch_size=args.batch_size, preprocess=args.preprocess,
+                              mask_augment=False if args.no_mask_augment else None, segmenter=args.segmenter)
             if slices is None:
                 slices = load_slices(ds, cfg.channels)
             name = f"{args.name or f'{args.view}-{args.preset}'}-{task}" + ("-image" if cfg.tabular == "none" else "")
