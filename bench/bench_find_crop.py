@@ -41,6 +41,7 @@ from scipy import ndimage as ndi
 from sklearn.metrics import roc_auc_score
 
 from ctnodule.data.dataset import SliceDataset
+from ctnodule.data.slice import Slice
 from ctnodule.data.splits import patient_kfold
 from ctnodule.explain.core import GROW_MM, explain_batch, to_input_frame
 from ctnodule.explain.gradcam import CamExplainer
@@ -94,21 +95,31 @@ def blob_from_survey(inputs: FindInputs) -> FindInputs:
     return FindInputs(found, inputs.truth, NoduleFinder(), inputs.slices)
 
 
-def real_check(path: Path, inputs: FindInputs) -> dict:
-    """Detection on another dataset's full slices (the real LIDC ones) by the blob order and by a ranker
-    fitted on ALL of this dataset's slices: does what the ranker learned on composites carry over?"""
+def real_check(path: Path, inputs: FindInputs, frame: pd.DataFrame) -> dict:
+    """Detection on another dataset's full slices (the real LIDC ones) by the blob order and by a learned
+    ranker: does what the ranker learned here carry over? Each real patient's slices are searched by a ranker
+    fitted on this dataset's slices that share neither nodule patient nor background patient with it
+    (`patient_id`, `bg_patient_id`): a composite set's backgrounds are those very real slices, and on them the
+    real nodule is labelled "not the nodule" (only the pasted one is), so a ranker fitted on all composites is
+    taught to pass over the nodules it is tested on (7 of 20 found that way, against 11 here)."""
     ds = SliceDataset(path).view("full")
     real = [load_slice(ds, i, "context") for i in range(len(ds))]
-    keep = [i for i, p in enumerate(inputs.probes) if not isinstance(p, str)]
-    ranker = CandidateRanker().fit([inputs.probes[i] for i in keep], [inputs.slices[i].mask for i in keep])
+    patients = ds.frame.patient_id.astype(str).to_numpy()
+    own = frame[[c for c in ("patient_id", "bg_patient_id") if c in frame]].astype(str).to_numpy()
+    found: dict[int, Slice | str] = {}
+    for patient in sorted(set(patients)):
+        keep = [i for i, p in enumerate(inputs.probes) if not isinstance(p, str) and patient not in own[i]]
+        ranker = CandidateRanker().fit([inputs.probes[i] for i in keep], [inputs.slices[i].mask for i in keep])
+        held = np.nonzero(patients == patient)[0]
+        for i, f in zip(held, NoduleFinder(ranker=ranker).try_each([real[i] for i in held])):
+            found[i] = f
     row = {"n": len(real)}
-    for name, finder in (("blob", NoduleFinder()), ("learned", NoduleFinder(ranker=ranker))):
-        det = detection(real, finder.try_each(real))
-        det.insert(0, "sample_id", ds.frame.sample_id.to_numpy())
+    for name, finds in (("blob", NoduleFinder().try_each(real)), ("learned", [found[i] for i in range(len(real))])):
+        det = detection(real, finds)
         row[f"{name}_in_nodule"] = int(det.in_nodule.sum())
         row[f"{name}_within_10mm"] = int((det.dist_mm <= 10).sum())
-    print(f"real full slices ({path}, n={len(real)}; ranker fitted on all {len(keep)} slices here): in nodule "
-          f"blob {row['blob_in_nodule']}, learned {row['learned_in_nodule']}; within 10 mm blob "
+    print(f"real full slices ({path}, n={len(real)}; rankers fitted per real patient on the slices here without "
+          f"it): in nodule blob {row['blob_in_nodule']}, learned {row['learned_in_nodule']}; within 10 mm blob "
           f"{row['blob_within_10mm']}, learned {row['learned_within_10mm']}")
     return row
 
@@ -296,7 +307,7 @@ def main() -> None:
                           "miss = no heat): " + json.dumps(means))
         # after the CV: a learned ranking's finds are each fold's held-out picks
         if rank == "learned" and args.real:
-            results["real_slices"] = real_check(args.real, inputs)
+            results["real_slices"] = real_check(args.real, inputs, frame)
         det = detection(slices, inputs.found)
         det.insert(0, "sample_id", frame.sample_id.to_numpy())
         det.to_csv(args.out / f"detection_{rank}.csv", index=False)
