@@ -6,9 +6,10 @@ temporary run folder whose model is `checkpoints/fold-k.pt` (same config and pip
 fold's validation rows (`splits/fold-k.csv`) with `explain_run`, and pools the per-sample records.
 
 Prints per fold and pooled: heat share inside the mask and inside the mask grown by 3 mm
-(`mean_cam_in_mask_3mm`, with the flat-map level), the pointing game (3 mm), and the CPU seconds.
+(`mean_cam_in_mask_3mm`, with the flat-map level), the pointing game (3 mm), on full slices whose pipeline
+masks the lungs the heat inside them (and their area share), and the CPU seconds.
 
-    PYTHONPATH=src OMP_NUM_THREADS=1 nice -n 10 python bench/bench_oof_gradcam.py RUN DATA --out DIR
+    PYTHONPATH=src OMP_NUM_THREADS=1 nice -n 10 python bench/bench_oof_gradcam.py RUN DATA --out DIR [--view full]
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from ctnodule.data.splits import load_splits
 from ctnodule.explain.stage import explain_run
 from ctnodule.runfolder import RunPaths
 
-KEYS = ("cam_in_mask", "pointing_game", "cam_in_mask_3mm", "area_fraction_3mm", "pointing_game_3mm")
+#: full slices whose pipeline masks the lungs add the heat inside them and their area share
+KEYS = ("cam_in_mask", "pointing_game", "cam_in_mask_3mm", "area_fraction_3mm", "pointing_game_3mm", "cam_in_lung",
+        "lung_area_fraction")
 
 
 def fold_run(run: Path, fold: int, tmp: Path) -> Path:
@@ -47,9 +50,10 @@ def main() -> None:
     ap.add_argument("run", type=Path)
     ap.add_argument("data", type=Path)
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--view", default="nodule", choices=["nodule", "full"], help="the run's view")
     args = ap.parse_args()
     c0, t0 = time.process_time(), time.time()
-    ds = SliceDataset(args.data).view("nodule")
+    ds = SliceDataset(args.data).view(args.view)
     frame = ds.frame.reset_index(drop=True)
     splits = load_splits(args.run, frame)
     records = []
