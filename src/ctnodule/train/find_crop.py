@@ -36,7 +36,7 @@ from ctnodule.preprocess.find import NoduleFinder, Probe, judged, ranked_sample,
 from ctnodule.preprocess.rank import CandidateRanker
 from ctnodule.preprocess.segnet import with_learned_outlines
 from ctnodule.recipe import TrainConfig
-from ctnodule.train.fold import fit_segmenter, train_fold
+from ctnodule.train.fold import fit_segmenter, fold_name, train_fold
 from ctnodule.vocab import N_CLASSES, class_names
 
 
@@ -138,7 +138,7 @@ def train_found_fold(cfg: TrainConfig, inputs: FindInputs, frame: pd.DataFrame, 
     def ok(i: int) -> bool:
         return not isinstance(found[int(i)], str)
 
-    name = f"fold {fold}" if fold >= 0 else "final model"
+    name = fold_name(fold)
     if cfg.find == "truth":
         train_rows = np.asarray(train_idx, dtype=int)
     else:  # the finds that lie in the nodule: a wrong find's crop would teach the nodule's label on something else

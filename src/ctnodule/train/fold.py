@@ -92,12 +92,17 @@ def _augmented(cfg: TrainConfig, slices: Sequence[Slice], rows: np.ndarray, pipe
     return AugmentedRows(np.asarray(rows)[have], images, extra)
 
 
+def fold_name(fold: int) -> str:
+    """How logs and errors name a training round: `fold k`, or the final model (fold -1, every sample)."""
+    return f"fold {fold}" if fold >= 0 else "final model"
+
+
 def fit_segmenter(cfg: TrainConfig, train_slices: Sequence[Slice], fold: int,
                   log: Callable[[str], None]) -> LearnedSegmenter:
     """The learned segmenter of this fold, fitted on its training samples only (held-out nodules are
     outlined by a network that never saw them, so the automatic-mask CV stays honest)."""
     started = time.process_time()
     segmenter = LearnedSegmenter(epochs=cfg.segmenter_epochs, seed=cfg.seed + max(fold, 0)).fit(train_slices, log)
-    log(f"{f'fold {fold}' if fold >= 0 else 'final model'}: learned segmenter fitted on {segmenter.n_train} "
+    log(f"{fold_name(fold)}: learned segmenter fitted on {segmenter.n_train} "
         f"nodules in {time.process_time() - started:.0f} CPU-s")
     return segmenter
